@@ -1,0 +1,153 @@
+"""Tests of the synthetic probes: copy, passkey retrieval and associative recall."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hope_jax.batches import TokenizedSplit
+from hope_jax.probes import (
+    PASSKEY_FILLER,
+    PASSKEY_INTRO,
+    associative_recall_examples,
+    copy_examples,
+    masked_accuracy,
+    passkey_example,
+    passkey_examples,
+    score_passkey,
+)
+from hope_jax.tokenizer import load_tokenizer
+
+EOS = 3
+
+
+def natural_split() -> TokenizedSplit:
+  """A stream of distinct tokens with an EOS every 50 tokens."""
+  tokens = np.arange(10, 2010, dtype=np.int32)
+  tokens[49::50] = EOS
+  return TokenizedSplit(tokens, np.arange(0, 2000, 50, dtype=np.int64), EOS)
+
+
+def test_copy_random_layout_and_mask() -> None:
+  ex = copy_examples(seed=0, num_examples=3, segment_length=8, gap=5, vocab_size=100)
+  assert ex.tokens.shape == (3, 21) and ex.tokens.dtype == np.int32
+  assert np.array_equal(ex.tokens[:, :8], ex.tokens[:, 13:])
+  assert ((ex.tokens >= 4) & (ex.tokens < 100)).all()
+  assert ex.target_mask[:, 14:].all() and not ex.target_mask[:, :14].any()
+  assert ex.num_targets == 3 * 7
+  assert masked_accuracy(ex.tokens, ex).tolist() == [1.0, 1.0, 1.0]
+  shifted = np.roll(ex.tokens, 1, axis=1)
+  assert masked_accuracy(shifted, ex).max() < 0.5
+
+
+def test_copy_is_seeded() -> None:
+  a = copy_examples(seed=1, num_examples=2, segment_length=6, gap=3, vocab_size=1000)
+  b = copy_examples(seed=1, num_examples=2, segment_length=6, gap=3, vocab_size=1000)
+  c = copy_examples(seed=2, num_examples=2, segment_length=6, gap=3, vocab_size=1000)
+  assert np.array_equal(a.tokens, b.tokens) and not np.array_equal(a.tokens, c.tokens)
+
+
+def test_copy_from_natural_text() -> None:
+  split = natural_split()
+  ex = copy_examples(seed=0, num_examples=4, segment_length=10, gap=20, source=split)
+  stream = np.asarray(split.tokens)
+  for row in ex.tokens:
+    start = int(np.flatnonzero(stream == row[0])[0])
+    assert np.array_equal(stream[start : start + 10], row[:10])  # a contiguous span
+    assert not (row == EOS).any()
+  mixed = copy_examples(
+      seed=0,
+      num_examples=2,
+      segment_length=10,
+      gap=20,
+      source=split,
+      gap_source="random",
+      vocab_size=50,
+  )
+  assert (mixed.tokens[:, 10:30] < 50).all()
+  with pytest.raises(ValueError, match="vocab_size"):
+    copy_examples(seed=0, num_examples=1, segment_length=4, gap=0, source="random")
+
+
+def test_passkey_layout() -> None:
+  tok = load_tokenizer()
+  ex = passkey_example(tok, length=600, depth=0.5, seed=7)
+  assert ex.tokens.shape == (600,) and 10_000 <= ex.key < 100_000
+  text = tok.decode(ex.tokens[: ex.metadata["num_tokens"]])
+  assert text.startswith(PASSKEY_INTRO)
+  assert f"The pass key is {ex.key}. Remember it. {ex.key} is the pass key." in text
+  assert text.endswith(f"What is the pass key? The pass key is {ex.key}")
+  longest_sentence = max(len(tok.encode(" " + s)) for s in PASSKEY_FILLER)
+  assert 600 - longest_sentence < ex.metadata["num_tokens"] <= 600
+  assert (ex.tokens[ex.metadata["num_tokens"] :] == tok.pad_id).all()
+  scored = ex.tokens[ex.target_mask]
+  assert tok.decode(scored).strip() == str(ex.key) and list(scored) == list(ex.answer_ids)
+  assert ex.target_mask.sum() == len(ex.answer_ids) and ex.target_mask[ex.answer_start]
+
+
+def test_passkey_depth_moves_the_needle() -> None:
+  tok = load_tokenizer()
+  starts = [
+      passkey_example(tok, length=400, depth=d, seed=3).metadata["needle_start"]
+      for d in (0.0, 0.5, 1.0)
+  ]
+  assert starts[0] == len(tok.encode(PASSKEY_INTRO)) and starts[0] < starts[1] < starts[2]
+  batch = passkey_examples(tok, length=300, depths=[0.0, 0.25, 1.0], seed=0)
+  assert batch.tokens.shape == (3, 300) and batch.target_mask.sum(axis=1).min() >= 5
+  with pytest.raises(ValueError, match="length=20"):
+    passkey_example(tok, length=20, depth=0.5, seed=0)
+  with pytest.raises(ValueError, match="depth=1.5"):
+    passkey_example(tok, length=300, depth=1.5, seed=0)
+
+
+def test_score_passkey_accepts_only_the_exact_key() -> None:
+  tok = load_tokenizer()
+  ex = passkey_example(tok, length=200, depth=0.3, seed=11)
+  key = str(ex.key)
+  wrong_digit = key[:-1] + str((int(key[-1]) + 1) % 10)
+  assert score_passkey(ex.tokens[ex.target_mask], ex)
+  assert score_passkey(tok.encode(key + ". Remember"), ex)
+  assert not score_passkey(tok.encode(wrong_digit), ex)
+  assert not score_passkey(tok.encode(key[:-1]), ex)  # a prefix
+  assert not score_passkey(tok.encode(key + "7"), ex)  # a longer number
+  assert not score_passkey([], ex)
+
+
+def test_associative_recall_words() -> None:
+  tok = load_tokenizer()
+  ex = associative_recall_examples(
+      tok, seed=0, num_pairs=6, num_queries=3, distance=60, num_examples=4
+  )
+  assert ex.tokens.shape[0] == 4 and ex.metadata["distances"].shape == (4, 3)
+  for row, mask, dist in zip(ex.tokens, ex.target_mask, ex.metadata["distances"]):
+    text = tok.decode(row[row != tok.pad_id])
+    lines = text.split("\n")
+    demos, queries = lines[:6], lines[-4:-1]
+    assert queries == demos[:3]  # the first demonstrations are queried, in order
+    values = tok.decode(row[mask]).split()
+    assert values == [d.split(": ")[1] for d in demos[:3]]
+    assert dist[0] == 60 and abs(dist - 60).max() <= 4
+  with pytest.raises(ValueError, match="distance=5"):
+    associative_recall_examples(tok, seed=0, num_pairs=6, num_queries=3, distance=5)
+
+
+def test_associative_recall_random_tokens_exact_distance() -> None:
+  ex = associative_recall_examples(
+      3000, seed=4, num_pairs=8, num_queries=4, distance=50, num_examples=3
+  )
+  assert (ex.metadata["distances"] == 50).all()
+  for row, mask in zip(ex.tokens, ex.target_mask):
+    demo_values = dict(zip(row[:16:2].tolist(), row[1:16:2].tolist()))
+    positions = np.flatnonzero(mask)
+    assert len(positions) == 4
+    for p in positions:
+      key, value = int(row[p - 1]), int(row[p])
+      assert demo_values[key] == value
+      demo_pos = int(np.flatnonzero(row[:16] == key)[0]) + 1
+      assert (p - 1) - (demo_pos + 1) == 50  # query start minus demonstration end
+  other = associative_recall_examples(
+      3000, seed=5, num_pairs=8, num_queries=4, distance=50, num_examples=3
+  )
+  assert not np.array_equal(ex.tokens, other.tokens)
+  with pytest.raises(ValueError, match="num_queries=9"):
+    associative_recall_examples(3000, seed=0, num_pairs=8, num_queries=9, distance=50)
