@@ -1,0 +1,264 @@
+"""Tests of the NNX transformer: config, encoders in the model, KV-cache decoding, GQA, remat."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from hope_jax import attention, encoders, kv_cache
+from hope_jax.model import Transformer, TransformerConfig, flops_per_token, num_params
+
+ENCODERS = ["rope", "hope", "nope", "p_rope", "partial_rope", "alibi", "kerple"]
+
+
+def _tokens(batch: int, length: int, seed: int = 0) -> jax.Array:
+  return jax.random.randint(jax.random.key(seed), (batch, length), 0, 128, jnp.int32)
+
+
+def _jit_forward(model: Transformer, **flags):
+  """Returns a jitted fn(tokens, positions=None, segment_ids=None) -> the model's output."""
+  graphdef, state = nnx.split(model)
+  fn = jax.jit(lambda s, *args: nnx.merge(graphdef, s)(*args, **flags))
+  return lambda *args: fn(state, *args)
+
+
+@pytest.mark.parametrize("encoder", ENCODERS)
+def test_kv_cache_decoding_matches_forward(tiny_config, encoder):
+  graphdef, state = nnx.split(Transformer(tiny_config(encoder=encoder), rngs=nnx.Rngs(0)))
+
+  @jax.jit
+  def run(state, tokens):
+    model = nnx.merge(graphdef, state)
+    cache = model.init_cache(2, 16)
+    first, cache = model.prefill(tokens[:, :5], cache)
+
+    def step(cache, token):
+      logits, cache = model.decode_step(token, cache)
+      return cache, logits
+
+    cache, rest = jax.lax.scan(step, cache, tokens[:, 5:].T)
+    decoded = jnp.concatenate([first, rest.transpose(1, 0, 2)], axis=1)
+    return model(tokens), decoded, cache.length
+
+  full, decoded, length = run(state, _tokens(2, 12))
+  np.testing.assert_allclose(decoded, full, rtol=1e-5, atol=1e-5)
+  assert int(length) == 12
+
+
+def test_kv_cache_rejects_overflow(tiny_config):
+  model = Transformer(tiny_config(), rngs=nnx.Rngs(0))
+  cache = model.init_cache(1, 4)
+  with pytest.raises(ValueError, match="max_length=4"):
+    model.prefill(_tokens(1, 5), cache)
+
+
+def test_generate_is_greedy_argmax(tiny_config):
+  model = Transformer(tiny_config(encoder="hope"), rngs=nnx.Rngs(1))
+  prompt = _tokens(2, 4)
+  out = kv_cache.generate(model, prompt, 5)
+  assert out.shape == (2, 9)
+  np.testing.assert_array_equal(out[:, :4], prompt)
+  # The model is causal: logits at t − 1 of the whole output are those of the prefix out[:, :t].
+  greedy = jnp.argmax(_jit_forward(model)(out)[:, 3:-1], axis=-1)
+  np.testing.assert_array_equal(out[:, 4:], greedy)
+
+
+def test_hope_bands_come_from_config_train_length(tiny_config):
+  cfg = tiny_config(encoder="hope", train_length=32)
+  kept = encoders.hope_kept_bands(cfg.head_dim, train_length=32)
+  assert cfg.encoding.num_rotated_bands == kept < cfg.head_dim // 2
+  model = Transformer(cfg, rngs=nnx.Rngs(0))
+  forward = _jit_forward(model)
+  tokens = _tokens(1, 64)  # longer than train_length: the cutoff must not move
+  np.testing.assert_allclose(forward(tokens)[:, :8], forward(tokens[:, :8]), rtol=1e-5, atol=1e-6)
+  other = dataclasses.replace(cfg, train_length=4096)
+  assert other.encoding.num_rotated_bands > kept
+  # Same parameters, longer training length: more bands rotate, so the output changes.
+  relabelled = nnx.merge(nnx.graphdef(nnx.eval_shape(lambda: Transformer(other, rngs=nnx.Rngs(0)))),
+                         nnx.state(model))
+  assert not np.allclose(_jit_forward(relabelled)(tokens[:, :8]), forward(tokens[:, :8]),
+                         atol=1e-4)
+
+
+def test_nope_is_identical_at_shifted_positions(tiny_config):
+  forward = _jit_forward(Transformer(tiny_config(encoder="nope"), rngs=nnx.Rngs(0)))
+  tokens = _tokens(2, 10)
+  positions = jnp.broadcast_to(jnp.arange(10, dtype=jnp.int32), (2, 10))
+  np.testing.assert_array_equal(forward(tokens, positions), forward(tokens, positions + 1000))
+
+
+def test_rope_is_shift_invariant_but_position_aware(tiny_config):
+  forward = _jit_forward(Transformer(tiny_config(encoder="rope"), rngs=nnx.Rngs(0)))
+  tokens = _tokens(1, 10)
+  pos = jnp.arange(10, dtype=jnp.int32)[None]
+  np.testing.assert_allclose(forward(tokens, pos), forward(tokens, pos + 37), rtol=1e-4,
+                             atol=1e-4)
+  assert not np.allclose(forward(tokens, pos), forward(tokens, pos * 3), atol=1e-4)
+
+
+def test_gqa_equals_mha_with_repeated_kv_weights(tiny_config):
+  gqa = Transformer(tiny_config(num_heads=4, num_kv_heads=2), rngs=nnx.Rngs(0))
+  assert gqa.blocks[0].attn.k_proj.shape == (64, 2, 16)
+  mha = Transformer(tiny_config(num_heads=4, num_kv_heads=4), rngs=nnx.Rngs(0))
+  for g, m in zip(gqa.blocks, mha.blocks):
+    m.attn.q_proj[...] = g.attn.q_proj[...]
+    m.attn.o_proj[...] = g.attn.o_proj[...]
+    m.attn.k_proj[...] = jnp.repeat(g.attn.k_proj[...], 2, axis=1)
+    m.attn.v_proj[...] = jnp.repeat(g.attn.v_proj[...], 2, axis=1)
+    for name in ("gate", "up", "down"):
+      getattr(m.mlp, name)[...] = getattr(g.mlp, name)[...]
+  mha.embedding[...] = gqa.embedding[...]
+  mha.lm_head[...] = gqa.lm_head[...]
+  tokens = _tokens(2, 9)
+  np.testing.assert_allclose(_jit_forward(gqa)(tokens), _jit_forward(mha)(tokens), rtol=1e-5,
+                             atol=1e-5)
+
+
+def test_tied_embeddings_share_the_table(tiny_config):
+  tied = Transformer(tiny_config(tie_embeddings=True), rngs=nnx.Rngs(0))
+  params = nnx.state(tied, nnx.Param)
+  assert "lm_head" not in params
+  count = sum(x.size for x in jax.tree.leaves(params))
+  assert count == num_params(tied.config) == num_params(tiny_config()) - 128 * 64
+  h = jax.random.normal(jax.random.key(3), (1, 3, 64))
+  expected = tied.final_norm(h) @ tied.embedding[...].T
+  np.testing.assert_allclose(tied.logits(h), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_num_params_and_flops(tiny_config):
+  cfg = tiny_config(encoder="kerple")
+  model = Transformer(cfg, rngs=nnx.Rngs(0))
+  assert sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param))) == num_params(cfg)
+  non_embedding = num_params(cfg, non_embedding=True)
+  assert non_embedding == num_params(cfg) - 128 * 64
+  assert flops_per_token(cfg, 32) == 6 * non_embedding + 6 * 2 * 32 * 64
+
+
+def test_remat_gives_the_same_gradients(tiny_config):
+  tokens = _tokens(2, 12)
+
+  def grads(cfg):
+    graphdef, params = nnx.split(Transformer(cfg, rngs=nnx.Rngs(0)))
+
+    def loss(p):
+      return jnp.mean(nnx.merge(graphdef, p)(tokens) ** 2)
+
+    return jax.jit(jax.grad(loss))(params), str(jax.make_jaxpr(loss)(params))
+
+  (base, plain), (rematted, checkpointed) = (
+      grads(tiny_config(encoder="kerple")), grads(tiny_config(encoder="kerple", remat=True)))
+  is_remat = lambda jaxpr: "remat" in jaxpr or "checkpoint" in jaxpr  # noqa: E731
+  assert is_remat(checkpointed) and not is_remat(plain)
+  for a, b in zip(jax.tree.leaves(base), jax.tree.leaves(rematted)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+  assert any(float(jnp.abs(a).max()) > 0 for a in jax.tree.leaves(base))
+
+
+def test_attention_and_prerotation_qk_outputs(tiny_config):
+  cfg = tiny_config(encoder="hope")
+  model = Transformer(cfg, rngs=nnx.Rngs(0))
+  tokens = _tokens(2, 10)
+  logits, extras = _jit_forward(model, return_attention=True, return_qk=True)(tokens)
+  np.testing.assert_allclose(logits, _jit_forward(model)(tokens), rtol=1e-5, atol=1e-5)
+  probs, q, k = extras["attention"], extras["q"], extras["k"]
+  assert probs.shape == (2, 2, 4, 10, 10) and q.shape == k.shape == (2, 2, 10, 4, 16)
+  np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+  assert float(jnp.abs(jnp.triu(probs, k=1)).max()) == 0.0
+  # Analysis tools rebuild the attention from the pre-rotation q, k and the encoder.
+  pos = jnp.arange(10)[None]
+  qr, kr = cfg.encoding.rotate(q[0], pos), cfg.encoding.rotate(k[0], pos)
+  scores = jnp.einsum("bthd,bshd->bhts", qr, kr) / np.sqrt(cfg.head_dim)
+  scores = jnp.where(jnp.tril(jnp.ones((10, 10), bool)), scores, -jnp.inf)
+  np.testing.assert_allclose(jax.nn.softmax(scores, -1), probs[0], rtol=1e-4, atol=1e-6)
+
+
+def test_segments_block_attention_across_documents(tiny_config):
+  model = Transformer(tiny_config(), rngs=nnx.Rngs(0))
+  forward = _jit_forward(model)
+  tokens = _tokens(1, 12)
+  segments = jnp.asarray([[0] * 5 + [1] * 7], jnp.int32)
+  positions = jnp.arange(12, dtype=jnp.int32)[None]
+  changed = tokens.at[:, :5].set((tokens[:, :5] + 1) % 128)
+  a, b = forward(tokens, positions, segments), forward(changed, positions, segments)
+  np.testing.assert_allclose(a[:, 5:], b[:, 5:], rtol=1e-5, atol=1e-6)
+  one_segment = jnp.zeros_like(segments)
+  assert not np.allclose(forward(tokens, positions, one_segment)[:, 5:],
+                         forward(changed, positions, one_segment)[:, 5:], atol=1e-5)
+  _, extras = _jit_forward(model, return_attention=True)(tokens, positions, segments)
+  assert float(extras["attention"][:, :, :, 5:, :5].max()) == 0.0
+
+
+def test_bfloat16_compute_keeps_float32_params_and_logits(tiny_config):
+  model = Transformer(tiny_config(dtype="bfloat16"), rngs=nnx.Rngs(0))
+  assert {x.dtype for x in jax.tree.leaves(nnx.state(model, nnx.Param))} == {jnp.dtype("float32")}
+  logits = _jit_forward(model)(_tokens(1, 8))
+  assert logits.dtype == jnp.float32
+  ref = _jit_forward(Transformer(tiny_config(), rngs=nnx.Rngs(0)))(_tokens(1, 8))
+  np.testing.assert_allclose(logits, ref, atol=5e-2)
+
+
+def test_kerple_parameters_are_learnable_and_clamped(tiny_config):
+  model = Transformer(tiny_config(encoder="kerple"), rngs=nnx.Rngs(0))
+  attn = model.blocks[0].attn
+  assert attn.kerple_p.shape == attn.kerple_a.shape == (4,)
+  assert float(attn.kerple_p[...].min()) >= attention.KERPLE_MIN
+  pos = jnp.arange(6)[None]
+  attn.kerple_p[...] = jnp.full((4,), -5.0)
+  bias = attn._bias(pos, pos)
+  attn.kerple_p[...] = jnp.full((4,), attention.KERPLE_MIN)
+  np.testing.assert_array_equal(bias, attn._bias(pos, pos))
+
+
+def test_auto_attention_implementation_rule():
+  pick = lambda **kw: attention.resolve_implementation(  # noqa: E731
+      "auto", **{"dtype": jnp.bfloat16, "head_dim": 64, "has_bias": False,
+                 "has_segments": False, "backend": "gpu", **kw})
+  assert pick() == "cudnn"
+  assert pick(dtype=jnp.float32) == "xla"
+  assert pick(head_dim=256) == "xla" and pick(head_dim=60) == "xla"
+  assert pick(has_bias=True) == "xla" and pick(has_segments=True) == "xla"
+  assert pick(backend="cpu") == "xla" and pick(backend="tpu") == "xla"
+  assert attention.resolve_implementation("splash", dtype=jnp.float32, head_dim=7,
+                                          has_bias=False, has_segments=False) == "splash"
+
+
+def test_splash_kernel_in_interpret_mode_matches_xla():
+  q, k, v = (jax.random.normal(jax.random.key(i), (1, 128, h, 16)) for i, h in enumerate((4, 2, 2)))
+  segments = jnp.asarray([[0] * 50 + [1] * 78], jnp.int32)
+  args = dict(bias=None, segment_ids=segments, scale=0.25)
+  np.testing.assert_allclose(attention.KERNELS["splash"](q, k, v, **args),
+                             attention.KERNELS["xla"](q, k, v, **args), rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match="multiple of 128"):
+    attention.KERNELS["splash"](q[:, :16], k[:, :16], v[:, :16], **args)
+
+
+@pytest.mark.parametrize("overrides, field", [
+    (dict(num_kv_heads=3), "num_kv_heads=3"),
+    (dict(dtype="fp8"), "dtype='fp8'"),
+    (dict(attention_impl="flash"), "attention_impl='flash'"),
+    (dict(remat="sometimes"), "remat='sometimes'"),
+    (dict(vocab_size=0), "vocab_size=0"),
+    (dict(encoder="sinusoidal"), "encoder='sinusoidal'"),
+    (dict(encoder="hope", encoder_params={"p": 0.5}), "'p'"),
+    (dict(encoder="alibi", attention_impl="splash"), "attention_impl='splash'"),
+    (dict(encoder="alibi", scaling="yarn", scaling_factor=2.0), "encoder='alibi'"),
+])
+def test_config_validation_names_field(tiny_config, overrides, field):
+  with pytest.raises(ValueError) as err:
+    tiny_config(**overrides)
+  assert field in str(err.value)
+
+
+def test_config_from_mapping_and_hashing():
+  cfg = TransformerConfig.from_mapping(dict(vocab_size=128, num_layers=2, embed_dim=64,
+                                            num_heads=4, encoder="hope",
+                                            encoder_params={"min_periods": 2.0}))
+  assert cfg.head_dim == 16 and cfg.num_kv_heads == 4 and cfg.mlp_dim == 256
+  assert cfg.encoder_params == (("min_periods", 2.0),) and cfg.remat == "none"
+  assert hash(cfg) == hash(TransformerConfig.from_mapping(dataclasses.asdict(cfg)))
+  with pytest.raises(ValueError, match="unknown TransformerConfig field.*'layers'"):
+    TransformerConfig.from_mapping(dict(vocab_size=128, layers=2, embed_dim=64, num_heads=4,
+                                        num_layers=2))
