@@ -1,0 +1,138 @@
+"""Tests of the training runner: exact resume, preemption, divergence, bad configs, mesh changes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from hope_jax import checkpointing, config_base, train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def small_config(**train_fields):
+  config = config_base.base_config()
+  config.model.update(dict(num_layers=1, embed_dim=64, num_heads=2, num_kv_heads=2, mlp_dim=128))
+  config.data.seq_len = 32
+  config.train.update(dict(steps=8, batch_size=8, learning_rate=1e-2, warmup_steps=2,
+                           log_every=1, checkpoint_every=4, tensorboard=False))
+  config.train.update(train_fields)
+  return config
+
+
+def losses(history):
+  return [(h["step"], h["loss"]) for h in history]
+
+
+def test_killed_and_resumed_run_reproduces_losses_bit_for_bit(tmp_path):
+  full = train.train(small_config(), str(tmp_path / "full"), verbose=False)
+  first = train.train(small_config(stop_after=3), str(tmp_path / "resumed"), verbose=False)
+  assert first["stopped_early"] and first["final_step"] == 3
+  second = train.train(small_config(), str(tmp_path / "resumed"), verbose=False)
+  assert second["start_step"] == 3 and second["final_step"] == 8
+  assert losses(first["history"]) + losses(second["history"]) == losses(full["history"])
+  # The metrics file of the resumed run holds the same records as the uninterrupted one.
+  def read(path):
+    with open(path / "metrics.jsonl") as f:
+      return [(r["step"], r["loss"]) for r in map(json.loads, f)]
+  assert read(tmp_path / "resumed") == read(tmp_path / "full")
+
+
+def test_workdir_records_config_version_and_devices(tmp_path):
+  train.train(small_config(steps=2, checkpoint_every=2), str(tmp_path), verbose=False)
+  info = json.loads((tmp_path / "run_info.json").read_text())
+  assert info["device_count"] == jax.device_count() and info["hope_jax"]
+  assert info["encoder"] == "rope" and info["train_length"] == 32
+  config = json.loads((tmp_path / "config.json").read_text())
+  assert config["data"]["seq_len"] == 32
+  assert checkpointing.Checkpointer(str(tmp_path)).latest_step() == 2
+
+
+def test_nan_loss_stops_with_step_and_checkpoint(tmp_path):
+  config = small_config(steps=6, learning_rate=1e35, warmup_steps=0, clip_norm=0.0,
+                        checkpoint_every=1, log_every=1)
+  with pytest.raises(train.TrainingDiverged, match=r"at step \d+.*checkpoint"):
+    train.train(config, str(tmp_path), verbose=False)
+  # Every saved checkpoint precedes the divergence.
+  steps = checkpointing.Checkpointer(str(tmp_path)).all_steps()
+  assert all(s < 6 for s in steps)
+
+
+def test_restore_onto_a_different_mesh(tmp_path):
+  config = small_config(steps=2, checkpoint_every=2)
+  config.mesh.update(dict(data=8, fsdp=1, tensor=1))
+  train.train(config, str(tmp_path), verbose=False)
+  saved = train.setup(config, str(tmp_path))
+  other = small_config(steps=2, checkpoint_every=2)
+  other.mesh.update(dict(data=2, fsdp=2, tensor=2))
+  moved = train.setup(other, str(tmp_path))
+  assert dict(moved.mesh.shape) == {"data": 2, "fsdp": 2, "tensor": 2}
+  for a, b in zip(jax.tree.leaves(saved.state.params), jax.tree.leaves(moved.state.params)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  mlp_up = moved.state.params["blocks"][0]["mlp"]["up"]
+  assert "tensor" in str(mlp_up.value.sharding.spec) and "fsdp" in str(mlp_up.value.sharding.spec)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("train.grad_accum_steps", 3, "grad_accum_steps"),
+    ("train.warmup_steps", 100, "warmup_steps"),
+    ("train.learning_rate", -1.0, "learning_rate"),
+    ("model.encoder", "hopee", "encoder"),
+    ("mesh.tensor", 3, "tensor"),
+    ("data.source", "web", "data.source"),
+    ("train.batch_size", 6, "batch"),
+])
+def test_bad_config_values_fail_before_compiling(tmp_path, field, value, message):
+  config = small_config()
+  section, key = field.split(".")
+  config[section][key] = value
+  with pytest.raises(ValueError, match=message):
+    train.setup(config, str(tmp_path))
+  assert not (tmp_path / "checkpoints").exists() or not os.listdir(tmp_path / "checkpoints")
+
+
+def test_encoder_params_not_taken_by_the_encoder_are_rejected():
+  config = small_config()
+  config_base.set_encoder(config, "hope", p=0.5)
+  with pytest.raises(ValueError, match="encoder_params.p"):
+    config_base.validate(config)
+
+
+def _cli(args, **kwargs):
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
+  return subprocess.Popen([sys.executable, "-m", "hope_jax", *args], cwd=REPO, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def test_cli_rejects_unknown_keys(tmp_path):
+  proc = _cli(["train", "--config=configs/tiny_cpu.py", f"--workdir={tmp_path}",
+               "--config.train.stepz=5"])
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode != 0 and "stepz" in out
+  assert not (tmp_path / "checkpoints").exists()
+
+
+def test_sigterm_saves_a_checkpoint_and_exits(tmp_path):
+  proc = _cli(["train", "--config=configs/tiny_cpu.py", f"--workdir={tmp_path}",
+               "--config.train.steps=100000", "--config.train.log_every=1",
+               "--config.train.checkpoint_every=100000", "--config.model.num_layers=1",
+               "--config.data.seq_len=32", "--config.train.batch_size=4",
+               "--config.train.tensorboard=False"])
+  metrics = tmp_path / "metrics.jsonl"
+  deadline = time.time() + 150
+  while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+    time.sleep(0.5)
+  assert proc.poll() is None, proc.communicate()[0]
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode == 0, out
+  steps = checkpointing.Checkpointer(str(tmp_path)).all_steps()
+  assert len(steps) == 1 and 2 <= steps[0] < 100000
+  last_logged = json.loads(metrics.read_text().splitlines()[-1])["step"]
+  assert steps[0] == last_logged
