@@ -159,6 +159,12 @@ def causal_mask(length: int) -> jax.Array:
   return jnp.tril(jnp.ones((length, length), bool))[None, None]
 
 
+def logn_factor(positions: jax.Array, train_length: int) -> jax.Array:
+  """Log-length query scale max(1, log(n+1)/log(L)) for query position n (1 within the training length)."""
+  n = positions.astype(jnp.float32) + 1.0
+  return jnp.maximum(1.0, jnp.log(n) / math.log(train_length))
+
+
 class Attention(nnx.Module):
   """Grouped-query self-attention; the encoder rotates q and k or adds a logit bias."""
 
@@ -208,6 +214,13 @@ class Attention(nnx.Module):
     """The logit scale: encoding.logit_scale / √head_dim."""
     return self.config.encoding.logit_scale / math.sqrt(self.config.head_dim)
 
+  def _logn(self, q: jax.Array, positions: jax.Array) -> jax.Array:
+    """Scales queries by logn_factor when config.logn_scaling is on (a no-op within L)."""
+    if not self.config.logn_scaling:
+      return q
+    factor = logn_factor(positions, self.config.train_length)[..., None, None]
+    return (q.astype(jnp.float32) * factor).astype(q.dtype)
+
   def _output(self, out: jax.Array) -> jax.Array:
     """Projects the attention output [B,T,N,D] back to the residual stream."""
     dtype = self.config.compute_jnp_dtype
@@ -225,6 +238,7 @@ class Attention(nnx.Module):
       extras["q"] = q.astype(jnp.float32)
       extras["k"] = jnp.repeat(k, group, axis=2).astype(jnp.float32)
     q, k = encoding.rotate(q, positions), encoding.rotate(k, positions)
+    q = self._logn(q, positions)
     bias = self._bias(positions, positions)
     if return_attention:
       mask = causal_mask(x.shape[1])
@@ -250,6 +264,7 @@ class Attention(nnx.Module):
     q, k, v = self._project(x)
     encoding = self.config.encoding
     q, k = encoding.rotate(q, positions), encoding.rotate(k, positions)
+    q = self._logn(q, positions)
     zero = jnp.zeros((), jnp.int32)
     keys = jax.lax.dynamic_update_slice(keys, k.astype(keys.dtype), (zero, start, zero, zero))
     values = jax.lax.dynamic_update_slice(values, v.astype(values.dtype),

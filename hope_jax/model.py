@@ -62,6 +62,7 @@ class TransformerConfig:
   scaling: str = "none"
   scaling_factor: float = 1.0
   attention_impl: str = "auto"
+  logn_scaling: bool = False  # scale queries by max(1, log(n+1)/log(train_length)) beyond L
   norm_eps: float = 1e-5
   init_std: float = 0.02
 
@@ -96,6 +97,7 @@ class TransformerConfig:
     _require(self.attention_impl in ATTENTION_IMPLS, "attention_impl", self.attention_impl,
              f"one of {ATTENTION_IMPLS}")
     _require(isinstance(self.tie_embeddings, bool), "tie_embeddings", self.tie_embeddings, "a bool")
+    _require(isinstance(self.logn_scaling, bool), "logn_scaling", self.logn_scaling, "a bool")
     _require(self.norm_eps > 0, "norm_eps", self.norm_eps, "> 0")
     _require(self.init_std > 0, "init_std", self.init_std, "> 0")
     encoding = self.encoding  # raises ValueError naming a bad encoder, parameter or scaling

@@ -262,3 +262,20 @@ def test_config_from_mapping_and_hashing():
   with pytest.raises(ValueError, match="unknown TransformerConfig field.*'layers'"):
     TransformerConfig.from_mapping(dict(vocab_size=128, layers=2, embed_dim=64, num_heads=4,
                                         num_layers=2))
+
+
+def test_logn_scaling_is_a_no_op_within_the_training_length_and_changes_beyond():
+  """Log-length query scaling leaves logits unchanged up to L and changes them past it."""
+  base = TransformerConfig(vocab_size=64, num_layers=1, embed_dim=32, num_heads=2, mlp_dim=64,
+                           dtype="float32", train_length=8, encoder="hope")
+  scaled = dataclasses.replace(base, logn_scaling=True)
+  model = Transformer(base, rngs=nnx.Rngs(0))
+  graphdef, state = nnx.split(model)
+  other = nnx.merge(nnx.split(nnx.eval_shape(lambda: Transformer(scaled, rngs=nnx.Rngs(0))))[0],
+                    state)
+  tokens = jax.random.randint(jax.random.key(1), (1, 16), 0, 64)
+  a, b = model(tokens), other(tokens)
+  np.testing.assert_allclose(a[:, :8], b[:, :8], rtol=1e-6, atol=1e-6)
+  assert not np.allclose(a[:, 9:], b[:, 9:], atol=1e-4)
+  factors = np.asarray(attention.logn_factor(jnp.arange(16), 8))
+  assert np.all(factors[:8] == 1.0) and factors[15] == pytest.approx(np.log(16) / np.log(8))
