@@ -101,6 +101,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.output_dir = ""  # under the workdir; "" = "eval", or "eval_<scaling>[_x<factor>]"
   c.eval.scaling = "none"  # "none" | "linear" | "ntk" | "yarn" | "llama3"
   c.eval.scaling_factor = 0.0  # 0 = evaluation length / training length
+  c.eval.logn_scaling = False  # evaluate with log-length query scaling (model.logn_scaling)
   c.eval.batch_tokens = 16384  # sequences per forward pass = max(1, batch_tokens // length)
   c.eval.logits_chunk = 8192  # the output head runs over slices of this many tokens (memory)
   c.eval.probe_seed = 0  # seeds every probe's examples

@@ -1,0 +1,136 @@
+"""PNG figures of the evaluation suite (matplotlib, Agg backend, imported lazily)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+CLASS_COLOURS = {"high": "tab:blue", "low": "tab:red", "unrotated": "tab:gray"}
+
+
+def _pyplot():
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  return plt
+
+
+def _save(fig, path: str) -> None:
+  fig.tight_layout()
+  fig.savefig(path)
+  _pyplot().close(fig)
+
+
+def heatmap(path: str, values: np.ndarray, *, x_labels: Sequence[str], y_labels: Sequence[str],
+            x_label: str, y_label: str, value_label: str, title: str,
+            marked_column: int | None = None) -> None:
+  """Writes an annotated [rows, columns] heat map in [0, 1] (NaN cells blank)."""
+  plt = _pyplot()
+  values = np.asarray(values, np.float64)
+  fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(x_labels), 1.4 + 0.5 * len(y_labels)), dpi=120)
+  image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", vmin=0.0, vmax=1.0,
+                    aspect="auto", origin="upper")
+  for (row, col), value in np.ndenumerate(values):
+    if math.isfinite(value):
+      ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=8,
+              color="white" if value < 0.5 else "black")
+  ax.set_xticks(range(len(x_labels)), x_labels)
+  ax.set_yticks(range(len(y_labels)), y_labels)
+  if marked_column is not None:
+    ax.axvline(marked_column, color="red", linewidth=2, alpha=0.6, label="training length")
+    ax.legend(fontsize=7, loc="upper right")
+  ax.set_xlabel(x_label)
+  ax.set_ylabel(y_label)
+  ax.set_title(title, fontsize=9)
+  fig.colorbar(image, ax=ax, label=value_label)
+  _save(fig, path)
+
+
+def distance_curves(path: str, distances: Sequence[float], curves: Mapping[str, Sequence[float]],
+                    *, y_label: str, title: str, marker: float | None = None) -> None:
+  """Writes curves versus relative distance on symmetric-log x and log y axes."""
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+  for label, ys in curves.items():
+    ax.plot(distances, ys, marker="o", markersize=3, label=label)
+  if marker:
+    ax.axvline(marker, color="gray", linestyle="--", linewidth=1, label="training length")
+  ax.set_xscale("symlog", linthresh=1.0)
+  ax.set_xlim(left=0)
+  positive = [y for ys in curves.values() for y in ys if y > 0]
+  if positive and max(positive) / min(positive) > 10:
+    ax.set_yscale("log")
+  ax.set_xlabel("relative distance n − m (tokens)")
+  ax.set_ylabel(y_label)
+  ax.set_title(title, fontsize=9)
+  ax.grid(True, which="both", alpha=0.3)
+  ax.legend(fontsize=7)
+  _save(fig, path)
+
+
+def band_panels(path: str, result: Mapping[str, Any], *, centers: Sequence[float], title: str,
+                max_layers: int = 6) -> None:
+  """Writes, per layer, a band × distance heat map of mean contributions and per-band q/k norms."""
+  plt = _pyplot()
+  layers = result["layers"]
+  shown = sorted({int(round(i)) for i in np.linspace(0, len(layers) - 1,
+                                                     min(max_layers, len(layers)))})
+  classes = result["band_classes"]
+  fig, axes = plt.subplots(len(shown), 2, figsize=(11, 2.6 * len(shown) + 0.6), dpi=110,
+                           squeeze=False)
+  for row, index in enumerate(shown):
+    layer = layers[index]
+    grid = np.asarray(layer["band_contribution"])  # [bands, buckets]
+    limit = float(np.nanmax(np.abs(grid))) or 1.0
+    ax = axes[row, 0]
+    image = ax.imshow(grid, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit,
+                      origin="lower", interpolation="nearest")
+    ticks = range(0, len(centers), max(1, len(centers) // 6))
+    ax.set_xticks(list(ticks), [f"{centers[i]:.0f}" for i in ticks])
+    ax.set_yticks(range(0, len(classes), max(1, len(classes) // 8)))
+    ax.set_ylabel(f"layer {index}: band i")
+    ax.set_xlabel("relative distance (bucket centre)")
+    fig.colorbar(image, ax=ax, label="mean q·k contribution")
+    ax = axes[row, 1]
+    bands = np.arange(len(classes))
+    colours = [CLASS_COLOURS[c] for c in classes]
+    ax.bar(bands - 0.2, layer["q_norm"], width=0.4, color=colours, alpha=0.9, label="|q⁽ⁱ⁾|")
+    ax.bar(bands + 0.2, layer["k_norm"], width=0.4, color=colours, alpha=0.45, label="|k⁽ⁱ⁾|")
+    ax.plot(bands, layer["band_mean_abs"], color="black", marker=".", linewidth=1,
+            label="mean |contribution|")
+    ax.set_xlabel("band i (fast → slow); blue ≥ 1 period in L, red < 1, gray unrotated")
+    ax.set_ylabel("RMS norm")
+    ax.legend(fontsize=7)
+  fig.suptitle(title, fontsize=9)
+  _save(fig, path)
+
+
+def metric_panels(path: str, panels: Mapping[str, Mapping[str, tuple[list, list, list]]], *,
+                  marker: float | None = None) -> None:
+  """Writes one panel per metric family: lines of (x, mean, spread) per run, log-x when spread."""
+  plt = _pyplot()
+  names = list(panels)
+  cols = min(3, len(names))
+  rows = -(-len(names) // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), dpi=110, squeeze=False)
+  for ax, name in zip(axes.ravel(), names):
+    xs_all = []
+    for label, (xs, means, spreads) in panels[name].items():
+      ax.errorbar(xs, means, yerr=spreads if any(spreads) else None, marker="o", capsize=3,
+                  label=label)
+      xs_all += list(xs)
+    positive = [x for x in xs_all if x > 0]
+    if positive and max(positive) / min(positive) >= 4:
+      ax.set_xscale("symlog" if min(xs_all) <= 0 else "log", **(
+          {"linthresh": min(positive)} if min(xs_all) <= 0 else {}))
+    if marker and name.endswith("@T"):
+      ax.axvline(marker, color="gray", linestyle="--", linewidth=1)
+    ax.set_title(name, fontsize=9)
+    ax.set_ylim(-0.03, 1.03)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=6)
+  for ax in axes.ravel()[len(names):]:
+    ax.set_visible(False)
+  _save(fig, path)
