@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import jax
@@ -17,6 +18,8 @@ class Checkpointer:
   """
 
   def __init__(self, workdir: str, *, keep: int = 2, async_save: bool = True):
+    if "://" not in str(workdir):  # orbax wants absolute paths; gs:// and friends already are
+      workdir = os.path.abspath(workdir)
     self.directory = epath.Path(workdir) / "checkpoints"
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            enable_async_checkpointing=async_save)

@@ -136,3 +136,10 @@ def test_sigterm_saves_a_checkpoint_and_exits(tmp_path):
   assert len(steps) == 1 and 2 <= steps[0] < 100000
   last_logged = json.loads(metrics.read_text().splitlines()[-1])["step"]
   assert steps[0] == last_logged
+
+
+def test_relative_workdir(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  summary = train.train(small_config(steps=2, checkpoint_every=2), "relative/run", verbose=False)
+  assert summary["final_step"] == 2
+  assert checkpointing.Checkpointer("relative/run").latest_step() == 2
