@@ -182,9 +182,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.train.min_lr_ratio must lie in [0, 1], got {t.min_lr_ratio!r}")
   if t.weight_decay < 0:
     raise ValueError(f"config.train.weight_decay must be >= 0, got {t.weight_decay!r}")
-  if t.warmup_steps > t.steps:
-    raise ValueError(f"config.train.warmup_steps={t.warmup_steps} exceeds "
-                     f"config.train.steps={t.steps}")
   if t.batch_size % t.grad_accum_steps:
     raise ValueError(f"config.train.batch_size={t.batch_size} is not divisible by "
                      f"config.train.grad_accum_steps={t.grad_accum_steps}")

@@ -8,11 +8,15 @@ import optax
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
-  """Linear warmup to train.learning_rate, then cosine decay to learning_rate · min_lr_ratio."""
+  """Linear warmup to train.learning_rate, then cosine decay to learning_rate · min_lr_ratio.
+
+  Warmup is capped at train.steps, so shortening a run with --config.train.steps just works.
+  """
   t = config.train
+  warmup = min(t.warmup_steps, t.steps)
   return optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=t.learning_rate, warmup_steps=t.warmup_steps,
-      decay_steps=max(t.steps, t.warmup_steps + 1), end_value=t.learning_rate * t.min_lr_ratio)
+      init_value=0.0, peak_value=t.learning_rate, warmup_steps=warmup,
+      decay_steps=max(t.steps, warmup + 1), end_value=t.learning_rate * t.min_lr_ratio)
 
 
 def decay_mask(params) -> object:

@@ -47,3 +47,10 @@ def test_clipping_bounds_the_update():
   assert float(optax.global_norm(clipped)) == pytest.approx(1.0, rel=1e-5)
   updates, _ = tx.update(huge, tx.init(params), params)
   assert np.all(np.isfinite(np.asarray(updates["w"])))
+
+
+def test_warmup_is_capped_at_the_run_length():
+  config = make_config()
+  config.train.update(dict(steps=5, warmup_steps=2000))
+  schedule = optim.learning_rate_schedule(config)
+  assert float(schedule(5)) == pytest.approx(1e-3)

@@ -81,7 +81,7 @@ def test_restore_onto_a_different_mesh(tmp_path):
 
 @pytest.mark.parametrize("field, value, message", [
     ("train.grad_accum_steps", 3, "grad_accum_steps"),
-    ("train.warmup_steps", 100, "warmup_steps"),
+    ("train.min_lr_ratio", 1.5, "min_lr_ratio"),
     ("train.learning_rate", -1.0, "learning_rate"),
     ("model.encoder", "hopee", "encoder"),
     ("mesh.tensor", 3, "tensor"),
