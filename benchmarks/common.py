@@ -1,0 +1,59 @@
+"""Shared pieces of the benchmark scripts: model presets as run configs, timing, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+from typing import Any, Callable
+
+import jax
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from hope_jax import config_base  # noqa: E402  pylint: disable=wrong-import-position
+
+# The PyTorch peer's shapes (../shared/bench/torch_peer.py): SwiGLU widths and heads per preset.
+PEER_SHAPES = {"110m": dict(layers=12, dim=768, heads=12, ff=2048),
+               "340m": dict(layers=24, dim=1024, heads=16, ff=2816)}
+
+
+def run_config(size: str, encoder: str, *, seq_len: int, batch_size: int, **model_fields):
+  """Returns a run config for a preset at a sequence length and global batch size (bf16)."""
+  config = config_base.base_config()
+  config_base.set_model_size(config, size)
+  config_base.set_encoder(config, encoder)
+  config.model.dtype = "bfloat16"
+  config.model.update(model_fields)
+  config.data.seq_len = seq_len
+  config.train.update(dict(steps=1000, batch_size=batch_size, warmup_steps=10))
+  return config
+
+
+def time_steps(fn: Callable[[], Any], *, warmup: int, steps: int) -> list[float]:
+  """Calls fn warmup times, then times each of `steps` calls (blocking on the result)."""
+  for _ in range(warmup):
+    jax.block_until_ready(fn())
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return times
+
+
+def summary(times: list[float]) -> dict[str, float]:
+  """Median and spread of step times, in ms."""
+  return {"step_ms": 1e3 * statistics.median(times), "step_ms_min": 1e3 * min(times),
+          "step_ms_max": 1e3 * max(times)}
+
+
+def write_json(path: str | None, record: Any) -> None:
+  """Appends one JSON record to path (if given) and prints it."""
+  line = json.dumps(record)
+  print(line, flush=True)
+  if path:
+    with open(path, "a", encoding="utf-8") as f:
+      f.write(line + "\n")

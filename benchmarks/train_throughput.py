@@ -1,0 +1,120 @@
+"""Training throughput of our train step next to the PyTorch peer, on the same device.
+
+    python3 benchmarks/train_throughput.py --shapes 110m:1024x64,110m:2048x32 \
+        --encoders rope,hope,nope --peer /path/to/torch_peer.py --out results.jsonl
+
+For each shape (preset:seq_lenxbatch) it times our jitted, sharded train step (AdamW, clipping,
+random tokens like the peer) for every encoder, runs the peer with the same shape in a subprocess,
+and prints a table: tokens/s, step time, MFU against 989 TFLOP/s dense bf16 (FLOPs counted the
+peer's way: 6·N_nonembedding + 6·layers·T·d per token), and our/peer ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+import jax
+import numpy as np
+
+from common import PEER_SHAPES, run_config, summary, time_steps, write_json  # noqa: I001
+from hope_jax import model, optim, sharding, train, train_step
+
+PEAK = 989e12
+
+
+def ours(size: str, encoder: str, seq_len: int, batch: int, *, steps: int, warmup: int,
+         attention_impl: str, remat: str, mesh_axes: dict[str, int] | None = None) -> dict:
+  """Times our train step; returns a record."""
+  config = run_config(size, encoder, seq_len=seq_len, batch_size=batch,
+                      attention_impl=attention_impl, remat=remat)
+  config.mesh.update(mesh_axes or {})
+  cfg = train.model_config(config)
+  mesh = sharding.make_mesh(sharding.MeshConfig.from_mapping(config.mesh))
+  rules = sharding.freeze_rules(config.mesh.rules.to_dict())
+  optimizer = optim.make_optimizer(config)
+  graphdef, state, shardings = train_step.create_train_state(cfg, optimizer, mesh=mesh,
+                                                             rules=rules)
+  step_fn = train_step.make_train_step(graphdef, optimizer, mesh=mesh, state_shardings=shardings,
+                                       rules=rules)
+  rng = np.random.default_rng(0)
+  tokens = train_step.global_batch(
+      {"tokens": rng.integers(0, cfg.vocab_size, (batch, seq_len + 1), dtype=np.int32)},
+      mesh, rules)
+  holder = {"state": state}
+
+  def one():
+    holder["state"], metrics = step_fn(holder["state"], tokens)
+    return metrics["loss"]
+
+  times = time_steps(one, warmup=warmup, steps=steps)
+  stats = summary(times)
+  tokens_per_s = batch * seq_len / (stats["step_ms"] / 1e3)
+  flops = model.flops_per_token(cfg, seq_len) * tokens_per_s / jax.device_count()
+  return {"impl": f"hope_jax-{encoder}", "size": size, "seq": seq_len, "batch": batch,
+          **stats, "tokens_per_s": round(tokens_per_s), "mfu": round(flops / PEAK, 4),
+          "devices": jax.device_count(), "device": jax.devices()[0].device_kind,
+          "params": model.num_params(cfg), "rotated_bands": cfg.encoding.num_rotated_bands,
+          "attention_impl": attention_impl, "remat": remat,
+          "mesh": dict(mesh.shape)}
+
+
+def peer(path: str, size: str, seq_len: int, batch: int, *, steps: int) -> dict | None:
+  """Runs the PyTorch peer with the same shape; returns its JSON line (or None on failure)."""
+  s = PEER_SHAPES[size]
+  cmd = [sys.executable, path, "--layers", str(s["layers"]), "--dim", str(s["dim"]),
+         "--heads", str(s["heads"]), "--ff", str(s["ff"]), "--seq", str(seq_len),
+         "--batch", str(batch), "--vocab", "16384", "--steps", str(steps)]
+  proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+  if proc.returncode != 0:
+    print(proc.stderr[-2000:], file=sys.stderr)
+    return None
+  return {"size": size, **json.loads(proc.stdout.strip().splitlines()[-1])}
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--shapes", default="110m:1024x64,110m:2048x32,110m:4096x16,340m:2048x32")
+  parser.add_argument("--encoders", default="rope,hope")
+  parser.add_argument("--steps", type=int, default=20)
+  parser.add_argument("--warmup", type=int, default=5)
+  parser.add_argument("--peer", default="", help="path to torch_peer.py; empty = no peer")
+  parser.add_argument("--attention_impl", default="auto")
+  parser.add_argument("--remat", default="none")
+  parser.add_argument("--mesh", default="", help="e.g. data=2,fsdp=2 (default: data over all)")
+  parser.add_argument("--batch_per_device", action="store_true",
+                      help="the shape's batch is per device (weak scaling)")
+  parser.add_argument("--out", default="")
+  args = parser.parse_args()
+  rows = []
+  for shape in args.shapes.split(","):
+    size, dims = shape.split(":")
+    seq_len, batch = map(int, dims.split("x"))
+    if args.batch_per_device:
+      batch *= jax.device_count()
+    reference = peer(args.peer, size, seq_len, batch, steps=30) if args.peer else None
+    if reference:
+      write_json(args.out, reference)
+    for encoder in args.encoders.split(","):
+      mesh_axes = {k: int(v) for k, v in (p.split("=") for p in args.mesh.split(",") if p)}
+      record = ours(size, encoder, seq_len, batch, steps=args.steps, warmup=args.warmup,
+                    attention_impl=args.attention_impl, remat=args.remat, mesh_axes=mesh_axes)
+      if reference:
+        record["peer_tokens_per_s"] = reference["tokens_per_s"]
+        record["ratio"] = round(record["tokens_per_s"] / reference["tokens_per_s"], 3)
+      write_json(args.out, record)
+      rows.append((record, reference))
+  print("\n| shape | impl | tokens/s | step ms | MFU | peer tokens/s | ours/peer |")
+  print("|---|---|---|---|---|---|---|")
+  for record, reference in rows:
+    print(f"| {record['size']} {record['seq']}×{record['batch']} | {record['impl']} | "
+          f"{record['tokens_per_s']:,} | {record['step_ms']:.1f} | {record['mfu']:.1%} | "
+          f"{reference['tokens_per_s']:,} | {record['ratio']:.2f} |" if reference else
+          f"| {record['size']} {record['seq']}×{record['batch']} | {record['impl']} | "
+          f"{record['tokens_per_s']:,} | {record['step_ms']:.1f} | {record['mfu']:.1%} | — | — |")
+
+
+if __name__ == "__main__":
+  main()
