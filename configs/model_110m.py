@@ -1,16 +1,9 @@
-"""The 110m preset (see hope_jax.config_base.MODEL_SIZES), bfloat16 compute, for accelerators."""
+"""The 110m preset (hope_jax.config_base.MODEL_SIZES) for accelerators, bfloat16 compute."""
 
 from hope_jax import config_base
 
 
 def get_config(encoder: str | None = None):
   """Returns the config; ``--config=configs/model_110m.py:hope`` picks the encoder."""
-  config = config_base.base_config()
-  config_base.set_model_size(config, "110m")
-  config_base.set_encoder(config, encoder or "rope")
-  config.model.dtype = "bfloat16"
-  config.data.seq_len = 1024
-  config.train.update(dict(steps=50000, batch_size=64, learning_rate=6e-4,
-                           warmup_steps=min(2000, 50000 // 10), log_every=100,
-                           checkpoint_every=1000, keep_checkpoints=3))
-  return config
+  return config_base.accelerator_config("110m", encoder, seq_len=1024, batch_size=64,
+                                        learning_rate=6e-4, steps=50000, shard_params=False)

@@ -1,16 +1,9 @@
-"""The 340m preset (see hope_jax.config_base.MODEL_SIZES), bfloat16 compute, for accelerators."""
+"""The 340m preset (hope_jax.config_base.MODEL_SIZES) for accelerators, bfloat16 compute."""
 
 from hope_jax import config_base
 
 
 def get_config(encoder: str | None = None):
   """Returns the config; ``--config=configs/model_340m.py:hope`` picks the encoder."""
-  config = config_base.base_config()
-  config_base.set_model_size(config, "340m")
-  config_base.set_encoder(config, encoder or "rope")
-  config.model.dtype = "bfloat16"
-  config.data.seq_len = 2048
-  config.train.update(dict(steps=100000, batch_size=32, learning_rate=3e-4,
-                           warmup_steps=min(2000, 100000 // 10), log_every=100,
-                           checkpoint_every=1000, keep_checkpoints=3))
-  return config
+  return config_base.accelerator_config("340m", encoder, seq_len=2048, batch_size=32,
+                                        learning_rate=3e-4, steps=100000, shard_params=False)

@@ -236,3 +236,25 @@ def set_encoder(config: ml_collections.ConfigDict, name: str, **params) -> ml_co
       raise ValueError(f"model.encoder_params has no field {key!r}")
     config.model.encoder_params[key] = value
   return config
+
+
+def accelerator_config(size: str, encoder: str | None, *, seq_len: int, batch_size: int,
+                       learning_rate: float, steps: int,
+                       shard_params: bool = False) -> ml_collections.ConfigDict:
+  """A preset for accelerators: bfloat16 compute, the size's model, and its training schedule.
+
+  ``shard_params`` shards parameters and optimizer state over all devices (fsdp) and
+  rematerialises each block, for models whose state does not fit one device.
+  """
+  config = base_config()
+  set_model_size(config, size)
+  set_encoder(config, encoder or "rope")
+  config.model.dtype = "bfloat16"
+  if shard_params:
+    config.model.remat = "full"
+    config.mesh.update(dict(fsdp=-1, data=1))
+  config.data.seq_len = seq_len
+  config.train.update(dict(steps=steps, batch_size=batch_size, learning_rate=learning_rate,
+                           warmup_steps=min(2000, steps // 10), log_every=100,
+                           checkpoint_every=1000, keep_checkpoints=3))
+  return config
