@@ -143,3 +143,14 @@ def test_relative_workdir(tmp_path, monkeypatch):
   summary = train.train(small_config(steps=2, checkpoint_every=2), "relative/run", verbose=False)
   assert summary["final_step"] == 2
   assert checkpointing.Checkpointer("relative/run").latest_step() == 2
+
+
+def test_an_unfinished_save_is_ignored_on_resume(tmp_path):
+  """A save killed midway leaves a *.orbax-checkpoint-tmp folder; resume uses the last finished one."""
+  train.train(small_config(steps=4, checkpoint_every=2), str(tmp_path), verbose=False)
+  broken = tmp_path / "checkpoints" / "6.orbax-checkpoint-tmp-1234"
+  broken.mkdir()
+  (broken / "partial").write_text("half a checkpoint")
+  assert checkpointing.Checkpointer(str(tmp_path)).latest_step() == 4
+  summary = train.train(small_config(steps=6, checkpoint_every=2), str(tmp_path), verbose=False)
+  assert summary["start_step"] == 4 and summary["final_step"] == 6
