@@ -279,8 +279,47 @@ def plot_summary(path: str, summaries: list[dict]) -> bool:
   return True
 
 
+def plot_position_loss(path: str, results: list[dict]) -> bool:
+  """Plots mean NLL versus position inside the window at the longest length most runs reach."""
+  counts: dict[int, int] = {}
+  for result in results:
+    for r in result["results"]:
+      counts[r["length"]] = counts.get(r["length"], 0) + 1
+  if not counts:
+    return False
+  length = max(n for n, c in counts.items() if c * 2 >= len(results))
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+  seen = set()
+  for result in results:
+    label = run_label(result["run"])
+    entry = next((r for r in result["results"] if r["length"] == length), None)
+    if entry is None or label in seen or not entry.get("position_buckets"):
+      continue
+    seen.add(label)  # the first seed of each run
+    buckets = entry["position_buckets"]
+    ax.plot([(b["start"] + b["end"]) / 2 for b in buckets], [b["nll"] for b in buckets],
+            marker="o", label=label)
+  train_length = results[0]["run"].get("train_length")
+  if train_length:
+    ax.axvline(train_length, color="gray", linestyle="--", linewidth=1, label="training length")
+  ax.set_xscale("log", base=2)
+  ax.set_xlabel("position inside the window (tokens, bucket centre)")
+  ax.set_ylabel("mean token NLL (nats)")
+  ax.set_title(f"Loss versus position, windows of {length:,} tokens")
+  ax.grid(True, which="both", alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+  return True
+
+
 def write_tables(run_dirs: Sequence[str], out: str) -> str:
-  """Writes OUT (markdown) and its siblings: .csv/.png (perplexity), _probes.csv/_probes.png."""
+  """Writes OUT (markdown) and its siblings: .csv/.png (perplexity), _positions.png (loss by
+  position), _probes.csv/_probes.png."""
   results = load_results(run_dirs)
   summaries = load_results(run_dirs, "summary.json")
   if not results and not summaries:
@@ -297,6 +336,7 @@ def write_tables(run_dirs: Sequence[str], out: str) -> str:
               "", perplexity_markdown(lengths, train_length, rows)]
     write_perplexity_csv(stem + ".csv", lengths, rows)
     plot_perplexity(stem + ".png", lengths, train_length, rows)
+    plot_position_loss(stem + "_positions.png", results)
   if summaries:
     parts += ["", "## Probe metrics",
               "Accuracy in [0, 1], mean ± standard deviation over seeds.", "",

@@ -24,7 +24,10 @@ def write_run(root, name, encoder, seed, perplexities, metrics=None, *, scaling=
   eval_dir = os.path.join(root, name, subdir)
   os.makedirs(eval_dir, exist_ok=True)
   results = [{"length": n, "multiple": n / 64, "nll": 0.0, "perplexity": p, "windows": 4,
-              "tokens": 4 * (n - 1)} for n, p in zip((64, 128), perplexities)]
+              "tokens": 4 * (n - 1),
+              "position_buckets": [{"start": 0, "end": n // 2, "nll": 3.0},
+                                   {"start": n // 2, "end": n - 1, "nll": 2.5}]}
+             for n, p in zip((64, 128), perplexities)]
   run = _run(encoder, seed, scaling)
   with open(os.path.join(eval_dir, "perplexity.json"), "w") as f:
     json.dump({"run": run, "results": results}, f)
@@ -74,7 +77,7 @@ def test_two_seeds_merge_into_mean_and_std(runs, tmp_path):
     probes = list(csv.DictReader(f))
   passkey = next(r for r in probes if r["run"] == "rope" and r["metric"] == "passkey_acc@T=64")
   assert float(passkey["mean"]) == pytest.approx(0.6) and passkey["examples"] == "10"
-  for name in ("table.png", "table_probes.png"):
+  for name in ("table.png", "table_probes.png", "table_positions.png"):
     assert (tmp_path / "out" / name).stat().st_size > 1000
 
 
