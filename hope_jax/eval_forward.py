@@ -44,18 +44,6 @@ def compile_body(body: Body, graphdef: nnx.GraphDef, params: nnx.State, model_st
   return fn
 
 
-def hidden_states(net: model.Transformer, tokens: jax.Array,
-                  positions: jax.Array | None = None) -> jax.Array:
-  """The residual stream after the last block [B, T, d] (Transformer.__call__ without the head)."""
-  batch, length = tokens.shape
-  if positions is None:
-    positions = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (batch, length))
-  x = net.embed(tokens)
-  for block in net.blocks:
-    x, _ = block(x, positions, None)
-  return x
-
-
 def next_token_outputs(net: model.Transformer, tokens: jax.Array,
                        positions: jax.Array | None = None, *,
                        chunk_tokens: int) -> dict[str, jax.Array]:
@@ -64,7 +52,7 @@ def next_token_outputs(net: model.Transformer, tokens: jax.Array,
   The output head runs over slices of about chunk_tokens tokens (B rows × T/n positions) in a
   sequential ``lax.map``, so at most one slice of float32 logits is alive at a time.
   """
-  x = hidden_states(net, tokens[:, :-1], None if positions is None else positions[:, :-1])
+  x = net.hidden_states(tokens[:, :-1], None if positions is None else positions[:, :-1])
   labels = tokens[:, 1:]
   batch, length, width = x.shape
   chunk = max(1, min(length, chunk_tokens // batch))

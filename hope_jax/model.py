@@ -258,6 +258,18 @@ class Transformer(nnx.Module):
     head_dim] in float32, k repeated over each GQA group (query head h reads kv head
     h // (num_heads // num_kv_heads)).
     """
+    x, per_layer = self._trunk(tokens, positions, segment_ids, return_attention=return_attention,
+                               return_qk=return_qk)
+    logits = self.logits(x)
+    if not (return_attention or return_qk):
+      return logits
+    stacked = {k: jnp.stack([e[k] for e in per_layer]) for k in per_layer[0]}
+    return logits, stacked
+
+  def _trunk(self, tokens: jax.Array, positions: jax.Array | None,
+             segment_ids: jax.Array | None, *, return_attention: bool = False,
+             return_qk: bool = False) -> tuple[jax.Array, list[dict[str, jax.Array]]]:
+    """Embedding and blocks: returns the residual stream [B, T, d] and per-layer extras."""
     tokens = jnp.asarray(tokens)
     batch, length = tokens.shape
     if positions is None:
@@ -275,11 +287,12 @@ class Transformer(nnx.Module):
     for block in self.blocks:
       x, extras = run(block, x, positions, segment_ids)
       per_layer.append(extras)
-    logits = self.logits(x)
-    if not (return_attention or return_qk):
-      return logits
-    stacked = {k: jnp.stack([e[k] for e in per_layer]) for k in per_layer[0]}
-    return logits, stacked
+    return x, per_layer
+
+  def hidden_states(self, tokens: jax.Array, positions: jax.Array | None = None,
+                    segment_ids: jax.Array | None = None) -> jax.Array:
+    """The residual stream after the last block [B, T, d], before the final norm and head."""
+    return self._trunk(tokens, positions, segment_ids)[0]
 
   def init_cache(self, batch_size: int, max_length: int) -> kv_cache.KVCache:
     """Returns an empty KV cache for batch_size rows of up to max_length tokens."""
