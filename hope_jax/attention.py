@@ -42,6 +42,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 KERPLE_MIN = 1e-2  # KERPLE's p and a are clamped to ≥ this in the forward pass.
 SPLASH_BLOCK = 128  # splash kernels tile the sequence in multiples of this.
+# Bias encoders (ALiBi, KERPLE) on the XLA path attend in query blocks of this many tokens once a
+# sequence is longer, so the [B, heads, T, T] bias never exists whole (long-context evaluation).
+BIAS_QUERY_BLOCK = 2048
 CUDNN_DTYPES = (jnp.bfloat16, jnp.float16)
 
 
@@ -214,6 +217,27 @@ class Attention(nnx.Module):
     """The logit scale: encoding.logit_scale / √head_dim."""
     return self.config.encoding.logit_scale / math.sqrt(self.config.head_dim)
 
+  def _blocked_bias_attention(self, q: jax.Array, k: jax.Array, v: jax.Array,
+                              positions: jax.Array) -> jax.Array:
+    """Causal attention with the encoder's bias, one block of BIAS_QUERY_BLOCK queries at a time."""
+    batch, length = q.shape[:2]
+    blocks = length // BIAS_QUERY_BLOCK
+    q_blocks = q.reshape(batch, blocks, BIAS_QUERY_BLOCK, *q.shape[2:]).swapaxes(0, 1)
+    p_blocks = positions.reshape(batch, blocks, BIAS_QUERY_BLOCK).swapaxes(0, 1)
+    starts = jnp.arange(blocks, dtype=jnp.int32) * BIAS_QUERY_BLOCK
+    columns = jnp.arange(length, dtype=jnp.int32)
+
+    def one(args):
+      q_block, p_block, start = args
+      rows = start + jnp.arange(BIAS_QUERY_BLOCK, dtype=jnp.int32)
+      mask = (rows[:, None] >= columns[None, :])[None, None]
+      bias = self._bias(p_block, positions)
+      return jax.nn.dot_product_attention(q_block, k, v, bias, mask, scale=self.scale,
+                                          implementation="xla")
+
+    out = jax.lax.map(one, (q_blocks, p_blocks, starts))
+    return out.swapaxes(0, 1).reshape(q.shape[:2] + out.shape[3:])
+
   def _logn(self, q: jax.Array, positions: jax.Array) -> jax.Array:
     """Scales queries by logn_factor when config.logn_scaling is on (a no-op within L)."""
     if not self.config.logn_scaling:
@@ -239,6 +263,12 @@ class Attention(nnx.Module):
       extras["k"] = jnp.repeat(k, group, axis=2).astype(jnp.float32)
     q, k = encoding.rotate(q, positions), encoding.rotate(k, positions)
     q = self._logn(q, positions)
+    length = x.shape[1]
+    if (encoding.bias is not None and not return_attention and segment_ids is None
+        and length > BIAS_QUERY_BLOCK and length % BIAS_QUERY_BLOCK == 0
+        and resolve_implementation(c.attention_impl, dtype=q.dtype, head_dim=c.head_dim,
+                                   has_bias=True, has_segments=False) == "xla"):
+      return self._output(self._blocked_bias_attention(q, k, v, positions)), extras
     bias = self._bias(positions, positions)
     if return_attention:
       mask = causal_mask(x.shape[1])

@@ -279,3 +279,19 @@ def test_logn_scaling_is_a_no_op_within_the_training_length_and_changes_beyond()
   assert not np.allclose(a[:, 9:], b[:, 9:], atol=1e-4)
   factors = np.asarray(attention.logn_factor(jnp.arange(16), 8))
   assert np.all(factors[:8] == 1.0) and factors[15] == pytest.approx(np.log(16) / np.log(8))
+
+
+@pytest.mark.parametrize("encoder", ["alibi", "kerple"])
+def test_blocked_bias_attention_matches_full(encoder, monkeypatch):
+  """Long sequences of bias encoders attend in query blocks; the logits must not change."""
+  config = TransformerConfig(vocab_size=64, num_layers=2, embed_dim=32, num_heads=4,
+                             num_kv_heads=2, mlp_dim=64, dtype="float32", train_length=8,
+                             encoder=encoder, attention_impl="xla")
+  model = Transformer(config, rngs=nnx.Rngs(0))
+  tokens = jax.random.randint(jax.random.key(2), (2, 32), 0, 64)
+  full = model(tokens)
+  monkeypatch.setattr(attention, "BIAS_QUERY_BLOCK", 8)
+  blocked = model(tokens)
+  np.testing.assert_allclose(blocked, full, rtol=1e-5, atol=1e-5)
+  grads = jax.grad(lambda m: jnp.sum(m(tokens)[:, -1]))(model)
+  assert all(np.all(np.isfinite(np.asarray(g))) for g in jax.tree.leaves(grads))
