@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from hope_jax import kv_cache, registry, sharding
+from hope_jax import kv_cache, mappings, registry, sharding
 from hope_jax.attention import Attention, param
 
 DTYPES: dict[str, Any] = {"bfloat16": jnp.bfloat16, "float32": jnp.float32,
@@ -125,11 +125,7 @@ class TransformerConfig:
   @classmethod
   def from_mapping(cls, mapping: Any) -> TransformerConfig:
     """Builds a config from a dict or ml_collections ConfigDict; unknown keys raise ValueError."""
-    mapping = dict(mapping.to_dict() if hasattr(mapping, "to_dict") else mapping)
-    unknown = sorted(set(mapping) - {f.name for f in dataclasses.fields(cls)})
-    if unknown:
-      raise ValueError(f"unknown TransformerConfig field(s) {unknown}")
-    return cls(**mapping)
+    return mappings.dataclass_from_mapping(cls, mapping)
 
 
 def num_params(config: TransformerConfig, *, non_embedding: bool = False) -> int:

@@ -20,6 +20,8 @@ from flax import nnx
 from flax.core import spmd as core_spmd
 from jax.sharding import NamedSharding, PartitionSpec
 
+from hope_jax import mappings
+
 if TYPE_CHECKING:  # pragma: no cover
   from hope_jax.model import Transformer, TransformerConfig
 
@@ -93,11 +95,7 @@ class MeshConfig:
   @classmethod
   def from_mapping(cls, mapping: Any) -> MeshConfig:
     """Builds a MeshConfig from a dict or ConfigDict; unknown keys raise ValueError naming them."""
-    mapping = dict(mapping.to_dict() if hasattr(mapping, "to_dict") else mapping)
-    unknown = sorted(set(mapping) - {f.name for f in dataclasses.fields(cls)})
-    if unknown:
-      raise ValueError(f"unknown MeshConfig field(s) {unknown}")
-    return cls(**mapping)
+    return mappings.dataclass_from_mapping(cls, mapping)
 
   def shape(self, num_devices: int) -> tuple[int, ...]:
     """Returns the (data, fsdp, tensor) sizes for num_devices, or raises naming the bad field."""
