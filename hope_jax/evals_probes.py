@@ -91,10 +91,7 @@ def copy_accuracy(predict: Predict, sources: Mapping[str, TokenizedSplit | str],
 def eval_copy(ctx: evaluate.EvalContext) -> dict[str, Any]:
   """Copy accuracy versus gap for each of eval.copy_sources."""
   e = ctx.config.eval
-  unknown = [s for s in e.copy_sources if s not in COPY_SOURCES]
-  if unknown:
-    raise ValueError(f"config.eval.copy_sources has unknown name(s) {unknown}; known: "
-                     f"{sorted(COPY_SOURCES)}")
+  evaluate.check_known_names("copy_sources", e.copy_sources, COPY_SOURCES)
   out = copy_accuracy(ctx.predict_tokens, {s: COPY_SOURCES[s](ctx) for s in e.copy_sources},
                       gaps=_multiples(e.copy_gaps, ctx.train_length, "copy_gaps"),
                       segment_length=e.copy_segment_length, num_examples=e.copy_examples,
@@ -227,10 +224,7 @@ def recall_accuracy(predict: Predict, sources: Mapping[str, Any], *, pairs: Sequ
 def eval_recall(ctx: evaluate.EvalContext) -> dict[str, Any]:
   """Associative recall over eval.recall_pairs × eval.recall_distances for each source."""
   e = ctx.config.eval
-  unknown = [s for s in e.recall_sources if s not in RECALL_SOURCES]
-  if unknown:
-    raise ValueError(f"config.eval.recall_sources has unknown name(s) {unknown}; known: "
-                     f"{sorted(RECALL_SOURCES)}")
+  evaluate.check_known_names("recall_sources", e.recall_sources, RECALL_SOURCES)
   out = recall_accuracy(ctx.predict_tokens, {s: RECALL_SOURCES[s](ctx) for s in e.recall_sources},
                         pairs=e.recall_pairs,
                         distances=_multiples(e.recall_distances, ctx.train_length,

@@ -254,13 +254,17 @@ def output_dir(config: ml_collections.ConfigDict, workdir: str) -> str:
                                                        if e.scaling_factor else "") + logn)
 
 
+def check_known_names(field: str, names, known) -> None:
+  """Raises ValueError naming config.eval.<field> when it lists names that are not in known."""
+  unknown = [n for n in names if n not in known]
+  if unknown:
+    raise ValueError(f"config.eval.{field} has unknown name(s) {unknown}; known: {sorted(known)}")
+
+
 def check_eval_config(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the config.eval field whose value the evaluations cannot use."""
   e = config.eval
-  unknown = [n for n in e.evaluations if n not in EVALUATIONS]
-  if unknown:
-    raise ValueError(f"config.eval.evaluations has unknown name(s) {unknown}; known: "
-                     f"{sorted(EVALUATIONS)}")
+  check_known_names("evaluations", e.evaluations, EVALUATIONS)
   if e.scaling not in SCALINGS:
     raise ValueError(f"config.eval.scaling must be one of {SCALINGS}, got {e.scaling!r}")
   if not (e.scaling_factor == 0 or e.scaling_factor >= 1):
