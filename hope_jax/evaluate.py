@@ -334,9 +334,11 @@ def fresh_context(config: ml_collections.ConfigDict, eval_dir: str, *,
   mesh = sharding.make_mesh(sharding.MeshConfig.from_mapping(config.mesh), devices)
   rules = sharding.freeze_rules(config.mesh.rules.to_dict())
   cfg = train.model_config(config)
+  optimizer = optax.identity()
   graphdef, state, shardings = train_step.create_train_state(
-      cfg, optax.identity(), mesh=mesh, rules=rules, seed=config.seed)
-  run = train.Run(config, mesh, rules, cfg, graphdef, state, shardings, checkpointer=None)
+      cfg, optimizer, mesh=mesh, rules=rules, seed=config.seed)
+  run = train.Run(config, mesh, rules, cfg, optimizer, graphdef, state, shardings,
+                  checkpointer=None)
   tok = tokenizer.load_tokenizer(config.data.tokenizer)
   return EvalContext(config, run, 0, tok, train.load_split(config, config.eval.split, tok),
                      eval_dir, verbose)

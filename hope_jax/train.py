@@ -13,7 +13,7 @@ from typing import Any
 
 import jax
 import ml_collections
-import numpy as np
+import optax
 
 import hope_jax
 from hope_jax import (batches, checkpointing, config_base, distributed, metrics, model, optim,
@@ -60,6 +60,7 @@ class Run:
   mesh: jax.sharding.Mesh
   rules: Any
   model_config: model.TransformerConfig
+  optimizer: optax.GradientTransformation
   graphdef: Any
   state: Any
   shardings: Any
@@ -82,7 +83,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str, *, restore: bool = Tr
                                     async_save=config.train.async_checkpoints)
   if restore and ckpt.latest_step() is not None:
     _, state = ckpt.restore(checkpointing.abstract_like(state, shardings))
-  return Run(config, mesh, rules, cfg, graphdef, state, shardings, ckpt)
+  return Run(config, mesh, rules, cfg, optimizer, graphdef, state, shardings, ckpt)
 
 
 def record_run_info(config: ml_collections.ConfigDict, workdir: str,
@@ -149,9 +150,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, verbose: bool = Tr
   record_run_info(config, workdir, cfg)
   tok = tokenizer.load_tokenizer(config.data.tokenizer)
   split = load_split(config, "train", tok)
-  optimizer = optim.make_optimizer(config)
   schedule = optim.learning_rate_schedule(config)
-  step_fn = train_step.make_train_step(run.graphdef, optimizer, mesh=run.mesh,
+  step_fn = train_step.make_train_step(run.graphdef, run.optimizer, mesh=run.mesh,
                                        state_shardings=run.shardings, rules=run.rules,
                                        grad_accum_steps=t.grad_accum_steps)
   is_main = jax.process_index() == 0
