@@ -25,9 +25,9 @@ from hope_jax import model, optim, sharding, train, train_step
 PEAK = 989e12
 
 
-def ours(size: str, encoder: str, seq_len: int, batch: int, *, steps: int, warmup: int,
-         attention_impl: str, remat: str, mesh_axes: dict[str, int] | None = None) -> dict:
-  """Times our train step; returns a record."""
+def build_step(size: str, encoder: str, seq_len: int, batch: int, *, attention_impl: str,
+               remat: str, mesh_axes: dict[str, int] | None = None):
+  """Returns (one, cfg, mesh): one() runs one train step on a fixed random batch, returning the loss."""
   config = run_config(size, encoder, seq_len=seq_len, batch_size=batch,
                       attention_impl=attention_impl, remat=remat)
   config.mesh.update(mesh_axes or {})
@@ -49,6 +49,14 @@ def ours(size: str, encoder: str, seq_len: int, batch: int, *, steps: int, warmu
     holder["state"], metrics = step_fn(holder["state"], tokens)
     return metrics["loss"]
 
+  return one, cfg, mesh
+
+
+def ours(size: str, encoder: str, seq_len: int, batch: int, *, steps: int, warmup: int,
+         attention_impl: str, remat: str, mesh_axes: dict[str, int] | None = None) -> dict:
+  """Times our train step; returns a record."""
+  one, cfg, mesh = build_step(size, encoder, seq_len, batch, attention_impl=attention_impl,
+                              remat=remat, mesh_axes=mesh_axes)
   times = time_steps(one, warmup=warmup, steps=steps)
   stats = summary(times)
   tokens_per_s = batch * seq_len / (stats["step_ms"] / 1e3)
