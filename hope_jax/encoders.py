@@ -18,6 +18,7 @@ rotation needs them as concrete arrays (NumPy or concrete JAX arrays), not trace
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal
 
@@ -224,6 +225,56 @@ def _merge_pairs(first: jax.Array, second: jax.Array, layout: str) -> jax.Array:
   return jnp.stack([first, second], axis=-1).reshape(*first.shape[:-1], -1)
 
 
+def _rotate_pairs(x: jax.Array, cos: jax.Array, sin: jax.Array, plan: tuple) -> jax.Array:
+  """Rotates x's pairs by the angles whose cos/sin are given; plan = (layout, kept) is static.
+
+  ``kept`` is an int k when the rotating bands are the prefix [0, k) (cos/sin then hold k bands
+  and the rest of x is copied), or a tuple of booleans, one per band (cos/sin hold every band).
+  """
+  layout, kept = plan
+  first, second = _split_pairs(x, layout)
+  if isinstance(kept, int):
+    a, b = first[..., :kept], second[..., :kept]
+  else:
+    a, b = first, second
+  af, bf = a.astype(jnp.float32), b.astype(jnp.float32)
+  new_a = (af * cos - bf * sin).astype(x.dtype)
+  new_b = (bf * cos + af * sin).astype(x.dtype)
+  if isinstance(kept, int):
+    if kept < first.shape[-1]:
+      new_a = jnp.concatenate([new_a, first[..., kept:]], axis=-1)
+      new_b = jnp.concatenate([new_b, second[..., kept:]], axis=-1)
+  else:
+    mask = jnp.asarray(np.asarray(kept))
+    new_a, new_b = jnp.where(mask, new_a, first), jnp.where(mask, new_b, second)
+  return _merge_pairs(new_a, new_b, layout)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _rotate(x: jax.Array, cos: jax.Array, sin: jax.Array, plan: tuple) -> jax.Array:
+  """_rotate_pairs with a backward pass that is itself one rotation (by the negated angles).
+
+  A rotation is orthogonal, so its vector-Jacobian product is the inverse rotation: one fused
+  elementwise pass over the cotangent, where autodiff of the slices and concatenations would
+  pad, add and copy.  Angles come from integer positions, so cos/sin get no gradient.
+  """
+  return _rotate_pairs(x, cos, sin, plan)
+
+
+def _rotate_fwd(x, cos, sin, plan):
+  """Forward pass of _rotate: keeps only cos and sin for the backward pass."""
+  return _rotate_pairs(x, cos, sin, plan), (cos, sin)
+
+
+def _rotate_bwd(plan, residuals, cotangent):
+  """Backward pass of _rotate: rotates the cotangent back; cos and sin get zero cotangents."""
+  cos, sin = residuals
+  return (_rotate_pairs(cotangent, cos, -sin, plan), jnp.zeros_like(cos), jnp.zeros_like(sin))
+
+
+_rotate.defvjp(_rotate_fwd, _rotate_bwd)
+
+
 def apply_rotary(x: jax.Array, positions, frequencies, *,
                  layout: Layout = "split_half") -> jax.Array:
   """Rotates each pair i of x's last axis by position · frequencies[i]; 0-frequency pairs pass through.
@@ -232,7 +283,8 @@ def apply_rotary(x: jax.Array, positions, frequencies, *,
   ``x.shape[:-2]``; frequencies: concrete ``[head_dim // 2]``.  ``layout="split_half"`` pairs
   channel i with i + head_dim/2 (Llama/GPT-NeoX); ``"interleaved"`` pairs 2i with 2i + 1 (GPT-J).
   Sin and cos are computed in float32 and only the result is cast back to x.dtype.  Pairs whose
-  frequency is 0 come out bit-identical to the input.
+  frequency is 0 come out bit-identical to the input.  The gradient with respect to x is the
+  inverse rotation of the cotangent (a custom VJP: one pass, like the forward).
   """
   if layout not in LAYOUTS:
     raise ValueError(f"layout must be one of {LAYOUTS}, got layout={layout!r}")
@@ -246,30 +298,14 @@ def apply_rotary(x: jax.Array, positions, frequencies, *,
   if not rotated.any():
     return x
   # Only bands that rotate do work; kept bands of HoPE/p-RoPE are a prefix in practice.
-  kept = np.flatnonzero(rotated)
-  prefix = kept.size == kept[-1] + 1
-  first, second = _split_pairs(x, layout)
-  if prefix:
-    k = kept.size
-    a, b = first[..., :k], second[..., :k]
-    band_freqs = freqs[:k]
+  kept_bands = np.flatnonzero(rotated)
+  if kept_bands.size == kept_bands[-1] + 1:
+    kept: int | tuple[bool, ...] = int(kept_bands.size)
+    band_freqs = freqs[:kept]
   else:
-    a, b = first, second
-    band_freqs = freqs
+    kept, band_freqs = tuple(bool(r) for r in rotated), freqs
   angles = rotation_angles(positions, band_freqs)[..., None, :]  # [..., seq, 1, bands]
-  cos, sin = jnp.cos(angles), jnp.sin(angles)
-  af, bf = a.astype(jnp.float32), b.astype(jnp.float32)
-  new_a = (af * cos - bf * sin).astype(x.dtype)
-  new_b = (bf * cos + af * sin).astype(x.dtype)
-  if prefix:
-    new_first = jnp.concatenate([new_a, first[..., k:]], axis=-1) if k < first.shape[-1] else new_a
-    new_second = (jnp.concatenate([new_b, second[..., k:]], axis=-1)
-                  if k < second.shape[-1] else new_b)
-  else:
-    mask = jnp.asarray(rotated)
-    new_first = jnp.where(mask, new_a, first)
-    new_second = jnp.where(mask, new_b, second)
-  return _merge_pairs(new_first, new_second, layout)
+  return _rotate(x, jnp.cos(angles), jnp.sin(angles), (layout, kept))
 
 
 def apply_rope(x: jax.Array, positions, *, base: float = 10000.0,

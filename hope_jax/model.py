@@ -145,6 +145,33 @@ def flops_per_token(config: TransformerConfig, seq_len: int) -> int:
           + 6 * config.num_layers * seq_len * config.embed_dim)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def float32_logits(spec: str, x: jax.Array, w: jax.Array) -> jax.Array:
+  """einsum(spec, x, w) accumulated and returned in float32; its backward multiplies in x's dtype.
+
+  Autodiff of a float32-output product would hand the float32 cotangent to two float32 matrix
+  products (x's and w's gradients, the largest in the step at a 16k vocabulary).  Here the
+  cotangent is cast to the compute dtype first, as mixed-precision training does for every other
+  layer, so both run as bf16 products with float32 accumulation; the forward logits stay float32.
+  """
+  return jnp.einsum(spec, x, w, preferred_element_type=jnp.float32)
+
+
+def _float32_logits_fwd(spec, x, w):
+  """Forward pass of float32_logits: keeps x and w."""
+  return float32_logits(spec, x, w), (x, w)
+
+
+def _float32_logits_bwd(spec, residuals, cotangent):
+  """Backward pass of float32_logits: the product's VJP with the cotangent in x's dtype."""
+  x, w = residuals
+  _, vjp = jax.vjp(lambda x, w: jnp.einsum(spec, x, w), x, w)
+  return vjp(cotangent.astype(x.dtype))
+
+
+float32_logits.defvjp(_float32_logits_fwd, _float32_logits_bwd)
+
+
 class RMSNorm(nnx.Module):
   """Root-mean-square layer norm with a learned scale, computed in float32."""
 
@@ -235,12 +262,10 @@ class Transformer(nnx.Module):
     x = self.final_norm(x)
     dtype = self.config.compute_jnp_dtype
     if self.config.tie_embeddings:
-      out = jnp.einsum("btd,vd->btv", x, self.embedding[...].astype(dtype),
-                       preferred_element_type=jnp.float32)
+      out = float32_logits("btd,vd->btv", x, self.embedding[...].astype(dtype))
     else:
-      out = jnp.einsum("btd,dv->btv", x, self.lm_head[...].astype(dtype),
-                       preferred_element_type=jnp.float32)
-    return sharding.constrain(out.astype(jnp.float32), ("batch", "length", "vocab"))
+      out = float32_logits("btd,dv->btv", x, self.lm_head[...].astype(dtype))
+    return sharding.constrain(out, ("batch", "length", "vocab"))
 
   def __call__(self, tokens: jax.Array, positions: jax.Array | None = None,
                segment_ids: jax.Array | None = None, *, return_attention: bool = False,

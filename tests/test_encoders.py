@@ -241,6 +241,31 @@ def test_jit_vmap_grad():
   np.testing.assert_allclose(grad, x, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("layout", ["split_half", "interleaved"])
+@pytest.mark.parametrize("name", ["rope", "hope", "non_prefix"])
+def test_vjp_is_the_inverse_rotation_float64(layout, name):
+  freqs = {
+      "rope": encoders.rope_frequencies(64),
+      "hope": encoders.hope_frequencies(64, train_length=512),
+      "non_prefix": encoders.rope_frequencies(64) * (np.arange(32) % 3 != 1),  # masked path
+  }[name]
+  rng = np.random.default_rng(2)
+  positions = rng.integers(0, 2**16, size=(2, 48)).astype(np.int32)
+  x, cotangent = random_x((2, 48, 3, 64), seed=3), random_x((2, 48, 3, 64), seed=4)
+  _, vjp = jax.vjp(lambda x: encoders.apply_rotary(x, positions, freqs, layout=layout), x)
+  (grad,) = vjp(cotangent)
+  # Rᵀ g = R(−θ) g: rotating by the negated positions.
+  expected = reference_rotary(np.asarray(cotangent), -positions, freqs, layout)
+  assert grad.dtype == jnp.float32
+  assert relative_error(grad, expected) < 1e-5
+  # The same through jit and through a bfloat16 input (the cotangent then is bfloat16).
+  xb = x.astype(jnp.bfloat16)
+  _, vjp_b = jax.jit(lambda x: jax.vjp(
+      lambda x: encoders.apply_rotary(x, positions, freqs, layout=layout), x))(xb)
+  (grad_b,) = vjp_b(cotangent.astype(jnp.bfloat16))
+  assert grad_b.dtype == jnp.bfloat16 and relative_error(grad_b, expected) < 1e-2
+
+
 def test_traced_frequencies_are_rejected():
   x = random_x((1, 4, 1, 8))
   with pytest.raises(ValueError, match="concrete"):

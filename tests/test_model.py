@@ -9,7 +9,8 @@ import pytest
 from flax import nnx
 
 from hope_jax import attention, encoders, kv_cache
-from hope_jax.model import Transformer, TransformerConfig, flops_per_token, num_params
+from hope_jax.model import (Transformer, TransformerConfig, float32_logits, flops_per_token,
+                            num_params)
 
 ENCODERS = ["rope", "hope", "nope", "p_rope", "partial_rope", "alibi", "kerple"]
 
@@ -198,6 +199,34 @@ def test_bfloat16_compute_keeps_float32_params_and_logits(tiny_config):
   assert logits.dtype == jnp.float32
   ref = _jit_forward(Transformer(tiny_config(), rngs=nnx.Rngs(0)))(_tokens(1, 8))
   np.testing.assert_allclose(logits, ref, atol=5e-2)
+
+
+@pytest.mark.parametrize("spec", ["btd,dv->btv", "btd,vd->btv"])
+def test_float32_logits_forward_and_bf16_backward_match_float64(spec):
+  rng = np.random.default_rng(0)
+  x64 = rng.standard_normal((2, 8, 16))
+  w64 = rng.standard_normal((16, 40) if spec.endswith("dv->btv") else (40, 16))
+  g64 = rng.standard_normal((2, 8, 40))
+  x, w = jnp.asarray(x64, jnp.bfloat16), jnp.asarray(w64, jnp.bfloat16)
+  xr, wr = np.asarray(x, np.float64), np.asarray(w, np.float64)  # the bf16 values exactly
+  out, vjp = jax.vjp(lambda x, w: float32_logits(spec, x, w), x, w)
+  assert out.dtype == jnp.float32
+  np.testing.assert_allclose(out, np.einsum(spec, xr, wr), rtol=1e-6, atol=1e-5)
+  dx, dw = vjp(jnp.asarray(g64, jnp.float32))
+  assert dx.dtype == dw.dtype == jnp.bfloat16
+  gr = np.asarray(jnp.asarray(g64, jnp.bfloat16), np.float64)  # the cotangent, cast to bf16
+  if spec.endswith("dv->btv"):
+    ref_dx, ref_dw = np.einsum("btv,dv->btd", gr, wr), np.einsum("btd,btv->dv", xr, gr)
+  else:
+    ref_dx, ref_dw = np.einsum("btv,vd->btd", gr, wr), np.einsum("btd,btv->vd", xr, gr)
+  np.testing.assert_allclose(np.asarray(dx, np.float64), ref_dx, rtol=2e-2, atol=5e-2)
+  np.testing.assert_allclose(np.asarray(dw, np.float64), ref_dw, rtol=2e-2, atol=5e-2)
+  # In float32 it is plain autodiff of the float32 product.
+  xf, wf = x.astype(jnp.float32), w.astype(jnp.float32)
+  grads = jax.grad(lambda x, w: jnp.sum(float32_logits(spec, x, w) ** 2), (0, 1))(xf, wf)
+  plain = jax.grad(lambda x, w: jnp.sum(jnp.einsum(spec, x, w) ** 2), (0, 1))(xf, wf)
+  for a, b in zip(grads, plain):
+    np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
 def test_kerple_parameters_are_learnable_and_clamped(tiny_config):
