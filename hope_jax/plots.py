@@ -8,6 +8,14 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 CLASS_COLOURS = {"high": "tab:blue", "low": "tab:red", "unrotated": "tab:gray"}
+_MARKERS = ("o", "s", "^", "D", "v", "P")
+_LINESTYLES = ("-", "--", ":", "-.")
+
+
+def series_style(index: int) -> dict[str, Any]:
+  """Colour, line style and marker of the index-th line: no two of the first 40 look alike."""
+  return {"color": f"C{index % 10}", "linestyle": _LINESTYLES[index // 10 % len(_LINESTYLES)],
+          "marker": _MARKERS[index // 10 % len(_MARKERS)]}
 
 
 def _pyplot():
@@ -53,8 +61,8 @@ def distance_curves(path: str, distances: Sequence[float], curves: Mapping[str, 
   """Writes curves versus relative distance on symmetric-log x and log y axes."""
   plt = _pyplot()
   fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-  for label, ys in curves.items():
-    ax.plot(distances, ys, marker="o", markersize=3, label=label)
+  for index, (label, ys) in enumerate(curves.items()):
+    ax.plot(distances, ys, markersize=3, label=label, **series_style(index))
   if marker:
     ax.axvline(marker, color="gray", linestyle="--", linewidth=1, label="training length")
   ax.set_xscale("symlog", linthresh=1.0)
@@ -117,9 +125,9 @@ def metric_panels(path: str, panels: Mapping[str, Mapping[str, tuple[list, list,
   fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), dpi=110, squeeze=False)
   for ax, name in zip(axes.ravel(), names):
     xs_all = []
-    for label, (xs, means, spreads) in panels[name].items():
-      ax.errorbar(xs, means, yerr=spreads if any(spreads) else None, marker="o", capsize=3,
-                  label=label)
+    for index, (label, (xs, means, spreads)) in enumerate(panels[name].items()):
+      ax.errorbar(xs, means, yerr=spreads if any(spreads) else None, capsize=3, label=label,
+                  **series_style(index))
       xs_all += list(xs)
     positive = [x for x in xs_all if x > 0]
     if positive and max(positive) / min(positive) >= 4:

@@ -138,12 +138,12 @@ def plot_perplexity(path: str, lengths: list[int], train_length: int, rows: list
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-  for row in rows:
+  for index, row in enumerate(rows):
     xs = [n for n in lengths if math.isfinite(row["cells"][n]["mean"])]
     ys = [row["cells"][n]["mean"] for n in xs]
     errs = [row["cells"][n]["spread"] for n in xs]
-    ax.errorbar(xs, ys, yerr=errs if any(errs) else None, marker="o", capsize=3,
-                label=row["label"])
+    ax.errorbar(xs, ys, yerr=errs if any(errs) else None, capsize=3, label=row["label"],
+                **plots.series_style(index))
   if train_length:
     ax.axvline(train_length, color="gray", linestyle="--", linewidth=1, label="training length")
   ax.set_xscale("log", base=2)
@@ -301,7 +301,7 @@ def plot_position_loss(path: str, results: list[dict]) -> bool:
     seen.add(label)  # the first seed of each run
     buckets = entry["position_buckets"]
     ax.plot([(b["start"] + b["end"]) / 2 for b in buckets], [b["nll"] for b in buckets],
-            marker="o", label=label)
+            label=label, **plots.series_style(len(seen) - 1))
   train_length = results[0]["run"].get("train_length")
   if train_length:
     ax.axvline(train_length, color="gray", linestyle="--", linewidth=1, label="training length")

@@ -105,3 +105,9 @@ def test_table_command_line(runs, tmp_path):
                         env={**os.environ, "JAX_PLATFORMS": "cpu"})
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "11.00 ± 1.41" in proc.stdout and os.path.exists(out)
+
+
+def test_series_styles_stay_distinct_past_ten_lines():
+  from hope_jax import plots
+  styles = [tuple(sorted(plots.series_style(i).items())) for i in range(40)]
+  assert len(set(styles)) == 40
