@@ -4,10 +4,12 @@
         --encoder rope --out DIR
 
 Builds the step exactly as train_throughput.py does, warms it up, traces --steps steps with
-jax.profiler (DIR/trace/…/perfetto_trace.json.gz) and prints the device time per step grouped by
-kernel class, then the top HLO ops.  With the optimized HLO dumped (XLA_FLAGS above), each op is
-attributed to the source lines its instructions come from (e.g. ``encoders.py:242``), so
-``summarize`` can also run later, on this machine, over a trace and dump brought back.
+jax.profiler (DIR/trace/…/perfetto_trace.json.gz, its device kernels kept in
+DIR/device_events.json.gz) and writes DIR/summary.md: device time per step by kernel class, the
+top kernels, and time by source line.  With the optimized HLO dumped (XLA_FLAGS above), each fused
+kernel is tied to its instruction and the innermost source line it comes from (``model.py:179``);
+library kernels (cuBLAS, cuDNN) carry no HLO name.  ``--summarize_only`` re-reads DIR, e.g. after
+bringing it back from the device.
 """
 
 from __future__ import annotations
@@ -35,9 +37,6 @@ KERNEL_CLASSES: tuple[tuple[str, str], ...] = (
 )
 _SOURCE = re.compile(r'source_file="([^"]+)" source_line=(\d+)')
 _FRAME_ID = re.compile(r"stack_frame_id=(\d+)")
-_INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = .*")
-_COMPUTATION = re.compile(r"^(?:ENTRY )?%?([\w.\-]+) .*\{\s*$")
-_CALLS = re.compile(r"calls=%?([\w.\-]+)")
 _TABLE_ROW = re.compile(r'^(\d+) (?:"(.*)"|\{(.*)\})$')
 
 
@@ -95,39 +94,49 @@ def _stack_frame_locations(lines: list[str]) -> dict[str, str]:
   return locations
 
 
-def source_lines_by_op(hlo_dir: str, module: str = "jit_step") -> dict[str, collections.Counter]:
-  """Maps each top-level instruction of the optimized module to the source lines it fuses."""
+def hlo_instructions(hlo_dir: str, module: str = "jit_step") -> dict[str, list[dict]]:
+  """Maps kernel-style names (``loop_add_fusion_23``) to the optimized module's instructions.
+
+  Each instruction is described by its shape, the innermost source line of its metadata
+  (``model.py:179``) and the tail of its op_name; a kernel name matches an instruction's name or
+  its ``deduplicated_name`` with dots as underscores, as the CUDA profiler spells them.
+  """
   paths = sorted(glob.glob(os.path.join(hlo_dir, f"*{module}*after_optimizations.txt")))
   if not paths:
     return {}
   with open(paths[-1], encoding="utf-8") as f:
     lines = f.read().splitlines()
   frames = _stack_frame_locations(lines)
-  per_computation: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-  calls: dict[str, str] = {}
-  current = None
+  index: dict[str, list[dict]] = collections.defaultdict(list)
   for line in lines:
-    match = _COMPUTATION.match(line)
-    if match:
-      current = match.group(1)
+    match = re.match(r"\s*(?:ROOT )?%?([\w.\-]+) = (\S+) ", line)
+    if not match:
       continue
-    instruction = _INSTRUCTION.match(line)
-    if not instruction or current is None:
-      continue
-    sources = [f"{os.path.basename(p)}:{n}" for p, n in _SOURCE.findall(line)]
-    sources += [frames[i] for i in _FRAME_ID.findall(line) if i in frames]
-    per_computation[current].update(sources)
-    called = _CALLS.search(line)
-    if called:
-      calls[instruction.group(1)] = called.group(1)
-    elif sources:
-      per_computation[instruction.group(1)].update(sources)
-  result = {}
-  for op, computation in calls.items():
-    result[op] = per_computation.get(computation, collections.Counter())
-  for computation, counter in per_computation.items():
-    result.setdefault(computation, counter)
-  return result
+    frame = _FRAME_ID.search(line)
+    source = _SOURCE.search(line)
+    op_name = re.search(r'op_name="([^"]+)"', line)
+    info = {"shape": match.group(2)[:48],
+            "source": (f"{os.path.basename(source.group(1))}:{source.group(2)}" if source else
+                       frames.get(frame.group(1), "") if frame else ""),
+            "op": op_name.group(1).split("/")[-1][:40] if op_name else ""}
+    names = {match.group(1)}
+    deduplicated = re.search(r'deduplicated_name="([^"]+)"', line)
+    if deduplicated:
+      names.add(deduplicated.group(1))
+    for name in names:
+      index[name.replace(".", "_")].append(info)
+  return index
+
+
+def read_device_events(directory: str) -> tuple[list[dict], list[dict]]:
+  """Returns (kernels, XLA-op events) from directory/device_events.json.gz or its trace/."""
+  saved = os.path.join(directory, "device_events.json.gz")
+  if os.path.exists(saved):
+    with gzip.open(saved, "rt", encoding="utf-8") as f:
+      events = json.load(f)
+    return ([e for e in events if e.get("thread") != "XLA Ops"],
+            [e for e in events if e.get("thread") == "XLA Ops"])
+  return device_events(load_events(os.path.join(directory, "trace")))
 
 
 def device_events(events: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -140,39 +149,37 @@ def device_events(events: list[dict]) -> tuple[list[dict], list[dict]]:
   return kernels or device, ops
 
 
-def summarize(trace_dir: str, hlo_dir: str = "", *, steps: int, top: int = 30) -> str:
-  """Returns a markdown report: device ms per step by kernel class and by HLO op with sources."""
-  kernels, ops = device_events(load_events(trace_dir))
-  sources = source_lines_by_op(hlo_dir) if hlo_dir else {}
-  total = sum(e.get("dur", 0) for e in kernels) / 1e3 / steps
+def summarize(directory: str, *, steps: int, top: int = 30) -> str:
+  """Returns a markdown report of directory's profile: ms per step by kernel class and kernel."""
+  kernels, _ = read_device_events(directory)
+  index = hlo_instructions(os.path.join(directory, "hlo"))
+  per_step = lambda us: us / 1e3 / steps  # noqa: E731
+  total = per_step(sum(e.get("dur", 0) for e in kernels))
   by_class: collections.Counter = collections.Counter()
-  by_op: collections.Counter = collections.Counter()
-  kernel_of_op: dict[str, str] = {}
+  by_kernel: collections.Counter = collections.Counter()
+  calls: collections.Counter = collections.Counter()
   for e in kernels:
-    ms = e.get("dur", 0) / 1e3 / steps
-    by_class[kernel_class(e["name"])] += ms
-    op = e.get("args", {}).get("hlo_op")
-    kernel_of_op.setdefault(op or e["name"], e["name"])
-    if not ops:
-      by_op[op or e["name"]] += ms
-  for e in ops:
-    by_op[e["name"]] += e.get("dur", 0) / 1e3 / steps
-  out = [f"device busy time per step: {total:.2f} ms ({len(kernels)} kernel events, {steps} "
-         f"steps; {'XLA Ops line' if ops else 'kernel args'} for the op table)",
-         "", "| kernel class | ms/step | share |", "|---|---|---|"]
-  for label, ms in by_class.most_common():
-    out.append(f"| {label} | {ms:.2f} | {ms / total:.1%} |")
-  out += ["", f"| top {top} HLO ops | ms/step | kernel | source lines |", "|---|---|---|---|"]
-  for op, ms in by_op.most_common(top):
-    lines = ", ".join(f"{k}×{v}" for k, v in sources.get(op, collections.Counter()).most_common(4))
-    out.append(f"| {op} | {ms:.3f} | {kernel_of_op.get(op, '')[:60]} | {lines} |")
+    by_class[kernel_class(e["name"])] += per_step(e.get("dur", 0))
+    by_kernel[e["name"]] += per_step(e.get("dur", 0))
+    calls[e["name"]] += 1
+  out = [f"device busy time per step: {total:.2f} ms ({len(kernels) // steps} kernels per step, "
+         f"{steps} steps)", "", "| kernel class | ms/step | share |", "|---|---|---|"]
+  out += [f"| {label} | {ms:.2f} | {ms / total:.1%} |" for label, ms in by_class.most_common()]
+  out += ["", f"| top {top} kernels | ms/step | calls/step | HLO shape | source lines (op) |",
+          "|---|---|---|---|---|"]
   by_source: collections.Counter = collections.Counter()
-  for op, ms in by_op.items():
-    counter = sources.get(op)
-    by_source[counter.most_common(1)[0][0] if counter else "(no source)"] += ms
-  if sources:
-    out += ["", "| main source line of the op | ms/step |", "|---|---|"]
-    out += [f"| {line} | {ms:.2f} |" for line, ms in by_source.most_common(top)]
+  for name, ms in by_kernel.most_common():
+    infos = index.get(name, [])
+    sources = collections.Counter(i["source"] for i in infos if i["source"])
+    main = sources.most_common(1)[0][0] if sources else f"({kernel_class(name)}, no HLO name)"
+    by_source[main] += ms
+    if len(out) < top + 8:
+      where = ", ".join(f"{k}×{v}" for k, v in sources.most_common(3))
+      op = infos[0]["op"] if infos else ""
+      shape = infos[0]["shape"] if infos else ""
+      out.append(f"| {name[:64]} | {ms:.3f} | {calls[name] / steps:g} | {shape} | {where} ({op}) |")
+  out += ["", "| main source line | ms/step |", "|---|---|"]
+  out += [f"| {line} | {ms:.2f} |" for line, ms in by_source.most_common(top)]
   return "\n".join(out)
 
 
@@ -186,9 +193,9 @@ def main() -> None:
   parser.add_argument("--remat", default="none")
   parser.add_argument("--out", required=True)
   parser.add_argument("--summarize_only", action="store_true",
-                      help="only summarize an existing --out (trace/ and hlo/ inside it)")
+                      help="only summarize an existing --out (its device events and hlo/)")
   args = parser.parse_args()
-  trace_dir, hlo_dir = os.path.join(args.out, "trace"), os.path.join(args.out, "hlo")
+  trace_dir = os.path.join(args.out, "trace")
   if not args.summarize_only:
     size, dims = args.shape.split(":")
     seq_len, batch = map(int, dims.split("x"))
@@ -203,7 +210,7 @@ def main() -> None:
     keep = ("name", "dur", "ts", "thread", "args")
     with gzip.open(os.path.join(args.out, "device_events.json.gz"), "wt", encoding="utf-8") as f:
       json.dump([{k: e[k] for k in keep if k in e} for e in kernels + ops], f)
-  report = summarize(trace_dir, hlo_dir, steps=args.steps)
+  report = summarize(args.out, steps=args.steps)
   with open(os.path.join(args.out, "summary.md"), "w", encoding="utf-8") as f:
     f.write(f"# {args.shape} {args.encoder}\n\n{report}\n")
   print(report)
