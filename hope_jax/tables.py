@@ -213,8 +213,9 @@ def _column_title(name: str, train_length: int | None) -> str:
 def summary_markdown(summaries: list[dict]) -> str:
   """Renders probe metrics (eval/summary.json): a table per family, rows = runs, mean ± spread.
 
-  Columns are the family's variable values (``T`` equal to the training length in bold); the last
-  line gives the examples (or scored tokens) behind each cell.
+  Columns are the family's variable values (``T`` equal to the training length in bold); a row
+  counts as seeds only the runs that measured the family, and runs that measured none of it have
+  no row.  The last line gives the examples (or scored tokens) behind each cell.
   """
   labels, groups, families = metric_groups(summaries)
   train_lengths = {s["run"].get("train_length") for s in summaries}
@@ -225,7 +226,10 @@ def summary_markdown(summaries: list[dict]) -> str:
     lines = [f"**{family}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     examples = {n: [] for n in names}
     for label in labels:
-      members = groups[label]
+      # Seeds are the runs that measured this family; runs that measured none of it are left out.
+      members = [m for m in groups[label] if any(n in m["metrics"] for n in names)]
+      if not members:
+        continue
       cells = []
       for name in names:
         cell = _metric_cell(members, name)

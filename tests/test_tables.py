@@ -111,3 +111,16 @@ def test_series_styles_stay_distinct_past_ten_lines():
   from hope_jax import plots
   styles = [tuple(sorted(plots.series_style(i).items())) for i in range(40)]
   assert len(set(styles)) == 40
+
+
+def test_probe_seeds_count_only_runs_that_measured_the_family(tmp_path):
+  root = str(tmp_path)
+  dirs = [write_run(root, "hope0", "hope", 0, (11.0, 20.0),
+                    {"passkey_acc@T=64": 0.4, "copy_text_acc@gap=0": 0.9}),
+          write_run(root, "hope1", "hope", 1, (12.0, 22.0), {"passkey_acc@T=64": 0.6}),
+          write_run(root, "alibi0", "alibi", 0, (9.0, 10.0), {"passkey_acc@T=64": 0.2})]
+  markdown = tables.summary_markdown(tables.load_results(dirs, "summary.json"))
+  copy = markdown.split("**copy_text_acc@gap**")[1].split("**")[0]
+  passkey = markdown.split("**passkey_acc@T**")[1]
+  assert "| hope | 1 | 0.90 |" in copy and "alibi" not in copy
+  assert "| hope | 2 | 0.50 ± 0.14 |" in passkey and "| alibi | 1 | 0.20 |" in passkey
