@@ -14,7 +14,7 @@ import jax
 import numpy as np
 
 from common import run_config, summary, time_steps, write_json  # noqa: I001
-from hope_jax import model, optim, sharding, train, train_step
+from hope_jax import model, train, train_step
 
 
 def main() -> None:
@@ -29,12 +29,9 @@ def main() -> None:
   args = parser.parse_args()
   config = run_config(args.size, args.encoder, seq_len=args.train_length, batch_size=1,
                       attention_impl=args.attention_impl)
-  cfg = train.model_config(config)
-  mesh = sharding.make_mesh(sharding.MeshConfig.from_mapping(config.mesh))
-  rules = sharding.freeze_rules(config.mesh.rules.to_dict())
-  graphdef, state, _ = train_step.create_train_state(cfg, optim.make_optimizer(config), mesh=mesh,
-                                                     rules=rules)
-  nll_fn = train_step.make_eval_fn(graphdef, mesh=mesh, rules=rules,
+  run = train.setup(config, None)
+  cfg, state = run.model_config, run.state
+  nll_fn = train_step.make_eval_fn(run.graphdef, mesh=run.mesh, rules=run.rules,
                                    model_state=state.model_state)
   rng = np.random.default_rng(0)
   for length in map(int, args.lengths.split(",")):

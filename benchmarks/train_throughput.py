@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from common import PEER_SHAPES, run_config, summary, time_pipelined, time_steps, write_json  # noqa: I001
-from hope_jax import model, optim, sharding, train, train_step
+from hope_jax import model, train, train_step
 
 PEAK = 989e12
 
@@ -34,18 +34,14 @@ def build_step(size: str, encoder: str, seq_len: int, batch: int, *, attention_i
   config = run_config(size, encoder, seq_len=seq_len, batch_size=batch,
                       attention_impl=attention_impl, remat=remat)
   config.mesh.update(mesh_axes or {})
-  cfg = train.model_config(config)
-  mesh = sharding.make_mesh(sharding.MeshConfig.from_mapping(config.mesh))
-  rules = sharding.freeze_rules(config.mesh.rules.to_dict())
-  optimizer = optim.make_optimizer(config)
-  graphdef, state, shardings = train_step.create_train_state(cfg, optimizer, mesh=mesh,
-                                                             rules=rules)
-  step_fn = train_step.make_train_step(graphdef, optimizer, mesh=mesh, state_shardings=shardings,
-                                       rules=rules)
+  run = train.setup(config, None)
+  step_fn = train_step.make_train_step(run.graphdef, run.optimizer, mesh=run.mesh,
+                                       state_shardings=run.shardings, rules=run.rules)
   rng = np.random.default_rng(0)
   tokens = train_step.global_batch(
-      {"tokens": rng.integers(0, cfg.vocab_size, (batch, seq_len + 1), dtype=np.int32)},
-      mesh, rules)
+      {"tokens": rng.integers(0, run.model_config.vocab_size, (batch, seq_len + 1),
+                              dtype=np.int32)}, run.mesh, run.rules)
+  cfg, mesh, state = run.model_config, run.mesh, run.state
   holder = {"state": state}
 
   def one():

@@ -64,11 +64,15 @@ class Run:
   graphdef: Any
   state: Any
   shardings: Any
-  checkpointer: checkpointing.Checkpointer
+  checkpointer: checkpointing.Checkpointer | None  # None without a workdir (benchmarks)
 
 
-def setup(config: ml_collections.ConfigDict, workdir: str, *, restore: bool = True) -> Run:
-  """Validates the config, builds mesh and sharded state, and restores the latest checkpoint."""
+def setup(config: ml_collections.ConfigDict, workdir: str | None, *,
+          restore: bool = True) -> Run:
+  """Validates the config, builds mesh and sharded state, and restores the latest checkpoint.
+
+  With ``workdir=None`` nothing is read or written: fresh state, no checkpointer (benchmarks).
+  """
   config_base.validate(config)
   distributed.initialize_distributed({"on": True, "off": False}.get(config.distributed, "auto"))
   mesh = sharding.make_mesh(sharding.MeshConfig.from_mapping(config.mesh))
@@ -79,6 +83,8 @@ def setup(config: ml_collections.ConfigDict, workdir: str, *, restore: bool = Tr
   optimizer = optim.make_optimizer(config)
   graphdef, state, shardings = train_step.create_train_state(
       cfg, optimizer, mesh=mesh, rules=rules, seed=config.seed)
+  if workdir is None:
+    return Run(config, mesh, rules, cfg, optimizer, graphdef, state, shardings, None)
   ckpt = checkpointing.Checkpointer(workdir, keep=config.train.keep_checkpoints,
                                     async_save=config.train.async_checkpoints)
   if restore and ckpt.latest_step() is not None:
