@@ -18,24 +18,26 @@ def series_style(index: int) -> dict[str, Any]:
           "marker": _MARKERS[index // 10 % len(_MARKERS)]}
 
 
-def _pyplot():
+def pyplot():
+  """Returns matplotlib.pyplot on the Agg (file-only) backend, imported on first use."""
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   return plt
 
 
-def _save(fig, path: str) -> None:
+def save_figure(fig, path: str) -> None:
+  """Lays out fig, writes it to path and closes it."""
   fig.tight_layout()
   fig.savefig(path)
-  _pyplot().close(fig)
+  pyplot().close(fig)
 
 
 def heatmap(path: str, values: np.ndarray, *, x_labels: Sequence[str], y_labels: Sequence[str],
             x_label: str, y_label: str, value_label: str, title: str,
             marked_column: int | None = None) -> None:
   """Writes an annotated [rows, columns] heat map in [0, 1] (NaN cells blank)."""
-  plt = _pyplot()
+  plt = pyplot()
   values = np.asarray(values, np.float64)
   fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(x_labels), 1.4 + 0.5 * len(y_labels)), dpi=120)
   image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", vmin=0.0, vmax=1.0,
@@ -53,13 +55,13 @@ def heatmap(path: str, values: np.ndarray, *, x_labels: Sequence[str], y_labels:
   ax.set_ylabel(y_label)
   ax.set_title(title, fontsize=9)
   fig.colorbar(image, ax=ax, label=value_label)
-  _save(fig, path)
+  save_figure(fig, path)
 
 
 def distance_curves(path: str, distances: Sequence[float], curves: Mapping[str, Sequence[float]],
                     *, y_label: str, title: str, marker: float | None = None) -> None:
   """Writes curves versus relative distance on symmetric-log x and log y axes."""
-  plt = _pyplot()
+  plt = pyplot()
   fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
   for index, (label, ys) in enumerate(curves.items()):
     ax.plot(distances, ys, markersize=3, label=label, **series_style(index))
@@ -75,13 +77,13 @@ def distance_curves(path: str, distances: Sequence[float], curves: Mapping[str, 
   ax.set_title(title, fontsize=9)
   ax.grid(True, which="both", alpha=0.3)
   ax.legend(fontsize=7)
-  _save(fig, path)
+  save_figure(fig, path)
 
 
 def band_panels(path: str, result: Mapping[str, Any], *, centers: Sequence[float], title: str,
                 max_layers: int = 6) -> None:
   """Writes, per layer, a band × distance heat map of mean contributions and per-band q/k norms."""
-  plt = _pyplot()
+  plt = pyplot()
   layers = result["layers"]
   shown = sorted({int(round(i)) for i in np.linspace(0, len(layers) - 1,
                                                      min(max_layers, len(layers)))})
@@ -112,13 +114,13 @@ def band_panels(path: str, result: Mapping[str, Any], *, centers: Sequence[float
     ax.set_ylabel("RMS norm")
     ax.legend(fontsize=7)
   fig.suptitle(title, fontsize=9)
-  _save(fig, path)
+  save_figure(fig, path)
 
 
 def metric_panels(path: str, panels: Mapping[str, Mapping[str, tuple[list, list, list]]], *,
                   marker: float | None = None) -> None:
   """Writes one panel per metric family: lines of (x, mean, spread) per run, log-x when spread."""
-  plt = _pyplot()
+  plt = pyplot()
   names = list(panels)
   cols = min(3, len(names))
   rows = -(-len(names) // cols)
@@ -141,4 +143,4 @@ def metric_panels(path: str, panels: Mapping[str, Mapping[str, tuple[list, list,
     ax.legend(fontsize=6)
   for ax in axes.ravel()[len(names):]:
     ax.set_visible(False)
-  _save(fig, path)
+  save_figure(fig, path)

@@ -134,10 +134,7 @@ def write_perplexity_csv(path: str, lengths: list[int], rows: list[dict]) -> Non
 def plot_perplexity(path: str, lengths: list[int], train_length: int, rows: list[dict], *,
                     title: str = "Perplexity versus evaluation length") -> None:
   """Writes a log-x line plot of perplexity versus length for every run."""
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+  fig, ax = plots.pyplot().subplots(figsize=(7, 4.5), dpi=120)
   for index, row in enumerate(rows):
     xs = [n for n in lengths if math.isfinite(row["cells"][n]["mean"])]
     ys = [row["cells"][n]["mean"] for n in xs]
@@ -156,9 +153,7 @@ def plot_perplexity(path: str, lengths: list[int], train_length: int, rows: list
   ax.set_title(title)
   ax.grid(True, which="both", alpha=0.3)
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path)
-  plt.close(fig)
+  plots.save_figure(fig, path)
 
 
 METRIC_NAME = re.compile(r"^(?P<family>[^@]+)@(?P<var>[^=]+)=(?P<value>.+)$")
@@ -292,10 +287,7 @@ def plot_position_loss(path: str, results: list[dict]) -> bool:
   if not counts:
     return False
   length = max(n for n, c in counts.items() if c * 2 >= len(results))
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+  fig, ax = plots.pyplot().subplots(figsize=(7, 4.5), dpi=120)
   seen = set()
   for result in results:
     label = run_label(result["run"])
@@ -315,9 +307,7 @@ def plot_position_loss(path: str, results: list[dict]) -> bool:
   ax.set_title(f"Loss versus position, windows of {length:,} tokens")
   ax.grid(True, which="both", alpha=0.3)
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path)
-  plt.close(fig)
+  plots.save_figure(fig, path)
   return True
 
 
