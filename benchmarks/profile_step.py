@@ -128,30 +128,27 @@ def hlo_instructions(hlo_dir: str, module: str = "jit_step") -> dict[str, list[d
   return index
 
 
-def read_device_events(directory: str) -> tuple[list[dict], list[dict]]:
-  """Returns (kernels, XLA-op events) from directory/device_events.json.gz or its trace/."""
+def read_device_events(directory: str) -> list[dict]:
+  """Returns the kernel events from directory/device_events.json.gz, or from its trace/."""
   saved = os.path.join(directory, "device_events.json.gz")
   if os.path.exists(saved):
     with gzip.open(saved, "rt", encoding="utf-8") as f:
-      events = json.load(f)
-    return ([e for e in events if e.get("thread") != "XLA Ops"],
-            [e for e in events if e.get("thread") == "XLA Ops"])
+      return json.load(f)
   return device_events(load_events(os.path.join(directory, "trace")))
 
 
-def device_events(events: list[dict]) -> tuple[list[dict], list[dict]]:
-  """Returns (kernel events of the device streams, events of the device's "XLA Ops" line)."""
+def device_events(events: list[dict]) -> list[dict]:
+  """Returns the kernel events of the device streams (not host threads, not derived lines)."""
   device = [e for e in events if re.search(r"/device:|GPU|TPU", e["process"])
             and "host" not in e["process"].lower()]
-  ops = [e for e in device if e["thread"] == "XLA Ops"]
   kernels = [e for e in device if not re.search(r"XLA (Modules|Ops|TraceMe)|Steps|Framework",
                                                 e["thread"])]
-  return kernels or device, ops
+  return kernels or device
 
 
 def summarize(directory: str, *, steps: int, top: int = 30) -> str:
   """Returns a markdown report of directory's profile: ms per step by kernel class and kernel."""
-  kernels, _ = read_device_events(directory)
+  kernels = read_device_events(directory)
   index = hlo_instructions(os.path.join(directory, "hlo"))
   per_step = lambda us: us / 1e3 / steps  # noqa: E731
   total = per_step(sum(e.get("dur", 0) for e in kernels))
@@ -206,10 +203,10 @@ def main() -> None:
     with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
       for _ in range(args.steps):
         jax.block_until_ready(one())
-    kernels, ops = device_events(load_events(trace_dir))
     keep = ("name", "dur", "ts", "thread", "args")
     with gzip.open(os.path.join(args.out, "device_events.json.gz"), "wt", encoding="utf-8") as f:
-      json.dump([{k: e[k] for k in keep if k in e} for e in kernels + ops], f)
+      json.dump([{k: e[k] for k in keep if k in e}
+                 for e in device_events(load_events(trace_dir))], f)
   report = summarize(args.out, steps=args.steps)
   with open(os.path.join(args.out, "summary.md"), "w", encoding="utf-8") as f:
     f.write(f"# {args.shape} {args.encoder}\n\n{report}\n")
