@@ -81,6 +81,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.async_checkpoints = True
   c.train.tensorboard = True
   c.train.peak_flops_per_device = 0.0  # 0 = look the device up in hope_jax.metrics.PEAK_FLOPS
+  # Where the initial state is computed: "host" (compiled for the CPU, then copied shard by shard;
+  # needs the whole state in host memory) or "device" (jitted on the mesh and born sharded; on an
+  # H100 at 342M it had not finished after 4.5 minutes, where "host" took 13.5 s: RESULTS.md §4).
+  c.train.init_on = "host"
   c.train.stop_after = 0  # stop (with a checkpoint) after this step, as a preemption would; 0 = never
 
   c.mesh = ml_collections.ConfigDict()
@@ -185,6 +189,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if t.batch_size % t.grad_accum_steps:
     raise ValueError(f"config.train.batch_size={t.batch_size} is not divisible by "
                      f"config.train.grad_accum_steps={t.grad_accum_steps}")
+  if t.init_on not in ("device", "host"):
+    raise ValueError(f"config.train.init_on must be 'device' or 'host', got {t.init_on!r}")
   if config.distributed not in ("auto", "on", "off"):
     raise ValueError(f"config.distributed must be 'auto', 'on' or 'off', got "
                      f"{config.distributed!r}")

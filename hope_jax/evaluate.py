@@ -309,13 +309,9 @@ def load_context(config: ml_collections.ConfigDict, workdir: str, *,
                  verbose: bool = True) -> EvalContext:
   """Restores the run in workdir at eval.step (default: latest) and loads the evaluation split."""
   check_eval_config(config)
-  run = train.setup(config, workdir, restore=False)
-  step = config.eval.step if config.eval.step >= 0 else run.checkpointer.latest_step()
-  if step is None:
-    raise FileNotFoundError(f"no checkpoint to evaluate in {workdir}/checkpoints; train first")
-  from hope_jax import checkpointing  # pylint: disable=import-outside-toplevel
-  _, run.state = run.checkpointer.restore(checkpointing.abstract_like(run.state, run.shardings),
-                                          step=step)
+  run = train.setup(config, workdir, step=config.eval.step if config.eval.step >= 0 else None,
+                    fresh_ok=False)
+  step = run.restored_step
   run.checkpointer.close()
   tok = tokenizer.load_tokenizer(config.data.tokenizer)
   return EvalContext(config, run, int(step), tok,
@@ -336,7 +332,8 @@ def fresh_context(config: ml_collections.ConfigDict, eval_dir: str, *,
   cfg = train.model_config(config)
   optimizer = optax.identity()
   graphdef, state, shardings = train_step.create_train_state(
-      cfg, optimizer, mesh=mesh, rules=rules, seed=config.seed)
+      cfg, optimizer, mesh=mesh, rules=rules, seed=config.seed,
+      init_on=config.train.init_on)
   run = train.Run(config, mesh, rules, cfg, optimizer, graphdef, state, shardings,
                   checkpointer=None)
   tok = tokenizer.load_tokenizer(config.data.tokenizer)

@@ -65,13 +65,17 @@ class Run:
   state: Any
   shardings: Any
   checkpointer: checkpointing.Checkpointer | None  # None without a workdir (benchmarks)
+  restored_step: int | None = None  # the checkpoint the state came from; None = fresh
 
 
-def setup(config: ml_collections.ConfigDict, workdir: str | None, *,
-          restore: bool = True) -> Run:
-  """Validates the config, builds mesh and sharded state, and restores the latest checkpoint.
+def setup(config: ml_collections.ConfigDict, workdir: str | None, *, step: int | None = None,
+          fresh_ok: bool = True) -> Run:
+  """Validates the config, builds the mesh and the sharded state: checkpoint ``step`` if saved.
 
-  With ``workdir=None`` nothing is read or written: fresh state, no checkpointer (benchmarks).
+  ``step=None`` restores the latest checkpoint; with none saved the state is fresh
+  (``config.train.init_on``), or FileNotFoundError when not ``fresh_ok``.  A restored state is
+  read straight onto its shardings, with no fresh state built first.  With ``workdir=None``
+  nothing is read or written: fresh state, no checkpointer (benchmarks).
   """
   config_base.validate(config)
   distributed.initialize_distributed({"on": True, "off": False}.get(config.distributed, "auto"))
@@ -81,15 +85,21 @@ def setup(config: ml_collections.ConfigDict, workdir: str | None, *,
   sharding.check_model_sharding(cfg, mesh, rules)
   sharding.check_batch(config.train.batch_size // config.train.grad_accum_steps, mesh, rules)
   optimizer = optim.make_optimizer(config)
-  graphdef, state, shardings = train_step.create_train_state(
-      cfg, optimizer, mesh=mesh, rules=rules, seed=config.seed)
-  if workdir is None:
-    return Run(config, mesh, rules, cfg, optimizer, graphdef, state, shardings, None)
-  ckpt = checkpointing.Checkpointer(workdir, keep=config.train.keep_checkpoints,
-                                    async_save=config.train.async_checkpoints)
-  if restore and ckpt.latest_step() is not None:
-    _, state = ckpt.restore(checkpointing.abstract_like(state, shardings))
-  return Run(config, mesh, rules, cfg, optimizer, graphdef, state, shardings, ckpt)
+  ckpt = None
+  if workdir is not None:
+    ckpt = checkpointing.Checkpointer(workdir, keep=config.train.keep_checkpoints,
+                                      async_save=config.train.async_checkpoints)
+    step = ckpt.latest_step() if step is None else step
+  if step is None:
+    if not fresh_ok:
+      raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints to restore; train first")
+    graphdef, state, shardings = train_step.create_train_state(
+        cfg, optimizer, mesh=mesh, rules=rules, seed=config.seed, init_on=config.train.init_on)
+  else:
+    graphdef, abstract, shardings = train_step.abstract_train_state(cfg, optimizer, mesh=mesh,
+                                                                    rules=rules)
+    _, state = ckpt.restore(abstract, step=step)
+  return Run(config, mesh, rules, cfg, optimizer, graphdef, state, shardings, ckpt, step)
 
 
 def record_run_info(config: ml_collections.ConfigDict, workdir: str,

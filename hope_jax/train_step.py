@@ -46,11 +46,13 @@ def _split(model: Transformer) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
   return nnx.split(model, nnx.Param, ...)
 
 
-def create_train_state(model_config: TransformerConfig, optimizer: optax.GradientTransformation,
-                       *, mesh: jax.sharding.Mesh, rules: Any = sharding.DEFAULT_RULES,
-                       seed: int = 0) -> tuple[nnx.GraphDef, TrainState, TrainState]:
-  """Returns (graphdef, state, state_shardings); params and optimizer state are born sharded."""
-  rules = sharding.freeze_rules(rules)
+INIT_PLACES = ("device", "host")
+
+
+def _state_parts(model_config: TransformerConfig, optimizer: optax.GradientTransformation, *,
+                 mesh: jax.sharding.Mesh, rules: Any, seed: int
+                 ) -> tuple[nnx.GraphDef, Callable[[], TrainState], TrainState]:
+  """Returns (graphdef, init, state_shardings); init() builds the unsharded state."""
   sharding.check_model_sharding(model_config, mesh, rules)
 
   def init() -> TrainState:
@@ -59,10 +61,62 @@ def create_train_state(model_config: TransformerConfig, optimizer: optax.Gradien
                       opt_state=optimizer.init(params), model_state=rest)
 
   graphdef = _split(nnx.eval_shape(lambda: Transformer(model_config, rngs=nnx.Rngs(seed))))[0]
-  state_shardings = sharding.named_shardings(jax.eval_shape(init), mesh, rules)
-  with jax.set_mesh(mesh):
-    state = jax.jit(init, out_shardings=state_shardings)()
+  return graphdef, init, sharding.named_shardings(jax.eval_shape(init), mesh, rules)
+
+
+def create_train_state(model_config: TransformerConfig, optimizer: optax.GradientTransformation,
+                       *, mesh: jax.sharding.Mesh, rules: Any = sharding.DEFAULT_RULES,
+                       seed: int = 0, init_on: str = "host"
+                       ) -> tuple[nnx.GraphDef, TrainState, TrainState]:
+  """Returns (graphdef, state, state_shardings) with params and optimizer state sharded.
+
+  ``init_on="host"`` compiles the initialiser for the host CPU and copies each process's shards
+  to its devices (it needs the whole state in host memory); ``"device"`` runs it jitted on the
+  mesh, so the state is born sharded, but on GPUs that compile is far longer (benchmarks/RESULTS.md).
+  """
+  if init_on not in INIT_PLACES:
+    raise ValueError(f"init_on must be one of {INIT_PLACES}, got {init_on!r}")
+  rules = sharding.freeze_rules(rules)
+  graphdef, init, state_shardings = _state_parts(model_config, optimizer, mesh=mesh, rules=rules,
+                                                 seed=seed)
+  if init_on == "host":
+    state = _place(_init_on_host(init), state_shardings)
+  else:
+    with jax.set_mesh(mesh):
+      state = jax.jit(init, out_shardings=state_shardings)()
   return graphdef, state, state_shardings
+
+
+def abstract_train_state(model_config: TransformerConfig,
+                         optimizer: optax.GradientTransformation, *, mesh: jax.sharding.Mesh,
+                         rules: Any = sharding.DEFAULT_RULES
+                         ) -> tuple[nnx.GraphDef, TrainState, TrainState]:
+  """Returns (graphdef, state of ShapeDtypeStructs carrying shardings, state_shardings); no compute.
+
+  What a checkpoint restores into, so resuming or evaluating never builds a state to discard.
+  """
+  graphdef, init, state_shardings = _state_parts(
+      model_config, optimizer, mesh=mesh, rules=sharding.freeze_rules(rules), seed=0)
+  abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                          jax.eval_shape(init), state_shardings)
+  return graphdef, abstract, state_shardings
+
+
+def _init_on_host(init: Callable[[], Any]) -> Any:
+  """Runs init jitted for the host CPU; returns its tree of NumPy arrays."""
+  try:
+    cpu = jax.devices("cpu")[0]
+  except RuntimeError as e:
+    raise ValueError("init_on='host' needs JAX's CPU backend; add 'cpu' to JAX_PLATFORMS") from e
+  with jax.default_device(cpu):
+    return jax.tree.map(np.asarray, jax.jit(init)())
+
+
+def _place(host_tree: Any, shardings: Any) -> Any:
+  """Copies a host tree onto its shardings; each process transfers only its own shards."""
+  return jax.tree.map(
+      lambda x, s: jax.make_array_from_callback(x.shape, s, lambda index: x[index]),
+      host_tree, shardings)
 
 
 def token_nll(logits: jax.Array, labels: jax.Array) -> jax.Array:

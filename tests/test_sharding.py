@@ -245,3 +245,22 @@ def test_two_processes_match_single_process(tiny_config, tmp_path):
   _, metrics = step(state, train_step.global_batch({"tokens": tokens}, mesh))
   assert results[0] == pytest.approx([float(metrics["loss"]), float(metrics["grad_norm"])],
                                      rel=1e-5)
+
+
+def test_host_init_matches_device_init_and_shards():
+  from hope_jax.model import TransformerConfig
+  config = TransformerConfig(vocab_size=128, num_layers=2, embed_dim=64, num_heads=4,
+                             mlp_dim=128, dtype="float32")
+  mesh = _mesh((2, 2, 2))
+  built = {place: train_step.create_train_state(config, optax.adam(1e-3), mesh=mesh, rules=RULES,
+                                                seed=3, init_on=place)
+           for place in ("device", "host")}
+  (_, device_state, shardings), (_, host_state, _) = built["device"], built["host"]
+  leaves = [jax.tree.leaves(t) for t in (device_state, host_state, shardings)]
+  assert len(leaves[0]) == len(leaves[1]) == len(leaves[2]) > 10
+  for device_leaf, host_leaf, spec in zip(*leaves):
+    assert host_leaf.sharding == spec
+    np.testing.assert_array_equal(np.asarray(host_leaf), np.asarray(device_leaf))
+  assert host_state.params["blocks"][1]["mlp"]["up"][...].sharding.spec == P("fsdp", "tensor")
+  with pytest.raises(ValueError, match="init_on must be one of .* got 'gpu'"):
+    train_step.create_train_state(config, optax.sgd(1.0), mesh=mesh, init_on="gpu")

@@ -80,6 +80,21 @@ def test_restore_onto_a_different_mesh(tmp_path):
   assert "tensor" in spec and "fsdp" in spec
 
 
+def test_setup_restores_without_building_a_fresh_state(tmp_path, monkeypatch):
+  with pytest.raises(FileNotFoundError, match="train first"):
+    train.setup(small_config(), str(tmp_path), fresh_ok=False)
+  train.train(small_config(steps=4, checkpoint_every=2), str(tmp_path), verbose=False)
+  def no_fresh_state(*args, **kwargs):
+    raise AssertionError("a fresh state was built before restoring")
+  monkeypatch.setattr(train.train_step, "create_train_state", no_fresh_state)
+  latest = train.setup(small_config(), str(tmp_path))
+  earlier = train.setup(small_config(), str(tmp_path), step=2, fresh_ok=False)
+  assert (latest.restored_step, earlier.restored_step) == (4, 2)
+  assert int(latest.state.step) == 4 and int(earlier.state.step) == 2
+  assert latest.state.params["embedding"].get_value().sharding == \
+      latest.shardings.params["embedding"].get_value()
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("train.grad_accum_steps", 3, "grad_accum_steps"),
     ("train.min_lr_ratio", 1.5, "min_lr_ratio"),
@@ -87,6 +102,7 @@ def test_restore_onto_a_different_mesh(tmp_path):
     ("model.encoder", "hopee", "encoder"),
     ("mesh.tensor", 3, "tensor"),
     ("data.source", "web", "data.source"),
+    ("train.init_on", "gpu", "train.init_on"),
     ("train.batch_size", 6, "batch"),
 ])
 def test_bad_config_values_fail_before_compiling(tmp_path, field, value, message):
