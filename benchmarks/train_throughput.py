@@ -29,11 +29,12 @@ PEAK = 989e12
 
 
 def build_step(size: str, encoder: str, seq_len: int, batch: int, *, attention_impl: str,
-               remat: str, mesh_axes: dict[str, int] | None = None):
+               remat: str, mesh_axes: dict[str, int] | None = None, init_on: str = "host"):
   """Returns (one, cfg, mesh): one() runs one train step on a fixed random batch, returning the loss."""
   config = run_config(size, encoder, seq_len=seq_len, batch_size=batch,
                       attention_impl=attention_impl, remat=remat)
   config.mesh.update(mesh_axes or {})
+  config.train.init_on = init_on
   run = train.setup(config, None)
   step_fn = train_step.make_train_step(run.graphdef, run.optimizer, mesh=run.mesh,
                                        state_shardings=run.shardings, rules=run.rules)
@@ -52,11 +53,12 @@ def build_step(size: str, encoder: str, seq_len: int, batch: int, *, attention_i
 
 
 def ours(size: str, encoder: str, seq_len: int, batch: int, *, steps: int, warmup: int,
-         attention_impl: str, remat: str, mesh_axes: dict[str, int] | None = None) -> dict:
+         attention_impl: str, remat: str, mesh_axes: dict[str, int] | None = None,
+         init_on: str = "host") -> dict:
   """Times our train step; returns a record."""
   start = time.perf_counter()
   one, cfg, mesh = build_step(size, encoder, seq_len, batch, attention_impl=attention_impl,
-                              remat=remat, mesh_axes=mesh_axes)
+                              remat=remat, mesh_axes=mesh_axes, init_on=init_on)
   jax.block_until_ready(one())
   compile_s = time.perf_counter() - start
   blocked = summary(time_steps(one, warmup=warmup, steps=steps))
@@ -69,7 +71,7 @@ def ours(size: str, encoder: str, seq_len: int, batch: int, *, steps: int, warmu
           "devices": jax.device_count(), "device": jax.devices()[0].device_kind,
           "params": model.num_params(cfg), "rotated_bands": cfg.encoding.num_rotated_bands,
           "attention_impl": attention_impl, "remat": remat,
-          "mesh": dict(mesh.shape), "setup_and_compile_s": round(compile_s, 1)}
+          "mesh": dict(mesh.shape), "init_on": init_on, "setup_and_compile_s": round(compile_s, 1)}
 
 
 def peer(path: str, size: str, seq_len: int, batch: int, *, steps: int) -> dict | None:
@@ -94,25 +96,36 @@ def main() -> None:
   parser.add_argument("--peer", default="", help="path to torch_peer.py; empty = no peer")
   parser.add_argument("--attention_impl", default="auto")
   parser.add_argument("--remat", default="none")
+  parser.add_argument("--init_on", default="host", help="train.init_on: device or host")
   parser.add_argument("--mesh", default="", help="e.g. data=2,fsdp=2 (default: data over all)")
   parser.add_argument("--batch_per_device", action="store_true",
                       help="the shape's batch is per device (weak scaling)")
   parser.add_argument("--out", default="")
   args = parser.parse_args()
-  rows = []
+  if args.peer and args.batch_per_device:
+    parser.error("--peer runs on one GPU; leave it out with --batch_per_device")
+  shapes = []
   for shape in args.shapes.split(","):
     size, dims = shape.split(":")
-    seq_len, batch = map(int, dims.split("x"))
+    shapes.append((size, *map(int, dims.split("x"))))
+  # Every peer runs before JAX starts: JAX then holds most of the GPU's memory until exit.
+  references = {}
+  for size, seq_len, batch in shapes:
+    references[size, seq_len, batch] = (peer(args.peer, size, seq_len, batch, steps=30)
+                                        if args.peer else None)
+    if references[size, seq_len, batch]:
+      write_json(args.out, references[size, seq_len, batch])
+  rows = []
+  for size, seq_len, batch in shapes:
+    reference = references[size, seq_len, batch]
     if args.batch_per_device:
       batch *= jax.device_count()
-    reference = peer(args.peer, size, seq_len, batch, steps=30) if args.peer else None
-    if reference:
-      write_json(args.out, reference)
     for encoder in args.encoders.split(","):
       mesh_axes = {k: int(v) for k, v in (p.split("=") for p in args.mesh.split(",") if p)}
       try:
         record = ours(size, encoder, seq_len, batch, steps=args.steps, warmup=args.warmup,
-                      attention_impl=args.attention_impl, remat=args.remat, mesh_axes=mesh_axes)
+                      attention_impl=args.attention_impl, remat=args.remat, mesh_axes=mesh_axes,
+                      init_on=args.init_on)
       except jax.errors.JaxRuntimeError as e:  # e.g. out of memory: report it, go on
         write_json(args.out, {"impl": f"hope_jax-{encoder}", "size": size, "seq": seq_len,
                               "batch": batch, "error": str(e).splitlines()[0][:300]})
