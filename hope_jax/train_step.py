@@ -119,9 +119,35 @@ def _place(host_tree: Any, shardings: Any) -> Any:
       host_tree, shardings)
 
 
+@jax.custom_vjp
 def token_nll(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Returns float32 per-token negative log-likelihood [B, T]."""
-  return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
+  """Returns float32 per-token negative log-likelihood [..., T] of integer labels under logits.
+
+  Its backward pass forms softmax − one-hot in one elementwise pass (autodiff scattered the
+  one-hot into a materialised float32 gradient, which kept the cast to bf16 a pass of its own).
+  """
+  return _token_nll_fwd(logits, labels)[0]
+
+
+def _token_nll_fwd(logits, labels):
+  """Forward pass of token_nll: NLL = logsumexp − label logit; keeps logits, labels, logsumexp."""
+  lf = logits.astype(jnp.float32)
+  peak = jax.lax.stop_gradient(jnp.max(lf, axis=-1, keepdims=True))
+  lse = peak + jnp.log(jnp.sum(jnp.exp(lf - peak), axis=-1, keepdims=True))
+  label_logit = jnp.take_along_axis(lf, labels[..., None], axis=-1)
+  return (lse - label_logit)[..., 0], (logits, labels, lse)
+
+
+def _token_nll_bwd(residuals, g):
+  """Backward pass of token_nll: g · (softmax − one-hot), in the logits' dtype."""
+  logits, labels, lse = residuals
+  classes = jax.lax.broadcasted_iota(labels.dtype, logits.shape, logits.ndim - 1)
+  one_hot = (classes == labels[..., None]).astype(jnp.float32)
+  probs = jnp.exp(logits.astype(jnp.float32) - lse)
+  return ((probs - one_hot) * g[..., None]).astype(logits.dtype), None
+
+
+token_nll.defvjp(_token_nll_fwd, _token_nll_bwd)
 
 
 def global_norm(tree: Any) -> jax.Array:

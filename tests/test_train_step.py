@@ -141,3 +141,24 @@ def test_train_step_rejects_malformed_batches(sgd_run):
     train_step.make_train_step(graphdef, optax.sgd(1.0), mesh=mesh, state_shardings=shardings,
                                grad_accum_steps=0)
   assert dataclasses.is_dataclass(state) and int(state.step) == 0
+
+
+@pytest.mark.parametrize("dtype, tol", [(jnp.float32, 1e-5), (jnp.bfloat16, 1e-2)])
+def test_token_nll_and_its_gradient_match_float64(dtype, tol):
+  rng = np.random.default_rng(0)
+  logits = jnp.asarray(4 * rng.standard_normal((2, 5, 37)), dtype)
+  labels = jnp.asarray(rng.integers(0, 37, (2, 5)), jnp.int32)
+  g = rng.standard_normal((2, 5))
+  nll, vjp = jax.vjp(lambda x: train_step.token_nll(x, labels), logits)
+  (grad,) = vjp(jnp.asarray(g, jnp.float32))
+  assert nll.dtype == jnp.float32 and grad.dtype == dtype
+  x = np.asarray(jnp.asarray(logits, jnp.float32), np.float64)  # the input values exactly
+  log_probs = x - np.log(np.sum(np.exp(x - x.max(-1, keepdims=True)), -1, keepdims=True)) \
+      - x.max(-1, keepdims=True)
+  one_hot = np.eye(37)[np.asarray(labels)]
+  np.testing.assert_allclose(nll, -np.sum(log_probs * one_hot, -1), rtol=1e-6, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(jnp.asarray(grad, jnp.float32)),
+                             (np.exp(log_probs) - one_hot) * g[..., None], rtol=tol, atol=tol)
+  # Huge logits neither overflow nor lose the answer.
+  big = train_step.token_nll(jnp.asarray([[1e4, 0.0, -1e4]], jnp.float32), jnp.asarray([1]))
+  np.testing.assert_allclose(big, [1e4], rtol=1e-6)
