@@ -324,3 +324,18 @@ def test_blocked_bias_attention_matches_full(encoder, monkeypatch):
   np.testing.assert_allclose(blocked, full, rtol=1e-5, atol=1e-5)
   grads = jax.grad(lambda m: jnp.sum(m(tokens)[:, -1]))(model)
   assert all(np.all(np.isfinite(np.asarray(g))) for g in jax.tree.leaves(grads))
+
+
+def test_mlp_stacked_product_equals_separate_gate_and_up(tiny_config):
+  from hope_jax.model import MLP
+  mlp = MLP(tiny_config(), rngs=nnx.Rngs(0))
+  x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 8, 64)), jnp.float32)
+
+  def separate(m, x):
+    return (jax.nn.silu(x @ m.gate[...]) * (x @ m.up[...])) @ m.down[...]
+
+  np.testing.assert_allclose(mlp(x), separate(mlp, x), rtol=1e-6, atol=1e-6)
+  grads = [nnx.grad(lambda m, f=f: jnp.sum(f(m, x) ** 2))(mlp)
+           for f in (lambda m, x: m(x), separate)]
+  for a, b in zip(*map(jax.tree.leaves, grads)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
