@@ -7,7 +7,8 @@ Builds the step exactly as train_throughput.py does, warms it up, traces --steps
 jax.profiler (DIR/trace/…/perfetto_trace.json.gz, its device kernels kept in
 DIR/device_events.json.gz) and writes DIR/summary.md: device time per step by kernel class, the
 top kernels, and time by source line.  With the optimized HLO dumped (XLA_FLAGS above), each fused
-kernel is tied to its instruction and the innermost source line it comes from (``model.py:179``);
+kernel is tied to its instruction and the innermost source line it comes from (``model.py:179``),
+and gets an achieved bandwidth (its operands read and results written once, per call time);
 library kernels (cuBLAS, cuDNN) carry no HLO name.  ``--summarize_only`` re-reads DIR, e.g. after
 bringing it back from the device.
 """
@@ -38,6 +39,10 @@ KERNEL_CLASSES: tuple[tuple[str, str], ...] = (
 _SOURCE = re.compile(r'source_file="([^"]+)" source_line=(\d+)')
 _FRAME_ID = re.compile(r"stack_frame_id=(\d+)")
 _TABLE_ROW = re.compile(r'^(\d+) (?:"(.*)"|\{(.*)\})$')
+_ARRAY = re.compile(r"\b([a-z]+[0-9a-z]*)\[([\d,]*)\]")
+_COMPUTATION = re.compile(r"^%?([\w.\-]+) \((.*)\) -> (.*) \{$")
+_DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "bf16": 2, "f16": 2, "s16": 2, "u16": 2, "f32": 4,
+                "s32": 4, "u32": 4, "f64": 8, "s64": 8, "u64": 8}
 
 
 def kernel_class(name: str) -> str:
@@ -94,6 +99,17 @@ def _stack_frame_locations(lines: list[str]) -> dict[str, str]:
   return locations
 
 
+def array_bytes(text: str) -> int:
+  """Returns the bytes of every array shape written in an HLO text fragment (``bf16[64,768]``)."""
+  total = 0
+  for dtype, dims in _ARRAY.findall(text):
+    count = 1
+    for dim in filter(None, dims.split(",")):
+      count *= int(dim)
+    total += count * _DTYPE_BYTES.get(dtype, 0)
+  return total
+
+
 def hlo_instructions(hlo_dir: str, module: str = "jit_step") -> dict[str, list[dict]]:
   """Maps kernel-style names (``loop_add_fusion_23``) to the optimized module's instructions.
 
@@ -107,18 +123,24 @@ def hlo_instructions(hlo_dir: str, module: str = "jit_step") -> dict[str, list[d
   with open(paths[-1], encoding="utf-8") as f:
     lines = f.read().splitlines()
   frames = _stack_frame_locations(lines)
+  parameter_bytes = {m.group(1): array_bytes(m.group(2))
+                     for m in map(_COMPUTATION.match, lines) if m}
   index: dict[str, list[dict]] = collections.defaultdict(list)
   for line in lines:
     match = re.match(r"\s*(?:ROOT )?%?([\w.\-]+) = (\S+) ", line)
     if not match:
       continue
+    fusion = re.search(r" = (.*?) fusion\(.*calls=%?([\w.\-]+)", line)
     frame = _FRAME_ID.search(line)
     source = _SOURCE.search(line)
     op_name = re.search(r'op_name="([^"]+)"', line)
     info = {"shape": match.group(2)[:48],
             "source": (f"{os.path.basename(source.group(1))}:{source.group(2)}" if source else
                        frames.get(frame.group(1), "") if frame else ""),
-            "op": op_name.group(1).split("/")[-1][:40] if op_name else ""}
+            "op": op_name.group(1).split("/")[-1][:40] if op_name else "",
+            # A fusion's traffic if it reads each operand and writes each result once.
+            "bytes": (array_bytes(fusion.group(1)) + parameter_bytes.get(fusion.group(2), 0)
+                      if fusion else 0)}
     names = {match.group(1)}
     deduplicated = re.search(r'deduplicated_name="([^"]+)"', line)
     if deduplicated:
@@ -162,8 +184,8 @@ def summarize(directory: str, *, steps: int, top: int = 30) -> str:
   out = [f"device busy time per step: {total:.2f} ms ({len(kernels) // steps} kernels per step, "
          f"{steps} steps)", "", "| kernel class | ms/step | share |", "|---|---|---|"]
   out += [f"| {label} | {ms:.2f} | {ms / total:.1%} |" for label, ms in by_class.most_common()]
-  out += ["", f"| top {top} kernels | ms/step | calls/step | HLO shape | source lines (op) |",
-          "|---|---|---|---|---|"]
+  out += ["", f"| top {top} kernels | ms/step | calls/step | GB/s | HLO shape | source lines (op) |",
+          "|---|---|---|---|---|---|"]
   by_source: collections.Counter = collections.Counter()
   for name, ms in by_kernel.most_common():
     infos = index.get(name, [])
@@ -174,7 +196,10 @@ def summarize(directory: str, *, steps: int, top: int = 30) -> str:
       where = ", ".join(f"{k}×{v}" for k, v in sources.most_common(3))
       op = infos[0]["op"] if infos else ""
       shape = infos[0]["shape"] if infos else ""
-      out.append(f"| {name[:64]} | {ms:.3f} | {calls[name] / steps:g} | {shape} | {where} ({op}) |")
+      moved = infos[0]["bytes"] if infos else 0
+      rate = f"{moved / (ms / 1e3 * steps / calls[name]) / 1e9:.0f}" if moved and ms else ""
+      out.append(f"| {name[:64]} | {ms:.3f} | {calls[name] / steps:g} | {rate} | {shape} | "
+                 f"{where} ({op}) |")
   out += ["", "| main source line | ms/step |", "|---|---|"]
   out += [f"| {line} | {ms:.2f} |" for line, ms in by_source.most_common(top)]
   return "\n".join(out)
