@@ -20,6 +20,13 @@ PEER_SHAPES = {"110m": dict(layers=12, dim=768, heads=12, ff=2048),
                "340m": dict(layers=24, dim=1024, heads=16, ff=2816)}
 
 
+def parse_shape(shape: str) -> tuple[str, int, int]:
+  """Splits a "preset:seq_lenxbatch" shape (``110m:1024x64``) into (preset, seq_len, batch)."""
+  size, dims = shape.split(":")
+  seq_len, batch = map(int, dims.split("x"))
+  return size, seq_len, batch
+
+
 def run_config(size: str, encoder: str, *, seq_len: int, batch_size: int, **model_fields):
   """Returns a run config for a preset at a sequence length and global batch size (bf16)."""
   config = config_base.base_config()

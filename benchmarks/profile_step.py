@@ -25,7 +25,8 @@ import re
 
 import jax
 
-from train_throughput import build_step  # noqa: I001
+from common import parse_shape  # noqa: I001
+from train_throughput import build_step
 
 # Kernel classes, first match wins (kernel names as the CUDA profiler reports them).
 KERNEL_CLASSES: tuple[tuple[str, str], ...] = (
@@ -219,8 +220,7 @@ def main() -> None:
   args = parser.parse_args()
   trace_dir = os.path.join(args.out, "trace")
   if not args.summarize_only:
-    size, dims = args.shape.split(":")
-    seq_len, batch = map(int, dims.split("x"))
+    size, seq_len, batch = parse_shape(args.shape)
     one, _, _ = build_step(size, args.encoder, seq_len, batch, attention_impl=args.attention_impl,
                            remat=args.remat)
     for _ in range(args.warmup):

@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from common import run_config, write_json  # noqa: I001
+from common import parse_shape, run_config, write_json  # noqa: I001
 
 SAMPLE = 4096  # leading elements of each parameter kept for the comparison
 
@@ -31,7 +31,8 @@ def child(args: argparse.Namespace) -> None:
   import jax  # pylint: disable=import-outside-toplevel
   from jax._src import monitoring  # pylint: disable=import-outside-toplevel
 
-  from hope_jax import train, train_step  # pylint: disable=import-outside-toplevel
+  from hope_jax import train  # pylint: disable=import-outside-toplevel
+  from train_throughput import step_and_batch  # pylint: disable=import-outside-toplevel
 
   compiles: list[tuple[str, float]] = []
 
@@ -40,8 +41,7 @@ def child(args: argparse.Namespace) -> None:
       compiles.append((str(kwargs.get("fun_name", "?")), seconds))
 
   monitoring.register_event_duration_secs_listener(listen)
-  size, dims = args.shape.split(":")
-  seq_len, batch = map(int, dims.split("x"))
+  size, seq_len, batch = parse_shape(args.shape)
   config = run_config(size, args.encoder, seq_len=seq_len, batch_size=batch)
   config.train.init_on = args.place
   start = time.perf_counter()
@@ -51,13 +51,9 @@ def child(args: argparse.Namespace) -> None:
   leaves = jax.tree_util.tree_leaves_with_path(run.state.params)
   np.savez(args.sample, **{jax.tree_util.keystr(p): np.asarray(x).ravel()[:SAMPLE]
                            for p, x in leaves})
-  step = train_step.make_train_step(run.graphdef, run.optimizer, mesh=run.mesh,
-                                    state_shardings=run.shardings, rules=run.rules)
-  tokens = np.random.default_rng(0).integers(0, run.model_config.vocab_size,
-                                             (batch, seq_len + 1), dtype=np.int32)
-  batch_arrays = train_step.global_batch({"tokens": tokens}, run.mesh, run.rules)
+  step, tokens = step_and_batch(run, seq_len, batch)
   start = time.perf_counter()
-  jax.block_until_ready(step(run.state, batch_arrays))
+  jax.block_until_ready(step(run.state, tokens))
   first_step_s = time.perf_counter() - start
   by_name: dict[str, float] = {}
   for name, seconds in compiles:

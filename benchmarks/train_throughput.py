@@ -22,7 +22,8 @@ import time
 import jax
 import numpy as np
 
-from common import PEER_SHAPES, run_config, summary, time_pipelined, time_steps, write_json  # noqa: I001
+from common import (PEER_SHAPES, parse_shape, run_config, summary, time_pipelined,  # noqa: I001
+                    time_steps, write_json)
 from hope_jax import model, train, train_step
 
 PEAK = 989e12
@@ -36,20 +37,23 @@ def build_step(size: str, encoder: str, seq_len: int, batch: int, *, attention_i
   config.mesh.update(mesh_axes or {})
   config.train.init_on = init_on
   run = train.setup(config, None)
-  step_fn = train_step.make_train_step(run.graphdef, run.optimizer, mesh=run.mesh,
-                                       state_shardings=run.shardings, rules=run.rules)
-  rng = np.random.default_rng(0)
-  tokens = train_step.global_batch(
-      {"tokens": rng.integers(0, run.model_config.vocab_size, (batch, seq_len + 1),
-                              dtype=np.int32)}, run.mesh, run.rules)
-  cfg, mesh, state = run.model_config, run.mesh, run.state
-  holder = {"state": state}
+  step_fn, tokens = step_and_batch(run, seq_len, batch)
+  holder = {"state": run.state}
 
   def one():
     holder["state"], metrics = step_fn(holder["state"], tokens)
     return metrics["loss"]
 
-  return one, cfg, mesh
+  return one, run.model_config, run.mesh
+
+
+def step_and_batch(run: train.Run, seq_len: int, batch: int):
+  """Returns the run's jitted train step and fixed random tokens [batch, seq_len + 1] on its mesh."""
+  step_fn = train_step.make_train_step(run.graphdef, run.optimizer, mesh=run.mesh,
+                                       state_shardings=run.shardings, rules=run.rules)
+  tokens = np.random.default_rng(0).integers(0, run.model_config.vocab_size, (batch, seq_len + 1),
+                                             dtype=np.int32)
+  return step_fn, train_step.global_batch({"tokens": tokens}, run.mesh, run.rules)
 
 
 def ours(size: str, encoder: str, seq_len: int, batch: int, *, steps: int, warmup: int,
@@ -104,10 +108,7 @@ def main() -> None:
   args = parser.parse_args()
   if args.peer and args.batch_per_device:
     parser.error("--peer runs on one GPU; leave it out with --batch_per_device")
-  shapes = []
-  for shape in args.shapes.split(","):
-    size, dims = shape.split(":")
-    shapes.append((size, *map(int, dims.split("x"))))
+  shapes = [parse_shape(shape) for shape in args.shapes.split(",")]
   # Every peer runs before JAX starts: JAX then holds most of the GPU's memory until exit.
   references = {}
   for size, seq_len, batch in shapes:
