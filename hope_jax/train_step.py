@@ -51,8 +51,8 @@ INIT_PLACES = ("device", "host")
 
 def _state_parts(model_config: TransformerConfig, optimizer: optax.GradientTransformation, *,
                  mesh: jax.sharding.Mesh, rules: Any, seed: int
-                 ) -> tuple[nnx.GraphDef, Callable[[], TrainState], TrainState]:
-  """Returns (graphdef, init, state_shardings); init() builds the unsharded state."""
+                 ) -> tuple[nnx.GraphDef, Callable[[], TrainState], TrainState, TrainState]:
+  """Returns (graphdef, init, state shapes, state_shardings); init() builds the unsharded state."""
   sharding.check_model_sharding(model_config, mesh, rules)
 
   def init() -> TrainState:
@@ -61,7 +61,8 @@ def _state_parts(model_config: TransformerConfig, optimizer: optax.GradientTrans
                       opt_state=optimizer.init(params), model_state=rest)
 
   graphdef = _split(nnx.eval_shape(lambda: Transformer(model_config, rngs=nnx.Rngs(seed))))[0]
-  return graphdef, init, sharding.named_shardings(jax.eval_shape(init), mesh, rules)
+  shapes = jax.eval_shape(init)
+  return graphdef, init, shapes, sharding.named_shardings(shapes, mesh, rules)
 
 
 def create_train_state(model_config: TransformerConfig, optimizer: optax.GradientTransformation,
@@ -77,8 +78,8 @@ def create_train_state(model_config: TransformerConfig, optimizer: optax.Gradien
   if init_on not in INIT_PLACES:
     raise ValueError(f"init_on must be one of {INIT_PLACES}, got {init_on!r}")
   rules = sharding.freeze_rules(rules)
-  graphdef, init, state_shardings = _state_parts(model_config, optimizer, mesh=mesh, rules=rules,
-                                                 seed=seed)
+  graphdef, init, _, state_shardings = _state_parts(model_config, optimizer, mesh=mesh,
+                                                    rules=rules, seed=seed)
   if init_on == "host":
     state = _place(_init_on_host(init), state_shardings)
   else:
@@ -95,10 +96,10 @@ def abstract_train_state(model_config: TransformerConfig,
 
   What a checkpoint restores into, so resuming or evaluating never builds a state to discard.
   """
-  graphdef, init, state_shardings = _state_parts(
+  graphdef, _, shapes, state_shardings = _state_parts(
       model_config, optimizer, mesh=mesh, rules=sharding.freeze_rules(rules), seed=0)
   abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                          jax.eval_shape(init), state_shardings)
+                          shapes, state_shardings)
   return graphdef, abstract, state_shardings
 
 
