@@ -133,7 +133,7 @@ def token_nll(logits: jax.Array, labels: jax.Array) -> jax.Array:
 def _token_nll_fwd(logits, labels):
   """Forward pass of token_nll: NLL = logsumexp − label logit; keeps logits, labels, logsumexp."""
   lf = logits.astype(jnp.float32)
-  peak = jax.lax.stop_gradient(jnp.max(lf, axis=-1, keepdims=True))
+  peak = jnp.max(lf, axis=-1, keepdims=True)
   lse = peak + jnp.log(jnp.sum(jnp.exp(lf - peak), axis=-1, keepdims=True))
   label_logit = jnp.take_along_axis(lf, labels[..., None], axis=-1)
   return (lse - label_logit)[..., 0], (logits, labels, lse)
