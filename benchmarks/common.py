@@ -29,13 +29,10 @@ def parse_shape(shape: str) -> tuple[str, int, int]:
 
 def run_config(size: str, encoder: str, *, seq_len: int, batch_size: int, **model_fields):
   """Returns a run config for a preset at a sequence length and global batch size (bf16)."""
-  config = config_base.base_config()
-  config_base.set_model_size(config, size)
-  config_base.set_encoder(config, encoder)
-  config.model.dtype = "bfloat16"
+  config = config_base.accelerator_config(size, encoder, seq_len=seq_len, batch_size=batch_size,
+                                          learning_rate=3e-3, steps=1000)
+  config.train.warmup_steps = 10
   config.model.update(model_fields)
-  config.data.seq_len = seq_len
-  config.train.update(dict(steps=1000, batch_size=batch_size, warmup_steps=10))
   return config
 
 
