@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -75,7 +76,8 @@ def ours(size: str, encoder: str, seq_len: int, batch: int, *, steps: int, warmu
           "devices": jax.device_count(), "device": jax.devices()[0].device_kind,
           "params": model.num_params(cfg), "rotated_bands": cfg.encoding.num_rotated_bands,
           "attention_impl": attention_impl, "remat": remat,
-          "mesh": dict(mesh.shape), "init_on": init_on, "setup_and_compile_s": round(compile_s, 1)}
+          "mesh": dict(mesh.shape), "init_on": init_on, "setup_and_compile_s": round(compile_s, 1),
+          "xla_flags": os.environ.get("XLA_FLAGS", "")}
 
 
 def peer(path: str, size: str, seq_len: int, batch: int, *, steps: int) -> dict | None:

@@ -202,12 +202,15 @@ class MLP(nnx.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     """Applies the MLP to x [B, T, d]; gate and up run as one product over their stacked weights.
 
-    Stacked as [d, 2, f], not concatenated, so an "mlp"-sharded axis stays sharded; the backward
-    pass then forms x's gradient in one product instead of two and their sum.
+    Stacked as [d, f, 2], not concatenated, so an "mlp"-sharded axis stays sharded; the backward
+    pass then forms x's gradient in one product instead of two and their sum.  The pair axis is
+    last so that each gate value sits next to its up value: the backward elementwise pass writes
+    both gradients of a pair from one read of gate, up and the incoming gradient (with the pair
+    axis first, the halves were read once per output half: 7 passes' worth of traffic, not 5).
     """
-    gate_up = jnp.stack([self.gate[...], self.up[...]], axis=1).astype(self.dtype)
-    both = jnp.einsum("btd,dkf->btkf", x, gate_up)
-    hidden = jax.nn.silu(both[:, :, 0]) * both[:, :, 1]
+    gate_up = jnp.stack([self.gate[...], self.up[...]], axis=-1).astype(self.dtype)
+    both = jnp.einsum("btd,dfk->btfk", x, gate_up)
+    hidden = jax.nn.silu(both[..., 0]) * both[..., 1]
     hidden = sharding.constrain(hidden, ("batch", "length", "mlp"))
     return jnp.einsum("btf,fd->btd", hidden, self.down[...].astype(self.dtype))
 
