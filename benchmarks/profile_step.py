@@ -214,6 +214,7 @@ def main() -> None:
   parser.add_argument("--warmup", type=int, default=5)
   parser.add_argument("--attention_impl", default="auto")
   parser.add_argument("--remat", default="none")
+  parser.add_argument("--norm_impl", default="auto", help="model.norm_impl: auto, xla or pallas")
   parser.add_argument("--out", required=True)
   parser.add_argument("--summarize_only", action="store_true",
                       help="only summarize an existing --out (its device events and hlo/)")
@@ -222,7 +223,7 @@ def main() -> None:
   if not args.summarize_only:
     size, seq_len, batch = parse_shape(args.shape)
     one, _, _ = build_step(size, args.encoder, seq_len, batch, attention_impl=args.attention_impl,
-                           remat=args.remat)
+                           remat=args.remat, norm_impl=args.norm_impl)
     for _ in range(args.warmup):
       jax.block_until_ready(one())
     with jax.profiler.trace(trace_dir, create_perfetto_trace=True):

@@ -31,10 +31,11 @@ PEAK = 989e12
 
 
 def build_step(size: str, encoder: str, seq_len: int, batch: int, *, attention_impl: str,
-               remat: str, mesh_axes: dict[str, int] | None = None, init_on: str = "host"):
+               remat: str, norm_impl: str = "auto", mesh_axes: dict[str, int] | None = None,
+               init_on: str = "host"):
   """Returns (one, cfg, mesh): one() runs one train step on a fixed random batch, returning the loss."""
   config = run_config(size, encoder, seq_len=seq_len, batch_size=batch,
-                      attention_impl=attention_impl, remat=remat)
+                      attention_impl=attention_impl, remat=remat, norm_impl=norm_impl)
   config.mesh.update(mesh_axes or {})
   config.train.init_on = init_on
   run = train.setup(config, None)
@@ -58,12 +59,13 @@ def step_and_batch(run: train.Run, seq_len: int, batch: int):
 
 
 def ours(size: str, encoder: str, seq_len: int, batch: int, *, steps: int, warmup: int,
-         attention_impl: str, remat: str, mesh_axes: dict[str, int] | None = None,
-         init_on: str = "host") -> dict:
+         attention_impl: str, remat: str, norm_impl: str = "auto",
+         mesh_axes: dict[str, int] | None = None, init_on: str = "host") -> dict:
   """Times our train step; returns a record."""
   start = time.perf_counter()
   one, cfg, mesh = build_step(size, encoder, seq_len, batch, attention_impl=attention_impl,
-                              remat=remat, mesh_axes=mesh_axes, init_on=init_on)
+                              remat=remat, norm_impl=norm_impl, mesh_axes=mesh_axes,
+                              init_on=init_on)
   jax.block_until_ready(one())
   compile_s = time.perf_counter() - start
   blocked = summary(time_steps(one, warmup=warmup, steps=steps))
@@ -75,7 +77,7 @@ def ours(size: str, encoder: str, seq_len: int, batch: int, *, steps: int, warmu
           **stats, "tokens_per_s": round(tokens_per_s), "mfu": round(flops / PEAK, 4),
           "devices": jax.device_count(), "device": jax.devices()[0].device_kind,
           "params": model.num_params(cfg), "rotated_bands": cfg.encoding.num_rotated_bands,
-          "attention_impl": attention_impl, "remat": remat,
+          "attention_impl": attention_impl, "remat": remat, "norm_impl": norm_impl,
           "mesh": dict(mesh.shape), "init_on": init_on, "setup_and_compile_s": round(compile_s, 1),
           "xla_flags": os.environ.get("XLA_FLAGS", "")}
 
@@ -102,6 +104,7 @@ def main() -> None:
   parser.add_argument("--peer", default="", help="path to torch_peer.py; empty = no peer")
   parser.add_argument("--attention_impl", default="auto")
   parser.add_argument("--remat", default="none")
+  parser.add_argument("--norm_impl", default="auto", help="model.norm_impl: auto, xla or pallas")
   parser.add_argument("--init_on", default="host", help="train.init_on: device or host")
   parser.add_argument("--mesh", default="", help="e.g. data=2,fsdp=2 (default: data over all)")
   parser.add_argument("--batch_per_device", action="store_true",
@@ -127,7 +130,8 @@ def main() -> None:
       mesh_axes = {k: int(v) for k, v in (p.split("=") for p in args.mesh.split(",") if p)}
       try:
         record = ours(size, encoder, seq_len, batch, steps=args.steps, warmup=args.warmup,
-                      attention_impl=args.attention_impl, remat=args.remat, mesh_axes=mesh_axes,
+                      attention_impl=args.attention_impl, remat=args.remat,
+                      norm_impl=args.norm_impl, mesh_axes=mesh_axes,
                       init_on=args.init_on)
       except jax.errors.JaxRuntimeError as e:  # e.g. out of memory: report it, go on
         write_json(args.out, {"impl": f"hope_jax-{encoder}", "size": size, "seq": seq_len,

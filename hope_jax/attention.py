@@ -124,17 +124,14 @@ def _splash(q, k, v, *, bias, segment_ids, scale, implementation):
   if q.shape[1] % SPLASH_BLOCK:
     raise ValueError(f"attention_impl='splash' needs a sequence length that is a multiple of "
                      f"{SPLASH_BLOCK}, got length={q.shape[1]}")
-  fn = functools.partial(_splash_local, scale=scale)
-  mesh = jax.sharding.get_abstract_mesh()
-  if mesh.empty or not sharding.current_rules():
-    return fn(q, k, v, segment_ids)
-  q_spec = sharding.logical_spec(("batch", "length", "heads", "head_dim"))
-  kv_spec = sharding.logical_spec(("batch", "length", "kv_heads", "head_dim"))
-  seg_spec = sharding.logical_spec(("batch", "length"))
+  q_axes = ("batch", "length", "heads", "head_dim")
+  kv_axes = ("batch", "length", "kv_heads", "head_dim")
   if segment_ids is None:
     segment_ids = jnp.zeros(q.shape[:2], jnp.int32)
-  return jax.shard_map(fn, mesh=mesh, in_specs=(q_spec, kv_spec, kv_spec, seg_spec),
-                       out_specs=q_spec, check_vma=False)(q, k, v, segment_ids)
+  fn = sharding.map_shards(functools.partial(_splash_local, scale=scale),
+                           in_axes=(q_axes, kv_axes, kv_axes, ("batch", "length")),
+                           out_axes=q_axes)
+  return fn(q, k, v, segment_ids)
 
 
 KERNELS: dict[str, Callable[..., jax.Array]] = {

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from hope_jax import kv_cache, mappings, registry, sharding
+from hope_jax import fused_norm, kv_cache, mappings, registry, sharding
 from hope_jax.attention import Attention, param
 
 DTYPES: dict[str, Any] = {"bfloat16": jnp.bfloat16, "float32": jnp.float32,
@@ -62,6 +62,7 @@ class TransformerConfig:
   scaling: str = "none"
   scaling_factor: float = 1.0
   attention_impl: str = "auto"
+  norm_impl: str = "auto"  # "auto" | "xla" | "pallas": see hope_jax.fused_norm
   logn_scaling: bool = False  # scale queries by max(1, log(n+1)/log(train_length)) beyond L
   norm_eps: float = 1e-5
   init_std: float = 0.02
@@ -96,6 +97,8 @@ class TransformerConfig:
              f"a bool or one of {sorted(REMAT_POLICIES)}")
     _require(self.attention_impl in ATTENTION_IMPLS, "attention_impl", self.attention_impl,
              f"one of {ATTENTION_IMPLS}")
+    _require(self.norm_impl in fused_norm.NORM_IMPLS, "norm_impl", self.norm_impl,
+             f"one of {fused_norm.NORM_IMPLS}")
     _require(isinstance(self.tie_embeddings, bool), "tie_embeddings", self.tie_embeddings, "a bool")
     _require(isinstance(self.logn_scaling, bool), "logn_scaling", self.logn_scaling, "a bool")
     _require(self.norm_eps > 0, "norm_eps", self.norm_eps, "> 0")
@@ -177,15 +180,18 @@ class RMSNorm(nnx.Module):
 
   def __init__(self, config: TransformerConfig, *, rngs: nnx.Rngs):
     """Creates the scale (ones)."""
-    self.eps, self.dtype = config.norm_eps, config.compute_jnp_dtype
+    self.eps, self.dtype, self.impl = config.norm_eps, config.compute_jnp_dtype, config.norm_impl
     self.scale = param(rngs, (config.embed_dim,), ("embed",), std=0.0,
                        dtype=config.param_jnp_dtype, init="ones")
 
   def __call__(self, x: jax.Array) -> jax.Array:
     """Normalises x over its last axis."""
-    xf = x.astype(jnp.float32)
-    xf = xf * jax.lax.rsqrt(jnp.mean(xf * xf, axis=-1, keepdims=True) + self.eps)
-    return (xf * self.scale[...].astype(jnp.float32)).astype(self.dtype)
+    return self.add_and_norm(x, None)[1]
+
+  def add_and_norm(self, x: jax.Array, update: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+    """Returns (x + update, the norm of that sum) from one fused op; update None adds nothing."""
+    return fused_norm.add_rms_norm(x, update, self.scale[...], eps=self.eps, out_dtype=self.dtype,
+                                   implementation=self.impl)
 
 
 class MLP(nnx.Module):
@@ -225,15 +231,21 @@ class Block(nnx.Module):
     self.mlp_norm = RMSNorm(config, rngs=rngs)
     self.mlp = MLP(config, rngs=rngs)
 
-  def __call__(self, x: jax.Array, positions: jax.Array, segment_ids: jax.Array | None, *,
-               return_attention: bool = False,
-               return_qk: bool = False) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Returns (x', extras) for a full causal sequence."""
-    h, extras = self.attn(self.attn_norm(x), positions, segment_ids,
-                          return_attention=return_attention, return_qk=return_qk)
-    x = x + h
-    x = x + self.mlp(self.mlp_norm(x))
-    return sharding.constrain(x, ("batch", "length", "act_embed")), extras
+  def __call__(self, x: jax.Array, update: jax.Array | None, positions: jax.Array,
+               segment_ids: jax.Array | None, *, return_attention: bool = False,
+               return_qk: bool = False) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
+    """Returns (x', update', extras) for a full causal sequence.
+
+    The block's input is x + update (update: the previous block's MLP output, or None); its
+    output is x' + update', with x' = x + update + attention.  Each residual add is left to the
+    next norm, which does it in the same pass (``RMSNorm.add_and_norm``).
+    """
+    x, normed = self.attn_norm.add_and_norm(x, update)
+    h, extras = self.attn(normed, positions, segment_ids, return_attention=return_attention,
+                          return_qk=return_qk)
+    x, normed = self.mlp_norm.add_and_norm(x, h)
+    axes = ("batch", "length", "act_embed")
+    return sharding.constrain(x, axes), sharding.constrain(self.mlp(normed), axes), extras
 
   def extend(self, x: jax.Array, positions: jax.Array, **cache_args) -> tuple[jax.Array, ...]:
     """Like __call__ against a KV cache; returns (x', keys, values)."""
@@ -265,9 +277,9 @@ class Transformer(nnx.Module):
     x = jnp.take(table, tokens, axis=0).astype(self.config.compute_jnp_dtype)
     return sharding.constrain(x, ("batch", "length", "act_embed"))
 
-  def logits(self, x: jax.Array) -> jax.Array:
-    """Final norm and output projection; float32 logits [B, T, vocab]."""
-    x = self.final_norm(x)
+  def logits(self, x: jax.Array, update: jax.Array | None = None) -> jax.Array:
+    """Final norm (of x + update) and output projection; float32 logits [B, T, vocab]."""
+    x = self.final_norm.add_and_norm(x, update)[1]
     dtype = self.config.compute_jnp_dtype
     if self.config.tie_embeddings:
       out = float32_logits("btd,vd->btv", x, self.embedding[...].astype(dtype))
@@ -287,9 +299,9 @@ class Transformer(nnx.Module):
     head_dim] in float32, k repeated over each GQA group (query head h reads kv head
     h // (num_heads // num_kv_heads)).
     """
-    x, per_layer = self._trunk(tokens, positions, segment_ids, return_attention=return_attention,
-                               return_qk=return_qk)
-    logits = self.logits(x)
+    x, update, per_layer = self._trunk(tokens, positions, segment_ids,
+                                       return_attention=return_attention, return_qk=return_qk)
+    logits = self.logits(x, update)
     if not (return_attention or return_qk):
       return logits
     stacked = {k: jnp.stack([e[k] for e in per_layer]) for k in per_layer[0]}
@@ -297,31 +309,34 @@ class Transformer(nnx.Module):
 
   def _trunk(self, tokens: jax.Array, positions: jax.Array | None,
              segment_ids: jax.Array | None, *, return_attention: bool = False,
-             return_qk: bool = False) -> tuple[jax.Array, list[dict[str, jax.Array]]]:
-    """Embedding and blocks: returns the residual stream [B, T, d] and per-layer extras."""
+             return_qk: bool = False) -> tuple[jax.Array, jax.Array, list[dict[str, jax.Array]]]:
+    """Embedding and blocks: returns (x, update, per-layer extras); x + update [B, T, d] is the
+    residual stream, the last add left to the final norm."""
     tokens = jnp.asarray(tokens)
     batch, length = tokens.shape
     if positions is None:
       positions = jnp.arange(length, dtype=jnp.int32)
     positions = jnp.broadcast_to(jnp.asarray(positions, jnp.int32), (batch, length))
 
-    def run(block: Block, x: jax.Array, positions: jax.Array, segment_ids: jax.Array | None):
-      return block(x, positions, segment_ids, return_attention=return_attention,
+    def run(block: Block, x: jax.Array, update: jax.Array | None, positions: jax.Array,
+            segment_ids: jax.Array | None):
+      return block(x, update, positions, segment_ids, return_attention=return_attention,
                    return_qk=return_qk)
 
     if self.config.remat != "none":
       run = nnx.remat(run, policy=REMAT_POLICIES[self.config.remat])
-    x = self.embed(tokens)
+    x, update = self.embed(tokens), None
     per_layer = []
     for block in self.blocks:
-      x, extras = run(block, x, positions, segment_ids)
+      x, update, extras = run(block, x, update, positions, segment_ids)
       per_layer.append(extras)
-    return x, per_layer
+    return x, update, per_layer
 
   def hidden_states(self, tokens: jax.Array, positions: jax.Array | None = None,
                     segment_ids: jax.Array | None = None) -> jax.Array:
     """The residual stream after the last block [B, T, d], before the final norm and head."""
-    return self._trunk(tokens, positions, segment_ids)[0]
+    x, update, _ = self._trunk(tokens, positions, segment_ids)
+    return x + update
 
   def init_cache(self, batch_size: int, max_length: int) -> kv_cache.KVCache:
     """Returns an empty KV cache for batch_size rows of up to max_length tokens."""

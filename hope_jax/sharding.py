@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -164,6 +164,27 @@ def constrain(x: jax.Array, axes: Sequence[str | None]) -> jax.Array:
   if not rules or jax.sharding.get_abstract_mesh().empty:
     return x
   return jax.lax.with_sharding_constraint(x, logical_spec(axes, rules, dedupe=True))
+
+
+def _is_axes(tree: Any) -> bool:
+  """True for one array's logical axes: a tuple of axis names or None."""
+  return isinstance(tree, tuple) and all(a is None or isinstance(a, str) for a in tree)
+
+
+def map_shards(fn: Callable, *, in_axes: Any, out_axes: Any) -> Callable:
+  """Returns fn ``jax.shard_map``ped over the context mesh, specs from logical axes; else fn.
+
+  in_axes: one tuple of logical axis names per argument; out_axes: the same for the outputs
+  (a tuple of them for several).  Outside a mesh + rules context fn runs on whole arrays.
+  """
+  rules = current_rules()
+  mesh = jax.sharding.get_abstract_mesh()
+  if not rules or mesh.empty:
+    return fn
+  spec = lambda axes: logical_spec(axes, rules, dedupe=True)
+  specs = lambda tree: jax.tree.map(spec, tree, is_leaf=_is_axes)
+  return jax.shard_map(fn, mesh=mesh, in_specs=specs(tuple(in_axes)), out_specs=specs(out_axes),
+                       check_vma=False)
 
 
 def mesh_axis_size(mesh: jax.sharding.Mesh, target: Any) -> int:
