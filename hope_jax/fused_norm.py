@@ -60,7 +60,7 @@ def resolve_implementation(requested: str, *, backend: str | None = None) -> str
 def xla_add_rms_norm(x: jax.Array, update: jax.Array | None, scale: jax.Array, *, eps: float,
                      out_dtype: Any) -> tuple[jax.Array, jax.Array]:
   """Returns (x + update, rms_norm(x + update) · scale) with jnp; XLA fuses it."""
-  s = x if update is None else x + update
+  s = x if update is None else x + update.astype(x.dtype)
   sf = s.astype(jnp.float32)
   sf = sf * jax.lax.rsqrt(jnp.mean(sf * sf, axis=-1, keepdims=True) + eps)
   return s, (sf * scale.astype(jnp.float32)).astype(out_dtype)
@@ -153,7 +153,7 @@ def _local_backward(s, rstd, scale, dn, ds):
   """Backward kernel on local arrays; returns (dx [..., d], partial dscale [*lead', d])."""
   *lead, features = s.shape
   rows = rstd.size
-  block = _block_rows(rows if not lead else lead[-1], BACKWARD_ROWS)
+  block = _block_rows(lead[-1], BACKWARD_ROWS)
   chunk = min(BACKWARD_CHUNK, block)
   dx, partial = pl.pallas_call(
       functools.partial(_backward_kernel, rows=block, chunk=chunk),
@@ -179,7 +179,8 @@ def _pallas_add_rms_norm(x, update, scale, eps, out_dtype):
 
 
 def _pallas_forward(x, update, scale, eps, out_dtype):
-  """Runs the forward kernel per shard; returns ((s, n), residuals)."""
+  """Runs the forward kernel per shard; returns ((s, n), (s, reciprocal rms, scale)) (also the
+  custom_vjp forward pass)."""
   axes = _row_axes(x.ndim)
   scale_f32 = scale.astype(jnp.float32)
   if update is None:
@@ -192,11 +193,6 @@ def _pallas_forward(x, update, scale, eps, out_dtype):
     s, n, rstd = sharding.map_shards(fn, in_axes=(axes, axes, (None,)),
                                      out_axes=(axes, axes, axes[:-1]))(x, update, scale_f32)
   return (s, n), (s, rstd, scale)
-
-
-def _pallas_fwd(x, update, scale, eps, out_dtype):
-  """custom_vjp forward: keeps s, the reciprocal rms and the scale."""
-  return _pallas_forward(x, update, scale, eps, out_dtype)
 
 
 def _pallas_bwd(eps, out_dtype, residuals, cotangents):
@@ -212,7 +208,7 @@ def _pallas_bwd(eps, out_dtype, residuals, cotangents):
   return dx, dx, dscale
 
 
-_pallas_add_rms_norm.defvjp(_pallas_fwd, _pallas_bwd)
+_pallas_add_rms_norm.defvjp(_pallas_forward, _pallas_bwd)
 
 
 def pallas_add_rms_norm(x: jax.Array, update: jax.Array | None, scale: jax.Array, *, eps: float,
@@ -226,7 +222,7 @@ def pallas_add_rms_norm(x: jax.Array, update: jax.Array | None, scale: jax.Array
                      f"act_embed -> {sharding.logical_spec(('act_embed',), dedupe=True)}")
   if update is None:
     return x, _pallas_plain(x, scale, eps, out_dtype)
-  return _pallas_add_rms_norm(x, update, scale, eps, out_dtype)
+  return _pallas_add_rms_norm(x, update.astype(x.dtype), scale, eps, out_dtype)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
