@@ -106,7 +106,7 @@ def abstract_train_state(model_config: TransformerConfig,
 def _init_on_host(init: Callable[[], Any]) -> Any:
   """Runs init jitted for the host CPU; returns its tree of NumPy arrays."""
   try:
-    cpu = jax.devices("cpu")[0]
+    cpu = jax.local_devices(backend="cpu")[0]  # jax.devices() lists other processes' first
   except RuntimeError as e:
     raise ValueError("init_on='host' needs JAX's CPU backend; add 'cpu' to JAX_PLATFORMS") from e
   with jax.default_device(cpu):
