@@ -217,7 +217,7 @@ _WORKER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow
+# In the default run (about 45 s on two cores): a regression here once hid among the slow tests.
 def test_two_processes_match_single_process(tiny_config, tmp_path):
   with socket.socket() as s:
     s.bind(("localhost", 0))
