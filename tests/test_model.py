@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from hope_jax import attention, encoders, kv_cache
+from hope_jax import attention, encoders, fused_norm, kv_cache
 from hope_jax.model import (Transformer, TransformerConfig, float32_logits, flops_per_token,
                             num_params)
 
@@ -26,9 +26,13 @@ def _jit_forward(model: Transformer, **flags):
   return lambda *args: fn(state, *args)
 
 
-@pytest.mark.parametrize("encoder", ENCODERS)
-def test_kv_cache_decoding_matches_forward(tiny_config, encoder):
-  graphdef, state = nnx.split(Transformer(tiny_config(encoder=encoder), rngs=nnx.Rngs(0)))
+@pytest.mark.parametrize("encoder,norm_impl", [(e, "auto") for e in ENCODERS]
+                         + [pytest.param("hope", "pallas", marks=pytest.mark.skipif(
+                             fused_norm.plgpu is None, reason="no Pallas Triton backend"))])
+def test_kv_cache_decoding_matches_forward(tiny_config, encoder, norm_impl):
+  """Prefill + decode equals the full forward; with Pallas norms too (rows of one token)."""
+  config = tiny_config(encoder=encoder, norm_impl=norm_impl)
+  graphdef, state = nnx.split(Transformer(config, rngs=nnx.Rngs(0)))
 
   @jax.jit
   def run(state, tokens):
