@@ -12,7 +12,7 @@ from typing import Any
 
 import ml_collections
 
-from hope_jax import registry
+from hope_jax import registry, train_step
 
 # Every parameter any registered encoder takes, with the value meaning "the encoder's default".
 ENCODER_PARAM_DEFAULTS: dict[str, Any] = {
@@ -190,8 +190,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if t.batch_size % t.grad_accum_steps:
     raise ValueError(f"config.train.batch_size={t.batch_size} is not divisible by "
                      f"config.train.grad_accum_steps={t.grad_accum_steps}")
-  if t.init_on not in ("device", "host"):
-    raise ValueError(f"config.train.init_on must be 'device' or 'host', got {t.init_on!r}")
+  if t.init_on not in train_step.INIT_PLACES:
+    raise ValueError(f"config.train.init_on must be one of {train_step.INIT_PLACES}, got "
+                     f"{t.init_on!r}")
   if config.distributed not in ("auto", "on", "off"):
     raise ValueError(f"config.distributed must be 'auto', 'on' or 'off', got "
                      f"{config.distributed!r}")
