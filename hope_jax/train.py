@@ -78,6 +78,8 @@ def setup(config: ml_collections.ConfigDict, workdir: str | None, *, step: int |
   nothing is read or written: fresh state, no checkpointer (benchmarks).
   """
   config_base.validate(config)
+  if workdir is None and step is not None:
+    raise ValueError(f"step={step} names a checkpoint, which needs a workdir; got workdir=None")
   distributed.initialize_distributed({"on": True, "off": False}.get(config.distributed, "auto"))
   mesh = sharding.make_mesh(sharding.MeshConfig.from_mapping(config.mesh))
   rules = sharding.freeze_rules(config.mesh.rules.to_dict())

@@ -83,6 +83,8 @@ def test_restore_onto_a_different_mesh(tmp_path):
 def test_setup_restores_without_building_a_fresh_state(tmp_path, monkeypatch):
   with pytest.raises(FileNotFoundError, match="train first"):
     train.setup(small_config(), str(tmp_path), fresh_ok=False)
+  with pytest.raises(ValueError, match="step=2 .* workdir=None"):
+    train.setup(small_config(), None, step=2)
   train.train(small_config(steps=4, checkpoint_every=2), str(tmp_path), verbose=False)
   def no_fresh_state(*args, **kwargs):
     raise AssertionError("a fresh state was built before restoring")
