@@ -50,7 +50,7 @@ def next_token_outputs(net: model.Transformer, tokens: jax.Array,
   """Teacher-forced float32 NLL and greedy argmax [B, T-1] of tokens [B, T].
 
   The output head runs over slices of about chunk_tokens tokens (B rows × T/n positions) in a
-  sequential ``lax.map``, so at most one slice of float32 logits is alive at a time.
+  sequential ``lax.map``, so at most one slice of logits is alive at a time.
   """
   x = net.hidden_states(tokens[:, :-1], None if positions is None else positions[:, :-1])
   labels = tokens[:, 1:]

@@ -58,7 +58,7 @@ def _check_room(cache: KVCache, new_tokens: int) -> None:
 
 def extend(model: Transformer, tokens: jax.Array, cache: KVCache,
            positions: jax.Array | None = None) -> tuple[jax.Array, KVCache]:
-  """Runs tokens [B, T] after the cached ones; returns (float32 logits [B, T, V], new cache).
+  """Runs tokens [B, T] after the cached ones; returns (logits [B, T, V], new cache).
 
   positions default to the slot indices (length, …, length + T − 1).  There are no segment_ids:
   each row is one document.

@@ -2,7 +2,7 @@
 
 Blocks are pre-norm: ``x + attn(rms(x))`` then ``x + swiglu(rms(x))``; no biases anywhere;
 parameters are stored in ``param_dtype`` (float32) and computed in ``dtype`` (bfloat16 by
-default); logits are float32.  The encoder is built by :func:`hope_jax.registry.build_encoding`
+default); logits are float32 unless ``logits_dtype="bfloat16"``.  The encoder is built by :func:`hope_jax.registry.build_encoding`
 from the config's ``encoder``/``encoder_params`` and ``train_length`` (never from the input
 length), optionally context-extended by ``scaling``/``scaling_factor``.  Every parameter carries
 logical axis names (see :mod:`hope_jax.sharding`).  Incremental decoding lives in
@@ -32,6 +32,7 @@ REMAT_POLICIES: dict[str, Any] = {
     "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
 }
 ATTENTION_IMPLS: tuple[str, ...] = ("auto", "cudnn", "xla", "splash")
+LOGITS_DTYPES: tuple[str, ...] = ("float32", "bfloat16")
 _POSITIVE_INTS = ("vocab_size", "num_layers", "embed_dim", "num_heads", "num_kv_heads",
                   "head_dim", "mlp_dim", "train_length")
 
@@ -63,6 +64,7 @@ class TransformerConfig:
   scaling_factor: float = 1.0
   attention_impl: str = "auto"
   norm_impl: str = "auto"  # "auto" | "xla" | "pallas": see hope_jax.fused_norm
+  logits_dtype: str = "float32"  # "float32" | "bfloat16": see Transformer.logits
   logn_scaling: bool = False  # scale queries by max(1, log(n+1)/log(train_length)) beyond L
   norm_eps: float = 1e-5
   init_std: float = 0.02
@@ -99,6 +101,8 @@ class TransformerConfig:
              f"one of {ATTENTION_IMPLS}")
     _require(self.norm_impl in fused_norm.NORM_IMPLS, "norm_impl", self.norm_impl,
              f"one of {fused_norm.NORM_IMPLS}")
+    _require(self.logits_dtype in LOGITS_DTYPES, "logits_dtype", self.logits_dtype,
+             f"one of {LOGITS_DTYPES}")
     _require(isinstance(self.tie_embeddings, bool), "tie_embeddings", self.tie_embeddings, "a bool")
     _require(isinstance(self.logn_scaling, bool), "logn_scaling", self.logn_scaling, "a bool")
     _require(self.norm_eps > 0, "norm_eps", self.norm_eps, "> 0")
@@ -278,19 +282,28 @@ class Transformer(nnx.Module):
     return sharding.constrain(x, ("batch", "length", "act_embed"))
 
   def logits(self, x: jax.Array, update: jax.Array | None = None) -> jax.Array:
-    """Final norm (of x + update) and output projection; float32 logits [B, T, vocab]."""
+    """Final norm (of x + update) and output projection; logits [B, T, vocab] in logits_dtype.
+
+    Either way the product accumulates in float32.  ``logits_dtype="float32"`` keeps the logits
+    in float32 (the default: evaluation tables compare NLLs closely); ``"bfloat16"`` rounds them
+    to bfloat16 as the product's output, as bf16-autocast PyTorch and Megatron do, which halves
+    the traffic of the largest tensor of the step; the loss still runs in float32 on them.
+    """
     x = self.final_norm.add_and_norm(x, update)[1]
-    dtype = self.config.compute_jnp_dtype
-    if self.config.tie_embeddings:
-      out = float32_logits("btd,vd->btv", x, self.embedding[...].astype(dtype))
+    c = self.config
+    dtype = c.compute_jnp_dtype
+    spec, head = (("btd,vd->btv", self.embedding) if c.tie_embeddings
+                  else ("btd,dv->btv", self.lm_head))
+    if c.logits_dtype == "float32":
+      out = float32_logits(spec, x, head[...].astype(dtype))
     else:
-      out = float32_logits("btd,dv->btv", x, self.lm_head[...].astype(dtype))
+      out = jnp.einsum(spec, x, head[...].astype(dtype)).astype(DTYPES[c.logits_dtype])
     return sharding.constrain(out, ("batch", "length", "vocab"))
 
   def __call__(self, tokens: jax.Array, positions: jax.Array | None = None,
                segment_ids: jax.Array | None = None, *, return_attention: bool = False,
                return_qk: bool = False):
-    """Returns float32 logits [B, T, vocab], or (logits, extras) when a return_* flag is set.
+    """Returns logits [B, T, vocab] (logits_dtype), or (logits, extras) when a return_* flag is set.
 
     positions ([B, T] or [T]) default to arange(T); segment_ids [B, T] (packed documents) forbid
     attention across segments.  extras["attention"]: per-layer attention probabilities

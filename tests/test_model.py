@@ -205,6 +205,37 @@ def test_bfloat16_compute_keeps_float32_params_and_logits(tiny_config):
   np.testing.assert_allclose(logits, ref, atol=5e-2)
 
 
+@pytest.mark.parametrize("tie", [False, True])
+def test_bfloat16_logits_are_the_float32_ones_rounded(tiny_config, tie):
+  """logits_dtype="bfloat16" rounds the head's output; the loss and its gradient follow closely."""
+  from hope_jax import train_step
+  tokens = _tokens(2, 8)
+  models = {d: Transformer(tiny_config(dtype="bfloat16", logits_dtype=d, tie_embeddings=tie),
+                           rngs=nnx.Rngs(0)) for d in ("float32", "bfloat16")}
+  out = {d: _jit_forward(m)(tokens) for d, m in models.items()}
+  assert out["float32"].dtype == jnp.float32 and out["bfloat16"].dtype == jnp.bfloat16
+  # Same parameters, same float32-accumulated product: only the final rounding differs.
+  np.testing.assert_array_equal(out["bfloat16"], out["float32"].astype(jnp.bfloat16))
+
+  def loss_and_grads(model):
+    graphdef, state = nnx.split(model)
+    def loss(s):
+      logits = nnx.merge(graphdef, s)(tokens[:, :-1])
+      return jnp.mean(train_step.token_nll(logits, tokens[:, 1:]))
+    return jax.jit(jax.value_and_grad(loss))(state)
+
+  (l32, g32), (l16, g16) = (loss_and_grads(models[d]) for d in ("float32", "bfloat16"))
+  np.testing.assert_allclose(l16, l32, rtol=2e-3)
+  for a, b in zip(jax.tree.leaves(g16), jax.tree.leaves(g32)):
+    assert a.dtype == b.dtype == jnp.float32
+    np.testing.assert_allclose(a, b, atol=2e-2 * float(jnp.abs(b).max()) + 1e-6)
+
+
+def test_config_rejects_unknown_logits_dtype(tiny_config):
+  with pytest.raises(ValueError, match="logits_dtype='float16'"):
+    tiny_config(logits_dtype="float16")
+
+
 @pytest.mark.parametrize("spec", ["btd,dv->btv", "btd,vd->btv"])
 def test_float32_logits_forward_and_bf16_backward_match_float64(spec):
   rng = np.random.default_rng(0)
