@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -27,13 +28,33 @@ def parse_shape(shape: str) -> tuple[str, int, int]:
   return size, seq_len, batch
 
 
-def run_config(size: str, encoder: str, *, seq_len: int, batch_size: int, **model_fields):
+def run_config(size: str, encoder: str, *, seq_len: int, batch_size: int,
+               encoder_params: dict[str, Any] | None = None, **model_fields):
   """Returns a run config for a preset at a sequence length and global batch size (bf16)."""
   config = config_base.accelerator_config(size, encoder, seq_len=seq_len, batch_size=batch_size,
                                           learning_rate=3e-3, steps=1000)
   config.train.warmup_steps = 10
   config.model.update(model_fields)
+  config.model.encoder_params.update(encoder_params or {})
   return config
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+  """Adds the model-config flags every train-step benchmark takes (see model_fields)."""
+  parser.add_argument("--attention_impl", default="auto")
+  parser.add_argument("--remat", default="none")
+  parser.add_argument("--norm_impl", default="auto", help="model.norm_impl: auto, xla or pallas")
+  parser.add_argument("--logits_dtype", default="float32", help="model.logits_dtype")
+  parser.add_argument("--encoder_params", default="",
+                      help="model.encoder_params for every encoder, e.g. layout=split_rotated")
+
+
+def model_fields(args: argparse.Namespace) -> dict[str, Any]:
+  """Returns the model-config overrides of add_model_args' flags, for run_config."""
+  params = dict(p.split("=", 1) for p in args.encoder_params.split(",") if p)
+  return {"attention_impl": args.attention_impl, "remat": args.remat,
+          "norm_impl": args.norm_impl, "logits_dtype": args.logits_dtype,
+          "encoder_params": params}
 
 
 def time_steps(fn: Callable[[], Any], *, warmup: int, steps: int) -> list[float]:

@@ -25,7 +25,7 @@ import re
 
 import jax
 
-from common import parse_shape  # noqa: I001
+from common import add_model_args, model_fields, parse_shape  # noqa: I001
 from train_throughput import build_step
 
 # Kernel classes, first match wins (kernel names as the CUDA profiler reports them).
@@ -212,9 +212,7 @@ def main() -> None:
   parser.add_argument("--encoder", default="rope")
   parser.add_argument("--steps", type=int, default=3)
   parser.add_argument("--warmup", type=int, default=5)
-  parser.add_argument("--attention_impl", default="auto")
-  parser.add_argument("--remat", default="none")
-  parser.add_argument("--norm_impl", default="auto", help="model.norm_impl: auto, xla or pallas")
+  add_model_args(parser)
   parser.add_argument("--out", required=True)
   parser.add_argument("--summarize_only", action="store_true",
                       help="only summarize an existing --out (its device events and hlo/)")
@@ -222,8 +220,7 @@ def main() -> None:
   trace_dir = os.path.join(args.out, "trace")
   if not args.summarize_only:
     size, seq_len, batch = parse_shape(args.shape)
-    one, _, _ = build_step(size, args.encoder, seq_len, batch, attention_impl=args.attention_impl,
-                           remat=args.remat, norm_impl=args.norm_impl)
+    one, _, _ = build_step(size, args.encoder, seq_len, batch, **model_fields(args))
     for _ in range(args.warmup):
       jax.block_until_ready(one())
     with jax.profiler.trace(trace_dir, create_perfetto_trace=True):

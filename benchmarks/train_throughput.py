@@ -23,19 +23,20 @@ import time
 import jax
 import numpy as np
 
-from common import (PEER_SHAPES, parse_shape, run_config, summary, time_pipelined,  # noqa: I001
-                    time_steps, write_json)
+from common import (PEER_SHAPES, add_model_args, model_fields, parse_shape,  # noqa: I001
+                    run_config, summary, time_pipelined, time_steps, write_json)
 from hope_jax import model, train, train_step
 
 PEAK = 989e12
 
 
-def build_step(size: str, encoder: str, seq_len: int, batch: int, *, attention_impl: str,
-               remat: str, norm_impl: str = "auto", mesh_axes: dict[str, int] | None = None,
-               init_on: str = "host"):
-  """Returns (one, cfg, mesh): one() runs one train step on a fixed random batch, returning the loss."""
-  config = run_config(size, encoder, seq_len=seq_len, batch_size=batch,
-                      attention_impl=attention_impl, remat=remat, norm_impl=norm_impl)
+def build_step(size: str, encoder: str, seq_len: int, batch: int, *,
+               mesh_axes: dict[str, int] | None = None, init_on: str = "host", **fields):
+  """Returns (one, cfg, mesh): one() runs one train step on a fixed random batch, returning the loss.
+
+  fields: model-config overrides (common.model_fields), e.g. attention_impl or logits_dtype.
+  """
+  config = run_config(size, encoder, seq_len=seq_len, batch_size=batch, **fields)
   config.mesh.update(mesh_axes or {})
   config.train.init_on = init_on
   run = train.setup(config, None)
@@ -59,13 +60,11 @@ def step_and_batch(run: train.Run, seq_len: int, batch: int):
 
 
 def ours(size: str, encoder: str, seq_len: int, batch: int, *, steps: int, warmup: int,
-         attention_impl: str, remat: str, norm_impl: str = "auto",
-         mesh_axes: dict[str, int] | None = None, init_on: str = "host") -> dict:
-  """Times our train step; returns a record."""
+         mesh_axes: dict[str, int] | None = None, init_on: str = "host", **fields) -> dict:
+  """Times our train step; returns a record (fields: model-config overrides, as build_step)."""
   start = time.perf_counter()
-  one, cfg, mesh = build_step(size, encoder, seq_len, batch, attention_impl=attention_impl,
-                              remat=remat, norm_impl=norm_impl, mesh_axes=mesh_axes,
-                              init_on=init_on)
+  one, cfg, mesh = build_step(size, encoder, seq_len, batch, mesh_axes=mesh_axes, init_on=init_on,
+                              **fields)
   jax.block_until_ready(one())
   compile_s = time.perf_counter() - start
   blocked = summary(time_steps(one, warmup=warmup, steps=steps))
@@ -77,8 +76,8 @@ def ours(size: str, encoder: str, seq_len: int, batch: int, *, steps: int, warmu
           **stats, "tokens_per_s": round(tokens_per_s), "mfu": round(flops / PEAK, 4),
           "devices": jax.device_count(), "device": jax.devices()[0].device_kind,
           "params": model.num_params(cfg), "rotated_bands": cfg.encoding.num_rotated_bands,
-          "attention_impl": attention_impl, "remat": remat, "norm_impl": norm_impl,
-          "mesh": dict(mesh.shape), "init_on": init_on, "setup_and_compile_s": round(compile_s, 1),
+          **fields, "layout": cfg.encoding.layout, "mesh": dict(mesh.shape), "init_on": init_on,
+          "setup_and_compile_s": round(compile_s, 1),
           "xla_flags": os.environ.get("XLA_FLAGS", "")}
 
 
@@ -102,9 +101,7 @@ def main() -> None:
   parser.add_argument("--steps", type=int, default=20)
   parser.add_argument("--warmup", type=int, default=5)
   parser.add_argument("--peer", default="", help="path to torch_peer.py; empty = no peer")
-  parser.add_argument("--attention_impl", default="auto")
-  parser.add_argument("--remat", default="none")
-  parser.add_argument("--norm_impl", default="auto", help="model.norm_impl: auto, xla or pallas")
+  add_model_args(parser)
   parser.add_argument("--init_on", default="host", help="train.init_on: device or host")
   parser.add_argument("--mesh", default="", help="e.g. data=2,fsdp=2 (default: data over all)")
   parser.add_argument("--batch_per_device", action="store_true",
@@ -130,9 +127,7 @@ def main() -> None:
       mesh_axes = {k: int(v) for k, v in (p.split("=") for p in args.mesh.split(",") if p)}
       try:
         record = ours(size, encoder, seq_len, batch, steps=args.steps, warmup=args.warmup,
-                      attention_impl=args.attention_impl, remat=args.remat,
-                      norm_impl=args.norm_impl, mesh_axes=mesh_axes,
-                      init_on=args.init_on)
+                      mesh_axes=mesh_axes, init_on=args.init_on, **model_fields(args))
       except jax.errors.JaxRuntimeError as e:  # e.g. out of memory: report it, go on
         write_json(args.out, {"impl": f"hope_jax-{encoder}", "size": size, "seq": seq_len,
                               "batch": batch, "error": str(e).splitlines()[0][:300]})
