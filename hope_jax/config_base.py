@@ -17,7 +17,7 @@ from hope_jax import registry, train_step
 # Every parameter any registered encoder takes, with the value meaning "the encoder's default".
 ENCODER_PARAM_DEFAULTS: dict[str, Any] = {
     "base": 10000.0,
-    "layout": "split_half",  # or "interleaved", "split_rotated" (see encoders.apply_rotary)
+    "layout": "split_half",
     "num_kept_bands": None,  # HoPE: explicit cutoff; None = the ≥ min_periods rule
     "min_periods": 1.0,  # HoPE: full periods a kept band completes within train_length
     "p": 0.75,  # p-RoPE: fraction of the fastest bands kept

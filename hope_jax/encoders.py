@@ -26,8 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-Layout = Literal["split_half", "interleaved", "split_rotated"]
-LAYOUTS: tuple[str, ...] = ("split_half", "interleaved", "split_rotated")
+Layout = Literal["split_half", "interleaved"]
+LAYOUTS: tuple[str, ...] = ("split_half", "interleaved")
 
 _DIGIT_BITS = 12
 _NUM_DIGITS = 3  # covers |position| < 2**36, all int32 positions
@@ -172,17 +172,6 @@ def partial_rotary_frequencies(head_dim: int, *, fraction: float,
 # Rotation.
 
 
-def check_layout(layout: str, frequencies: np.ndarray) -> str:
-  """Returns layout, or raises ValueError naming it when unknown or unusable with these bands."""
-  if layout not in LAYOUTS:
-    raise ValueError(f"layout must be one of {LAYOUTS}, got layout={layout!r}")
-  rotating = np.flatnonzero(np.asarray(frequencies) > 0)
-  if layout == "split_rotated" and rotating.size and rotating[-1] + 1 != rotating.size:
-    raise ValueError(f"layout='split_rotated' needs the rotating bands to be a prefix [0, k) of "
-                     f"the frequencies, got rotating bands {rotating.tolist()}")
-  return layout
-
-
 def _turn_constants(freqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """Returns float32 [NUM_DIGITS, bands] heads and tails of frac(2^{12j} θ_i / 2π), from float64."""
   theta = freqs.astype(np.float64)
@@ -222,28 +211,18 @@ def rotation_angles(positions, frequencies) -> jax.Array:
 
 
 def _split_pairs(x: jax.Array, layout: str) -> tuple[jax.Array, jax.Array]:
-  """Returns the two members of each rotation pair of x's last axis for the given layout.
-
-  ``split_rotated`` pairs channels like ``split_half`` over the block it is given: the rotating
-  prefix, which :func:`_rotate_pairs` cuts out first.
-  """
-  if layout == "interleaved":
-    return x[..., 0::2], x[..., 1::2]
-  half = x.shape[-1] // 2
-  return x[..., :half], x[..., half:]
+  """Returns the two members of each rotation pair for the given layout."""
+  if layout == "split_half":
+    half = x.shape[-1] // 2
+    return x[..., :half], x[..., half:]
+  return x[..., 0::2], x[..., 1::2]
 
 
 def _merge_pairs(first: jax.Array, second: jax.Array, layout: str) -> jax.Array:
   """Inverse of _split_pairs."""
-  if layout == "interleaved":
-    return jnp.stack([first, second], axis=-1).reshape(*first.shape[:-1], -1)
-  return jnp.concatenate([first, second], axis=-1)
-
-
-def _turn(a: jax.Array, b: jax.Array, cos: jax.Array, sin: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Returns pair members (a, b) rotated by the angles of cos/sin, in float32, cast back."""
-  af, bf = a.astype(jnp.float32), b.astype(jnp.float32)
-  return (af * cos - bf * sin).astype(a.dtype), (bf * cos + af * sin).astype(a.dtype)
+  if layout == "split_half":
+    return jnp.concatenate([first, second], axis=-1)
+  return jnp.stack([first, second], axis=-1).reshape(*first.shape[:-1], -1)
 
 
 def _rotate_pairs(x: jax.Array, cos: jax.Array, sin: jax.Array, plan: tuple) -> jax.Array:
@@ -251,26 +230,22 @@ def _rotate_pairs(x: jax.Array, cos: jax.Array, sin: jax.Array, plan: tuple) -> 
 
   ``kept`` is an int k when the rotating bands are the prefix [0, k) (cos/sin then hold k bands
   and the rest of x is copied), or a tuple of booleans, one per band (cos/sin hold every band).
-  When the rotating channels are a contiguous prefix of the last axis (``interleaved`` or
-  ``split_rotated`` with k bands: channels [0, 2k)), only that prefix is read, rotated and written
-  back over x as an update slice, which XLA performs in place: the unrotated channels cost nothing.
   """
   layout, kept = plan
-  width = x.shape[-1]
-  if isinstance(kept, int) and (layout != "split_half" or 2 * kept == width):
-    first, second = _split_pairs(x[..., :2 * kept], layout)
-    rotated = _merge_pairs(*_turn(first, second, cos, sin), layout)
-    if 2 * kept == width:
-      return rotated
-    return jax.lax.dynamic_update_slice_in_dim(x, rotated, 0, axis=x.ndim - 1)
   first, second = _split_pairs(x, layout)
-  if isinstance(kept, int):  # split_half: the first k bands of each half rotate
-    new_a, new_b = _turn(first[..., :kept], second[..., :kept], cos, sin)
-    new_a = jnp.concatenate([new_a, first[..., kept:]], axis=-1)
-    new_b = jnp.concatenate([new_b, second[..., kept:]], axis=-1)
+  if isinstance(kept, int):
+    a, b = first[..., :kept], second[..., :kept]
+  else:
+    a, b = first, second
+  af, bf = a.astype(jnp.float32), b.astype(jnp.float32)
+  new_a = (af * cos - bf * sin).astype(x.dtype)
+  new_b = (bf * cos + af * sin).astype(x.dtype)
+  if isinstance(kept, int):
+    if kept < first.shape[-1]:
+      new_a = jnp.concatenate([new_a, first[..., kept:]], axis=-1)
+      new_b = jnp.concatenate([new_b, second[..., kept:]], axis=-1)
   else:
     mask = jnp.asarray(np.asarray(kept))
-    new_a, new_b = _turn(first, second, cos, sin)
     new_a, new_b = jnp.where(mask, new_a, first), jnp.where(mask, new_b, second)
   return _merge_pairs(new_a, new_b, layout)
 
@@ -306,18 +281,14 @@ def apply_rotary(x: jax.Array, positions, frequencies, *,
 
   x: ``[..., seq, heads, head_dim]``; positions: integers ``[..., seq]`` broadcastable to
   ``x.shape[:-2]``; frequencies: concrete ``[head_dim // 2]``.  ``layout="split_half"`` pairs
-  channel i with i + head_dim/2 (Llama/GPT-NeoX); ``"interleaved"`` pairs 2i with 2i + 1 (GPT-J);
-  ``"split_rotated"`` pairs i with i + k over the k rotating bands only (they must be the prefix
-  [0, k), as in HoPE, p-RoPE and partial rotary) and leaves channels [2k, head_dim) as they are,
-  GPT-NeoX's partial-rotary layout.  All three are channel permutations of one another, which
-  learned projections absorb; with every band rotating, ``split_rotated`` is ``split_half``.  The
-  layouts whose rotating channels form a prefix only touch that prefix (see ``_rotate_pairs``).
+  channel i with i + head_dim/2 (Llama/GPT-NeoX); ``"interleaved"`` pairs 2i with 2i + 1 (GPT-J).
   Sin and cos are computed in float32 and only the result is cast back to x.dtype.  Pairs whose
   frequency is 0 come out bit-identical to the input.  The gradient with respect to x is the
   inverse rotation of the cotangent (a custom VJP: one pass, like the forward).
   """
+  if layout not in LAYOUTS:
+    raise ValueError(f"layout must be one of {LAYOUTS}, got layout={layout!r}")
   freqs = concrete_frequencies(frequencies)
-  check_layout(layout, freqs)
   x = jnp.asarray(x)
   if x.ndim < 3 or x.shape[-1] != 2 * freqs.shape[0]:
     raise ValueError(f"x must be [..., seq, heads, head_dim] with head_dim = 2 × "

@@ -38,10 +38,6 @@ class PositionalEncoding:
   scaling: str = "none"
   scaling_factor: float = 1.0
 
-  def __post_init__(self):
-    """Checks the layout against the frequencies (also after a scaling transform)."""
-    encoders.check_layout(self.layout, self.frequencies)
-
   @property
   def rotates(self) -> bool:
     """Whether any band rotates."""
@@ -118,6 +114,12 @@ def _lookup(name: str) -> Callable[..., PositionalEncoding]:
   return _BUILDERS[name]
 
 
+def _check_layout(layout: str) -> str:
+  if layout not in encoders.LAYOUTS:
+    raise ValueError(f"layout must be one of {encoders.LAYOUTS}, got layout={layout!r}")
+  return layout
+
+
 def build_encoding(name: str, *, head_dim: int, num_heads: int, train_length: int,
                    params: Mapping[str, Any] | None = None, **kwargs) -> PositionalEncoding:
   """Builds the encoder ``name`` for a model; ``params``/``kwargs`` are the encoder's parameters."""
@@ -140,7 +142,7 @@ def build_encoding(name: str, *, head_dim: int, num_heads: int, train_length: in
 def _rope(ctx: EncoderContext, *, base: float = 10000.0,
           layout: str = "split_half") -> PositionalEncoding:
   return PositionalEncoding("rope", encoders.rope_frequencies(ctx.head_dim, base=base),
-                            layout, base=base, train_length=ctx.train_length)
+                            _check_layout(layout), base=base, train_length=ctx.train_length)
 
 
 @register_encoder("hope")
@@ -148,7 +150,7 @@ def _hope(ctx: EncoderContext, *, base: float = 10000.0, num_kept_bands: int | N
           min_periods: float = 1.0, layout: str = "split_half") -> PositionalEncoding:
   freqs = encoders.hope_frequencies(ctx.head_dim, train_length=ctx.train_length, base=base,
                                     num_kept_bands=num_kept_bands, min_periods=min_periods)
-  return PositionalEncoding("hope", freqs, layout, base=base,
+  return PositionalEncoding("hope", freqs, _check_layout(layout), base=base,
                             train_length=ctx.train_length)
 
 
@@ -162,7 +164,7 @@ def _nope(ctx: EncoderContext) -> PositionalEncoding:
 def _p_rope(ctx: EncoderContext, *, p: float = 0.75, base: float = 10000.0,
             layout: str = "split_half") -> PositionalEncoding:
   return PositionalEncoding("p_rope", encoders.p_rope_frequencies(ctx.head_dim, p=p, base=base),
-                            layout, base=base, train_length=ctx.train_length)
+                            _check_layout(layout), base=base, train_length=ctx.train_length)
 
 
 @register_encoder("partial_rope")
@@ -170,7 +172,7 @@ def _partial_rope(ctx: EncoderContext, *, fraction: float = 0.25, base: float = 
                   layout: str = "split_half") -> PositionalEncoding:
   freqs = encoders.partial_rotary_frequencies(ctx.head_dim, fraction=fraction, base=base)
   rotary_dim = int(fraction * ctx.head_dim) // 2 * 2
-  return PositionalEncoding("partial_rope", freqs, layout, base=base,
+  return PositionalEncoding("partial_rope", freqs, _check_layout(layout), base=base,
                             rotary_dim=rotary_dim if rotary_dim > 2 else None,
                             train_length=ctx.train_length)
 

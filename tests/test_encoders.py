@@ -11,8 +11,6 @@ import pytest
 
 from hope_jax import encoders
 
-LAYOUTS = ["split_half", "interleaved", "split_rotated"]
-
 
 def reference_rotary(x: np.ndarray, positions: np.ndarray, freqs: np.ndarray,
                      layout: str = "split_half") -> np.ndarray:
@@ -20,11 +18,6 @@ def reference_rotary(x: np.ndarray, positions: np.ndarray, freqs: np.ndarray,
   x = np.asarray(x, np.float64)
   angles = positions.astype(np.float64)[..., None] * freqs.astype(np.float64)  # [..., seq, bands]
   cos, sin = np.cos(angles)[..., None, :], np.sin(angles)[..., None, :]
-  if layout == "split_rotated":  # pairs (i, i + k) over the k rotating bands, a prefix
-    k = int(np.count_nonzero(freqs))
-    assert np.all(freqs[:k] > 0)
-    a, b, cos, sin = x[..., :k], x[..., k:2 * k], cos[..., :k], sin[..., :k]
-    return np.concatenate([a * cos - b * sin, b * cos + a * sin, x[..., 2 * k:]], axis=-1)
   if layout == "split_half":
     half = x.shape[-1] // 2
     a, b = x[..., :half], x[..., half:]
@@ -119,7 +112,7 @@ def test_p_rope_and_partial_rotary_differ():
 # Rotation against the float64 reference.
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("layout", ["split_half", "interleaved"])
 @pytest.mark.parametrize("name", ["rope", "hope", "p_rope", "partial"])
 def test_float32_matches_float64_reference(layout, name):
   freqs = {
@@ -137,7 +130,7 @@ def test_float32_matches_float64_reference(layout, name):
   assert relative_error(out, reference_rotary(np.asarray(x), positions, freqs, layout)) < 1e-5
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("layout", ["split_half", "interleaved"])
 def test_bfloat16_matches_float64_reference(layout):
   freqs = encoders.rope_frequencies(128, base=500000.0)
   positions = np.arange(0, 2**14, 128, dtype=np.int32)
@@ -148,21 +141,20 @@ def test_bfloat16_matches_float64_reference(layout):
   assert relative_error(out.astype(jnp.float32), reference) < 1e-2
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("layout", ["split_half", "interleaved"])
 def test_zero_frequency_bands_are_bit_identical(layout):
   freqs = encoders.hope_frequencies(64, train_length=512)
   # Non-prefix pattern too, to exercise the masked path.
   scattered = encoders.rope_frequencies(64)
   scattered[1::3] = 0.0
-  for f in (freqs, scattered) if layout != "split_rotated" else (freqs,):
+  for f in (freqs, scattered):
     for dtype in (jnp.float32, jnp.bfloat16):
       x = random_x((2, 33, 3, 64), dtype)
       x = x.at[0, 0, 0].set(-0.0)  # negative zeros must survive as well
       out = encoders.apply_rotary(x, jnp.arange(33) * 977, f, layout=layout)
       zero = np.flatnonzero(f == 0)
-      idx = {"split_half": np.concatenate([zero, zero + 32]),
-             "interleaved": np.concatenate([2 * zero, 2 * zero + 1]),
-             "split_rotated": np.arange(2 * np.count_nonzero(f), 64)}[layout]
+      idx = (np.concatenate([zero, zero + 32]) if layout == "split_half"
+             else np.concatenate([2 * zero, 2 * zero + 1]))
       got = np.asarray(out[..., idx]).view(np.uint16 if dtype == jnp.bfloat16 else np.uint32)
       want = np.asarray(x[..., idx]).view(got.dtype)
       np.testing.assert_array_equal(got, want)
@@ -183,28 +175,6 @@ def test_interleaved_is_a_channel_permutation_of_split_half():
   inter = encoders.apply_rotary(x, jnp.arange(7), freqs, layout="interleaved")
   split = encoders.apply_rotary(x[..., perm], jnp.arange(7), freqs, layout="split_half")
   np.testing.assert_allclose(inter[..., perm], split, rtol=1e-6, atol=1e-6)
-
-
-@pytest.mark.parametrize("name", ["rope", "hope"])
-def test_split_rotated_is_a_channel_permutation_of_split_half(name):
-  freqs = (encoders.rope_frequencies(64) if name == "rope"
-           else encoders.hope_frequencies(64, train_length=512))
-  k = int(np.count_nonzero(freqs))
-  # split_rotated channel c ← split_half channel perm[c]: the rotating pairs first, then the rest.
-  perm = np.concatenate([np.arange(k), 32 + np.arange(k), np.arange(k, 32), 32 + np.arange(k, 32)])
-  x = random_x((2, 9, 3, 64))
-  positions = jnp.arange(9) * 31
-  split = encoders.apply_rotary(x, positions, freqs, layout="split_half")
-  rotated_first = encoders.apply_rotary(x[..., perm], positions, freqs, layout="split_rotated")
-  np.testing.assert_array_equal(rotated_first, split[..., perm])
-  if name == "rope":  # every band rotates: the two layouts are the same
-    assert np.array_equal(perm, np.arange(64))
-
-
-def test_split_rotated_rejects_non_prefix_bands():
-  freqs = encoders.rope_frequencies(16) * (np.arange(8) != 2)
-  with pytest.raises(ValueError, match=r"layout='split_rotated'.*prefix.*\[0, 1, 3"):
-    encoders.apply_rotary(random_x((1, 4, 1, 16)), jnp.arange(4), freqs, layout="split_rotated")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,11 +241,9 @@ def test_jit_vmap_grad():
   np.testing.assert_allclose(grad, x, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("layout", ["split_half", "interleaved"])
 @pytest.mark.parametrize("name", ["rope", "hope", "non_prefix"])
 def test_vjp_is_the_inverse_rotation_float64(layout, name):
-  if layout == "split_rotated" and name == "non_prefix":
-    pytest.skip("split_rotated takes prefix bands only (its error is tested below)")
   freqs = {
       "rope": encoders.rope_frequencies(64),
       "hope": encoders.hope_frequencies(64, train_length=512),

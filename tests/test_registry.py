@@ -74,17 +74,3 @@ def test_bad_configs_name_the_field(name, kwargs, field):
   args = {**CTX, **kwargs}
   with pytest.raises(ValueError, match=field):
     registry.build_encoding(name, **args)
-
-
-@pytest.mark.parametrize("name", ["rope", "hope", "p_rope", "partial_rope"])
-def test_split_rotated_layout_builds_for_prefix_encoders(name):
-  enc = registry.build_encoding(name, **CTX, layout="split_rotated")
-  x = jax.random.normal(jax.random.key(0), (1, 8, 2, 64))
-  expected = encoders.apply_rotary(x, jnp.arange(8), enc.frequencies, layout="split_rotated")
-  np.testing.assert_array_equal(enc.rotate(x, jnp.arange(8)), expected)
-
-
-def test_split_rotated_layout_is_checked_against_the_bands():
-  freqs = encoders.rope_frequencies(16) * (np.arange(8) % 2)
-  with pytest.raises(ValueError, match="layout='split_rotated'"):
-    registry.PositionalEncoding("custom", freqs, "split_rotated")
