@@ -46,7 +46,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--norm_impl", default="auto", help="model.norm_impl: auto, xla or pallas")
   parser.add_argument("--logits_dtype", default="float32", help="model.logits_dtype")
   parser.add_argument("--encoder_params", default="",
-                      help="model.encoder_params for every encoder, e.g. layout=split_rotated")
+                      help="model.encoder_params for every encoder, e.g. layout=interleaved")
 
 
 def model_fields(args: argparse.Namespace) -> dict[str, Any]:

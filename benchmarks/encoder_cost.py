@@ -2,12 +2,13 @@
 
     python3 benchmarks/encoder_cost.py --batch 16 --seq 4096 --heads 12 --head_dim 64
 
-Times jitted apply_rotary on a bf16 [B, T, H, D] tensor for each encoder and layout and reports
-the achieved bandwidth (the tensor's bytes read + written) next to a plain elementwise pass over the
-same tensor.  The input buffer is donated and each call's output feeds the next, as the q/k
-projection's output is consumed in the train step, so a layout whose rotating channels form a
-prefix (interleaved, split_rotated) can update them in place.  The step-time difference inside
-the full train step comes from train_throughput.py with --encoders rope,hope,nope.
+Times jitted apply_rotary on a bf16 [B, T, H, D] tensor for each encoder and reports the achieved
+bandwidth (the tensor's bytes read + written) next to a plain elementwise pass over the same
+tensor.  The input buffer is donated and each call's output feeds the next, as the q/k projection's
+output is consumed in the train step.  Here sin/cos are computed inside the rotation, once per
+head; in the train step one [B, T, bands] computation serves every layer, q and k, forward and
+backward.  The step-time difference inside the full train step comes from train_throughput.py
+with --encoders rope,hope,nope.
 """
 
 from __future__ import annotations
@@ -36,22 +37,19 @@ def main() -> None:
   x = jax.random.normal(jax.random.key(0), shape, jnp.bfloat16)
   positions = jnp.broadcast_to(jnp.arange(args.seq, dtype=jnp.int32), shape[:2])
   length = args.train_length or args.seq
-  hope = encoders.hope_frequencies(args.head_dim, train_length=length)
-  cases = {  # name: (frequencies, layout); None = the plain pass
-      "copy": (None, ""),
-      "nope": (encoders.nope_frequencies(args.head_dim), "split_half"),
-      "hope": (hope, "split_half"),
-      "hope split_rotated": (hope, "split_rotated"),
-      "hope interleaved": (hope, "interleaved"),
-      "rope": (encoders.rope_frequencies(args.head_dim), "split_half"),
+  cases = {  # None = the plain pass
+      "copy": None,
+      "nope": encoders.nope_frequencies(args.head_dim),
+      "hope": encoders.hope_frequencies(args.head_dim, train_length=length),
+      "rope": encoders.rope_frequencies(args.head_dim),
   }
   bytes_moved = 2 * x.size * x.dtype.itemsize
   rows = []
-  for name, (freqs, layout) in cases.items():
+  for name, freqs in cases.items():
     if freqs is None:
       op = lambda x, p: x * jnp.bfloat16(1) + jnp.bfloat16(0)  # a fused read + write
     else:
-      op = functools.partial(encoders.apply_rotary, frequencies=freqs, layout=layout)
+      op = functools.partial(encoders.apply_rotary, frequencies=freqs)
     fn = jax.jit(op, donate_argnums=0)
     holder = {"x": x.copy()}
 
@@ -60,7 +58,7 @@ def main() -> None:
       return holder["x"]
 
     stats = summary(time_steps(call, warmup=3, steps=args.steps))
-    record = {"op": name, "layout": layout, "shape": list(shape), **stats,
+    record = {"op": name, "shape": list(shape), **stats,
               "gb_per_s": round(bytes_moved / (stats["step_ms"] / 1e3) / 1e9, 1),
               "rotated_bands": -1 if freqs is None else int((freqs > 0).sum()),
               "device": jax.devices()[0].device_kind}
