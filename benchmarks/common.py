@@ -45,6 +45,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--remat", default="none")
   parser.add_argument("--norm_impl", default="auto", help="model.norm_impl: auto, xla or pallas")
   parser.add_argument("--logits_dtype", default="float32", help="model.logits_dtype")
+  parser.add_argument("--loss_impl", default="auto", help="model.loss_impl: auto, xla or pallas")
   parser.add_argument("--encoder_params", default="",
                       help="model.encoder_params for every encoder, e.g. layout=interleaved")
 
@@ -54,6 +55,7 @@ def model_fields(args: argparse.Namespace) -> dict[str, Any]:
   params = dict(p.split("=", 1) for p in args.encoder_params.split(",") if p)
   return {"attention_impl": args.attention_impl, "remat": args.remat,
           "norm_impl": args.norm_impl, "logits_dtype": args.logits_dtype,
+          "loss_impl": args.loss_impl,
           "encoder_params": params}
 
 

@@ -61,7 +61,7 @@ def next_token_outputs(net: model.Transformer, tokens: jax.Array,
 
   def head(x_slice, label_slice):
     logits = net.logits(x_slice)
-    return (train_step.token_nll(logits, label_slice),
+    return (train_step.token_nll(logits, label_slice, net.config.loss_impl),
             jnp.argmax(logits, axis=-1).astype(jnp.int32))
 
   if slices == 1:

@@ -27,13 +27,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from hope_jax import sharding
-
-try:  # The Triton backend of Pallas is deprecated (JAX 0.11) and may be removed.
-  from jax.experimental import pallas as pl
-  from jax.experimental.pallas import triton as plgpu
-except ImportError:  # pragma: no cover
-  pl = plgpu = None
+from hope_jax import pallas_gpu, sharding
+from hope_jax.pallas_gpu import block_rows, interpret, padded, pl, plgpu
 
 NORM_IMPLS: tuple[str, ...] = ("auto", "xla", "pallas")
 # Kernel shapes (benchmarks/norm_cost.py --sweep times alternatives): rows per program, warps.
@@ -50,11 +45,9 @@ def resolve_implementation(requested: str, *, backend: str | None = None) -> str
     raise ValueError(f"norm_impl must be one of {NORM_IMPLS}, got norm_impl={requested!r}")
   if requested != "auto":
     return requested
-  backend = backend or jax.default_backend()
   embed_sharded = (any(sharding.logical_spec(("act_embed",), dedupe=True))
                    if sharding.current_rules() else False)
-  ok = backend in ("gpu", "cuda") and plgpu is not None and not embed_sharded
-  return "pallas" if ok else "xla"
+  return "pallas" if pallas_gpu.available(backend) and not embed_sharded else "xla"
 
 
 def xla_add_rms_norm(x: jax.Array, update: jax.Array | None, scale: jax.Array, *, eps: float,
@@ -66,19 +59,6 @@ def xla_add_rms_norm(x: jax.Array, update: jax.Array | None, scale: jax.Array, *
   return s, (sf * scale.astype(jnp.float32)).astype(out_dtype)
 
 
-def _padded(n: int) -> int:
-  """Triton blocks are powers of two: the column block covering n features."""
-  return 1 << max(n - 1, 0).bit_length()
-
-
-def _block_rows(rows: int, preferred: int) -> int:
-  """The largest power of two ≤ preferred that divides rows (row blocks never straddle shards)."""
-  block = preferred
-  while rows % block:
-    block //= 2
-  return block
-
-
 def _forward_kernel(*refs, eps: float, rows: int, has_update: bool):
   """One block of rows: s = x + update, n = s · rsqrt(mean(s²) + eps) · scale, and the rsqrt."""
   if has_update:
@@ -87,7 +67,7 @@ def _forward_kernel(*refs, eps: float, rows: int, has_update: bool):
     x_ref, scale_ref, n_ref, rstd_ref = refs
   features = x_ref.shape[1]
   r = pl.program_id(0) * rows + jnp.arange(rows)
-  c = jnp.arange(_padded(features))
+  c = jnp.arange(padded(features))
   at, mask = (r[:, None], c[None, :]), c[None, :] < features
   s = plgpu.load(x_ref.at[at], mask=mask, other=0.0)
   if has_update:
@@ -105,7 +85,7 @@ def _backward_kernel(s_ref, rstd_ref, scale_ref, dn_ref, ds_ref, dx_ref, dscale_
                      rows: int, chunk: int):
   """One block of rows: dx = ds + rstd·g − s·rstd³·mean(g·s) (g = dn·scale); partial dscale."""
   features = s_ref.shape[1]
-  c = jnp.arange(_padded(features))
+  c = jnp.arange(padded(features))
   cmask = c < features
   scale = plgpu.load(scale_ref.at[c], mask=cmask, other=0.0).astype(jnp.float32)
   first = pl.program_id(0) * rows
@@ -127,23 +107,18 @@ def _backward_kernel(s_ref, rstd_ref, scale_ref, dn_ref, ds_ref, dx_ref, dscale_
   plgpu.store(dscale_ref.at[pl.program_id(0), c], dscale, mask=cmask)
 
 
-def _interpret() -> bool:
-  """Pallas interpret mode off GPU (the CPU tests)."""
-  return jax.default_backend() not in ("gpu", "cuda")
-
-
 def _local_forward(x, update, scale, *, eps: float, out_dtype: Any):
   """Forward kernel on local arrays [..., d]; returns (s or None, n, rstd [rows])."""
   *lead, features = x.shape
   flat = [a.reshape(-1, features) for a in ((x,) if update is None else (x, update))]
   rows = flat[0].shape[0]
-  block = _block_rows(rows, FORWARD_ROWS)
+  block = block_rows(rows, FORWARD_ROWS)
   out_shape = ([] if update is None else [jax.ShapeDtypeStruct((rows, features), x.dtype)]) + [
       jax.ShapeDtypeStruct((rows, features), out_dtype),
       jax.ShapeDtypeStruct((rows,), jnp.float32)]
   outs = pl.pallas_call(
       functools.partial(_forward_kernel, eps=eps, rows=block, has_update=update is not None),
-      grid=(rows // block,), out_shape=out_shape, interpret=_interpret(), name="add_rms_norm",
+      grid=(rows // block,), out_shape=out_shape, interpret=interpret(), name="add_rms_norm",
       compiler_params=plgpu.CompilerParams(num_warps=FORWARD_WARPS))(*flat, scale)
   s = None if update is None else outs[0].reshape(x.shape)
   return s, outs[-2].reshape(x.shape), outs[-1].reshape(lead)
@@ -153,11 +128,11 @@ def _local_backward(s, rstd, scale, dn, ds):
   """Backward kernel on local arrays; returns (dx [..., d], partial dscale [*lead', d])."""
   *lead, features = s.shape
   rows = rstd.size
-  block = _block_rows(lead[-1], BACKWARD_ROWS)
+  block = block_rows(lead[-1], BACKWARD_ROWS)
   chunk = min(BACKWARD_CHUNK, block)
   dx, partial = pl.pallas_call(
       functools.partial(_backward_kernel, rows=block, chunk=chunk),
-      grid=(rows // block,), interpret=_interpret(), name="add_rms_norm_backward",
+      grid=(rows // block,), interpret=interpret(), name="add_rms_norm_backward",
       out_shape=[jax.ShapeDtypeStruct((rows, features), s.dtype),
                  jax.ShapeDtypeStruct((rows // block, features), jnp.float32)],
       compiler_params=plgpu.CompilerParams(num_warps=BACKWARD_WARPS),

@@ -187,6 +187,19 @@ def map_shards(fn: Callable, *, in_axes: Any, out_axes: Any) -> Callable:
                        check_vma=False)
 
 
+def dimension_shards(axes: Sequence[str | None], index: int) -> int:
+  """Returns how many shards dimension ``index`` of an activation with these logical axes has.
+
+  Counted on the context mesh with the context rules (dedupe as for activations); 1 outside a
+  mesh + rules context.
+  """
+  rules = current_rules()
+  mesh = jax.sharding.get_abstract_mesh()
+  if not rules or mesh.empty:
+    return 1
+  return mesh_axis_size(mesh, logical_spec(axes, rules, dedupe=True)[index])
+
+
 def mesh_axis_size(mesh: jax.sharding.Mesh, target: Any) -> int:
   """Returns how many devices a rule's target (None, an axis or a tuple of axes) spans."""
   return math.prod(mesh.shape[a] for a in _flat(target))

@@ -25,7 +25,7 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
-from hope_jax import sharding
+from hope_jax import fused_loss, sharding
 from hope_jax.model import Transformer, TransformerConfig
 
 Batch = Mapping[str, jax.Array]
@@ -120,27 +120,27 @@ def _place(host_tree: Any, shardings: Any) -> Any:
       host_tree, shardings)
 
 
-@jax.custom_vjp
-def token_nll(logits: jax.Array, labels: jax.Array) -> jax.Array:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def token_nll(logits: jax.Array, labels: jax.Array, implementation: str = "auto") -> jax.Array:
   """Returns float32 per-token negative log-likelihood [..., T] of integer labels under logits.
 
-  Its backward pass forms softmax − one-hot in one elementwise pass (autodiff scattered the
-  one-hot into a materialised float32 gradient, which kept the cast to bf16 a pass of its own).
+  The forward reduction is :func:`hope_jax.fused_loss.logsumexp_and_label` (``implementation``:
+  "auto", "xla" or "pallas").  The backward pass forms softmax − one-hot in one elementwise pass
+  (autodiff scattered the one-hot into a materialised float32 gradient, which kept the cast to
+  bf16 a pass of its own).
   """
-  return _token_nll_fwd(logits, labels)[0]
+  return _token_nll_fwd(logits, labels, implementation)[0]
 
 
-def _token_nll_fwd(logits, labels):
+def _token_nll_fwd(logits, labels, implementation):
   """Forward pass of token_nll: NLL = logsumexp − label logit; keeps logits, labels, logsumexp."""
-  lf = logits.astype(jnp.float32)
-  peak = jnp.max(lf, axis=-1, keepdims=True)
-  lse = peak + jnp.log(jnp.sum(jnp.exp(lf - peak), axis=-1, keepdims=True))
-  label_logit = jnp.take_along_axis(lf, labels[..., None], axis=-1)
-  return (lse - label_logit)[..., 0], (logits, labels, lse)
+  lse, label_logit = fused_loss.logsumexp_and_label(logits, labels, implementation=implementation)
+  return lse - label_logit, (logits, labels, lse[..., None])
 
 
-def _token_nll_bwd(residuals, g):
+def _token_nll_bwd(implementation, residuals, g):
   """Backward pass of token_nll: g · (softmax − one-hot), in the logits' dtype."""
+  del implementation
   logits, labels, lse = residuals
   classes = jax.lax.broadcasted_iota(labels.dtype, logits.shape, logits.ndim - 1)
   one_hot = (classes == labels[..., None]).astype(jnp.float32)
@@ -171,7 +171,8 @@ def _loss_sums(graphdef: nnx.GraphDef, params: nnx.State, model_state: nnx.State
   """Returns (sum of counted token NLLs, number of counted tokens), both float32."""
   model = nnx.merge(graphdef, params, model_state)
   inputs, positions, segments = _model_inputs(batch)
-  nll = token_nll(model(inputs, positions, segments), batch["tokens"][:, 1:])
+  nll = token_nll(model(inputs, positions, segments), batch["tokens"][:, 1:],
+                  model.config.loss_impl)
   if segments is None:
     weights = jnp.ones_like(nll)
   else:
@@ -291,7 +292,8 @@ def make_eval_fn(graphdef: nnx.GraphDef, *, mesh: jax.sharding.Mesh,
     with nnx.logical_axis_rules(rules):
       model = nnx.merge(graphdef, params, model_state)
       inputs, positions, segments = _model_inputs(batch)
-      nll = token_nll(model(inputs, positions, segments), batch["tokens"][:, 1:])
+      nll = token_nll(model(inputs, positions, segments), batch["tokens"][:, 1:],
+                  model.config.loss_impl)
     return nll
 
   def fn(params: nnx.State, tokens, positions=None, segment_ids=None) -> jax.Array:
