@@ -29,7 +29,7 @@ from hope_jax.pallas_gpu import block_rows, interpret, padded, pl, plgpu
 LOSS_IMPLS: tuple[str, ...] = ("auto", "xla", "pallas")
 # Kernel shape (benchmarks/loss_cost.py --sweep times alternatives): rows per program, vocabulary
 # columns per loop step (a power of two), warps.
-ROWS, CHUNK, WARPS = 4, 1024, 4
+ROWS, CHUNK, WARPS = 2, 2048, 4
 _LOGIT_AXES = ("batch", "length", "vocab")
 
 
