@@ -71,8 +71,10 @@ def _kernel(x_ref, label_ref, lse_ref, picked_ref, *, rows: int, chunk: int):
     picked = picked + jnp.sum(jnp.where(c[None, :] == labels[:, None], x, 0.0), axis=1)
     return new_peak, total, picked
 
-  start = (jnp.full((rows,), -jnp.inf, jnp.float32), jnp.zeros((rows,), jnp.float32),
-           jnp.zeros((rows,), jnp.float32))
+  # A finite starting max: a chunk of only −inf logits (masked classes) then adds exp(−inf) = 0
+  # instead of exp(−inf − (−inf)) = NaN.
+  start = (jnp.full((rows,), jnp.finfo(jnp.float32).min, jnp.float32),
+           jnp.zeros((rows,), jnp.float32), jnp.zeros((rows,), jnp.float32))
   peak, total, picked = jax.lax.fori_loop(0, pl.cdiv(vocab, chunk), body, start)
   plgpu.store(lse_ref.at[r], peak + jnp.log(total))
   plgpu.store(picked_ref.at[r], picked)

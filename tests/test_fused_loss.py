@@ -45,15 +45,16 @@ def test_logsumexp_and_label_match_float64(impl, shape, dtype):
 @pytest.mark.parametrize("impl", IMPLS)
 def test_large_and_negative_infinite_logits(impl):
   """A running max keeps huge logits finite; −inf entries (masked classes) count as zero mass."""
-  logits = np.zeros((2, 1, 2500), np.float32)
+  logits = np.zeros((3, 1, 5000), np.float32)
   logits[0, 0, :] = -1e4
-  logits[0, 0, 2400] = 1e4  # the peak sits in the last chunk
+  logits[0, 0, 4900] = 1e4  # the peak sits in the last chunk
   logits[1, 0, 1000:] = -np.inf
-  labels = np.array([[2400], [3]])
+  logits[2, 0, :4500] = -np.inf  # whole chunks of −inf before the first finite logit
+  labels = np.array([[4900], [3], [4700]])
   lse, picked = fused_loss.logsumexp_and_label(jnp.asarray(logits), jnp.asarray(labels),
                                                implementation=impl)
-  np.testing.assert_allclose(lse, [[1e4], [np.log(1000.0)]], rtol=1e-6)
-  np.testing.assert_array_equal(picked, [[1e4], [0.0]])
+  np.testing.assert_allclose(lse, [[1e4], [np.log(1000.0)], [np.log(500.0)]], rtol=1e-6)
+  np.testing.assert_array_equal(picked, [[1e4], [0.0], [0.0]])
 
 
 @needs_pallas
