@@ -37,6 +37,7 @@ BACKWARD_ROWS = 64  # rows per backward program (one partial sum of the scale's 
 BACKWARD_CHUNK = 4  # rows the backward program holds in registers at a time
 BACKWARD_WARPS = 4
 _ROW_AXES = ("batch", "length")
+_ACTIVATION_AXES = (*_ROW_AXES, "act_embed")
 
 
 def resolve_implementation(requested: str, *, backend: str | None = None) -> str:
@@ -45,8 +46,7 @@ def resolve_implementation(requested: str, *, backend: str | None = None) -> str
     raise ValueError(f"norm_impl must be one of {NORM_IMPLS}, got norm_impl={requested!r}")
   if requested != "auto":
     return requested
-  embed_sharded = (any(sharding.logical_spec(("act_embed",), dedupe=True))
-                   if sharding.current_rules() else False)
+  embed_sharded = sharding.dimension_shards(_ACTIVATION_AXES, 2) > 1
   return "pallas" if pallas_gpu.available(backend) and not embed_sharded else "xla"
 
 
@@ -144,7 +144,7 @@ def _local_backward(s, rstd, scale, dn, ds):
 
 def _row_axes(ndim: int) -> tuple[str | None, ...]:
   """Logical axes of a model activation [batch, length, embed]; other ranks stay unsharded."""
-  return (*_ROW_AXES, "act_embed") if ndim == 3 else (None,) * ndim
+  return _ACTIVATION_AXES if ndim == 3 else (None,) * ndim
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
@@ -192,9 +192,9 @@ def pallas_add_rms_norm(x: jax.Array, update: jax.Array | None, scale: jax.Array
   if plgpu is None:  # pragma: no cover
     raise ValueError("norm_impl='pallas' needs jax.experimental.pallas.triton, which this JAX "
                      "lacks; use norm_impl='xla'")
-  if sharding.current_rules() and any(sharding.logical_spec(("act_embed",), dedupe=True)):
+  if sharding.dimension_shards(_ACTIVATION_AXES, 2) > 1:
     raise ValueError(f"norm_impl='pallas' needs the activations' embedding axis unsharded, got "
-                     f"act_embed -> {sharding.logical_spec(('act_embed',), dedupe=True)}")
+                     f"act_embed -> {sharding.logical_spec(_ACTIVATION_AXES, dedupe=True)[2]}")
   if update is None:
     return x, _pallas_plain(x, scale, eps, out_dtype)
   return _pallas_add_rms_norm(x, update.astype(x.dtype), scale, eps, out_dtype)

@@ -1,8 +1,10 @@
 """What the Pallas GPU kernels share: implementation choice, config checks, a sharded train step."""
 
+import jax
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 
 from hope_jax import fused_loss, fused_norm, pallas_gpu, sharding, train_step
 
@@ -19,6 +21,18 @@ def test_resolve_implementation(module, field):
   assert module.resolve_implementation("pallas", backend="cpu") == "pallas"
   with pytest.raises(ValueError, match=f"{field}='fused'"):
     module.resolve_implementation("fused")
+
+
+@needs_pallas
+@pytest.mark.parametrize("module, axis", [(fused_norm, "act_embed"), (fused_loss, "vocab")])
+def test_auto_counts_an_axis_as_sharded_only_across_several_devices(module, axis):
+  """The kernel's feature axis mapped to a mesh axis of size 1 still runs the kernel; of size 2 not."""
+  rules = tuple((name, "tensor" if name == axis else target)
+                for name, target in sharding.DEFAULT_RULES)
+  for shape, expected in (((4, 2, 1), "pallas"), ((2, 2, 2), "xla")):
+    with jax.set_mesh(sharding.make_mesh(sharding.MeshConfig(*shape))), \
+        nnx.logical_axis_rules(rules):
+      assert module.resolve_implementation("auto", backend="gpu") == expected
 
 
 @pytest.mark.parametrize("field", ["norm_impl", "loss_impl"])
