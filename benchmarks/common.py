@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import statistics
@@ -52,11 +53,16 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 def model_fields(args: argparse.Namespace) -> dict[str, Any]:
   """Returns the model-config overrides of add_model_args' flags, for run_config."""
-  params = dict(p.split("=", 1) for p in args.encoder_params.split(",") if p)
+  params = {}
+  for item in filter(None, args.encoder_params.split(",")):
+    name, value = item.split("=", 1)
+    try:  # numbers and None as Python literals (num_kept_bands=16, base=5e5); words as strings
+      params[name] = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      params[name] = value
   return {"attention_impl": args.attention_impl, "remat": args.remat,
           "norm_impl": args.norm_impl, "logits_dtype": args.logits_dtype,
-          "loss_impl": args.loss_impl,
-          "encoder_params": params}
+          "loss_impl": args.loss_impl, "encoder_params": params}
 
 
 def time_steps(fn: Callable[[], Any], *, warmup: int, steps: int) -> list[float]:
