@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from hope_jax import pallas_gpu, sharding
 from hope_jax.pallas_gpu import block_rows, interpret, padded, pl, plgpu
 
-LOSS_IMPLS: tuple[str, ...] = ("auto", "xla", "pallas")
+LOSS_IMPLS = pallas_gpu.IMPLS
 # Kernel shape (benchmarks/loss_cost.py --sweep times alternatives): rows per program, vocabulary
 # columns per loop step (a power of two), warps.
 ROWS, CHUNK, WARPS = 2, 2048, 4
@@ -35,13 +35,7 @@ _LOGIT_AXES = ("batch", "length", "vocab")
 
 def resolve_implementation(requested: str, *, backend: str | None = None) -> str:
   """Returns the implementation to use: ``requested`` itself unless it is "auto"."""
-  if requested not in LOSS_IMPLS:
-    raise ValueError(f"loss implementation must be one of {LOSS_IMPLS}, got "
-                     f"implementation={requested!r}")
-  if requested != "auto":
-    return requested
-  vocab_sharded = sharding.dimension_shards(_LOGIT_AXES, 2) > 1
-  return "pallas" if pallas_gpu.available(backend) and not vocab_sharded else "xla"
+  return pallas_gpu.resolve(requested, field="loss_impl", axes=_LOGIT_AXES, backend=backend)
 
 
 def xla_logsumexp_and_label(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -99,14 +93,9 @@ def _local(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
 def pallas_logsumexp_and_label(logits: jax.Array,
                                labels: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Returns float32 (logsumexp, the label's logit) through the one-pass Pallas kernel."""
-  if plgpu is None:  # pragma: no cover
-    raise ValueError("the Pallas loss needs jax.experimental.pallas.triton, which this JAX lacks; "
-                     "use implementation='xla'")
   # Model logits [batch, length, vocab] are split over their rows; other ranks run whole.
   axes = _LOGIT_AXES if logits.ndim == 3 else (None,) * logits.ndim
-  if logits.ndim == 3 and sharding.dimension_shards(axes, 2) > 1:
-    raise ValueError(f"the Pallas loss needs the logits' vocabulary axis unsharded, got vocab -> "
-                     f"{sharding.logical_spec(axes, dedupe=True)[2]}")
+  pallas_gpu.check_runnable(axes, field="loss_impl", what="the logits' vocabulary axis")
   return sharding.map_shards(_local, in_axes=(axes, axes[:-1]), out_axes=(axes[:-1], axes[:-1]))(
       logits, labels)
 

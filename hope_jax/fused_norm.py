@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from hope_jax import pallas_gpu, sharding
 from hope_jax.pallas_gpu import block_rows, interpret, padded, pl, plgpu
 
-NORM_IMPLS: tuple[str, ...] = ("auto", "xla", "pallas")
+NORM_IMPLS = pallas_gpu.IMPLS
 # Kernel shapes (benchmarks/norm_cost.py --sweep times alternatives): rows per program, warps.
 FORWARD_ROWS, FORWARD_WARPS = 4, 4
 BACKWARD_ROWS = 64  # rows per backward program (one partial sum of the scale's gradient each)
@@ -42,12 +42,7 @@ _ACTIVATION_AXES = (*_ROW_AXES, "act_embed")
 
 def resolve_implementation(requested: str, *, backend: str | None = None) -> str:
   """Returns the implementation to use: ``requested`` itself unless it is "auto"."""
-  if requested not in NORM_IMPLS:
-    raise ValueError(f"norm_impl must be one of {NORM_IMPLS}, got norm_impl={requested!r}")
-  if requested != "auto":
-    return requested
-  embed_sharded = sharding.dimension_shards(_ACTIVATION_AXES, 2) > 1
-  return "pallas" if pallas_gpu.available(backend) and not embed_sharded else "xla"
+  return pallas_gpu.resolve(requested, field="norm_impl", axes=_ACTIVATION_AXES, backend=backend)
 
 
 def xla_add_rms_norm(x: jax.Array, update: jax.Array | None, scale: jax.Array, *, eps: float,
@@ -189,12 +184,8 @@ _pallas_add_rms_norm.defvjp(_pallas_forward, _pallas_bwd)
 def pallas_add_rms_norm(x: jax.Array, update: jax.Array | None, scale: jax.Array, *, eps: float,
                         out_dtype: Any) -> tuple[jax.Array, jax.Array]:
   """Returns (x + update, rms_norm(x + update) · scale) through the Pallas kernels."""
-  if plgpu is None:  # pragma: no cover
-    raise ValueError("norm_impl='pallas' needs jax.experimental.pallas.triton, which this JAX "
-                     "lacks; use norm_impl='xla'")
-  if sharding.dimension_shards(_ACTIVATION_AXES, 2) > 1:
-    raise ValueError(f"norm_impl='pallas' needs the activations' embedding axis unsharded, got "
-                     f"act_embed -> {sharding.logical_spec(_ACTIVATION_AXES, dedupe=True)[2]}")
+  pallas_gpu.check_runnable(_ACTIVATION_AXES, field="norm_impl",
+                            what="the activations' embedding axis")
   if update is None:
     return x, _pallas_plain(x, scale, eps, out_dtype)
   return _pallas_add_rms_norm(x, update.astype(x.dtype), scale, eps, out_dtype)

@@ -10,7 +10,7 @@ from hope_jax import fused_loss, fused_norm, pallas_gpu, sharding, train_step
 
 needs_pallas = pytest.mark.skipif(pallas_gpu.plgpu is None,
                                   reason="this JAX has no Pallas Triton backend")
-MODULES = [(fused_norm, "norm_impl"), (fused_loss, "implementation")]
+MODULES = [(fused_norm, "norm_impl"), (fused_loss, "loss_impl")]
 
 
 @pytest.mark.parametrize("module, field", MODULES)
