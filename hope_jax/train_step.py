@@ -166,17 +166,24 @@ def _model_inputs(batch: Batch) -> tuple[jax.Array, jax.Array | None, jax.Array 
           None if segments is None else segments[:, :-1])
 
 
+def _batch_nll(graphdef: nnx.GraphDef, params: nnx.State, model_state: nnx.State,
+               batch: Batch) -> jax.Array:
+  """Returns the float32 NLL [B, T] of each next token of a [B, T+1] batch under the model."""
+  model = nnx.merge(graphdef, params, model_state)
+  inputs, positions, segments = _model_inputs(batch)
+  return token_nll(model(inputs, positions, segments), batch["tokens"][:, 1:],
+                   model.config.loss_impl)
+
+
 def _loss_sums(graphdef: nnx.GraphDef, params: nnx.State, model_state: nnx.State,
                batch: Batch) -> tuple[jax.Array, jax.Array]:
   """Returns (sum of counted token NLLs, number of counted tokens), both float32."""
-  model = nnx.merge(graphdef, params, model_state)
-  inputs, positions, segments = _model_inputs(batch)
-  nll = token_nll(model(inputs, positions, segments), batch["tokens"][:, 1:],
-                  model.config.loss_impl)
+  nll = _batch_nll(graphdef, params, model_state, batch)
+  segments = batch.get("segment_ids")
   if segments is None:
     weights = jnp.ones_like(nll)
   else:
-    weights = (batch["segment_ids"][:, 1:] == segments).astype(jnp.float32)
+    weights = (segments[:, 1:] == segments[:, :-1]).astype(jnp.float32)
   return jnp.sum(nll * weights), jnp.sum(weights)
 
 
@@ -290,11 +297,7 @@ def make_eval_fn(graphdef: nnx.GraphDef, *, mesh: jax.sharding.Mesh,
   @functools.partial(jax.jit, out_shardings=NamedSharding(mesh, PartitionSpec()))
   def evaluate(params, batch):
     with nnx.logical_axis_rules(rules):
-      model = nnx.merge(graphdef, params, model_state)
-      inputs, positions, segments = _model_inputs(batch)
-      nll = token_nll(model(inputs, positions, segments), batch["tokens"][:, 1:],
-                  model.config.loss_impl)
-    return nll
+      return _batch_nll(graphdef, params, model_state, batch)
 
   def fn(params: nnx.State, tokens, positions=None, segment_ids=None) -> jax.Array:
     batch = {"tokens": tokens, "positions": positions, "segment_ids": segment_ids}
