@@ -3,10 +3,11 @@
 Blocks are pre-norm: ``x + attn(rms(x))`` then ``x + swiglu(rms(x))``; no biases anywhere;
 parameters are stored in ``param_dtype`` (float32) and computed in ``dtype`` (bfloat16 by
 default); logits are float32 unless ``logits_dtype="bfloat16"``.  The encoder is built by
-:func:`hope_jax.registry.build_encoding` from the config's ``encoder``/``encoder_params`` and ``train_length`` (never from the input
-length), optionally context-extended by ``scaling``/``scaling_factor``.  Every parameter carries
-logical axis names (see :mod:`hope_jax.sharding`).  Incremental decoding lives in
-:mod:`hope_jax.kv_cache`; the methods here (``init_cache``, ``prefill``, ``decode_step``) wrap it.
+:func:`hope_jax.registry.build_encoding` from the config's ``encoder``/``encoder_params`` and
+``train_length`` (never from the input length), optionally context-extended by
+``scaling``/``scaling_factor``.  Every parameter carries logical axis names (see
+:mod:`hope_jax.sharding`).  Incremental decoding lives in :mod:`hope_jax.kv_cache`; the methods
+here (``init_cache``, ``prefill``, ``decode_step``) wrap it.
 """
 
 from __future__ import annotations

@@ -158,12 +158,19 @@ def logical_spec(axes: Sequence[str | None], rules: Any = None, *,
   return PartitionSpec(*dims)
 
 
+def _context() -> tuple[Rules, Any] | None:
+  """Returns (rules, abstract mesh) of the enclosing mesh + rules context, or None outside one."""
+  rules = current_rules()
+  mesh = jax.sharding.get_abstract_mesh()
+  return None if not rules or mesh.empty else (rules, mesh)
+
+
 def constrain(x: jax.Array, axes: Sequence[str | None]) -> jax.Array:
   """Adds a sharding constraint from logical axes; a no-op outside a mesh + rules context."""
-  rules = current_rules()
-  if not rules or jax.sharding.get_abstract_mesh().empty:
+  context = _context()
+  if context is None:
     return x
-  return jax.lax.with_sharding_constraint(x, logical_spec(axes, rules, dedupe=True))
+  return jax.lax.with_sharding_constraint(x, logical_spec(axes, context[0], dedupe=True))
 
 
 def _is_axes(tree: Any) -> bool:
@@ -177,10 +184,10 @@ def map_shards(fn: Callable, *, in_axes: Any, out_axes: Any) -> Callable:
   in_axes: one tuple of logical axis names per argument; out_axes: the same for the outputs
   (a tuple of them for several).  Outside a mesh + rules context fn runs on whole arrays.
   """
-  rules = current_rules()
-  mesh = jax.sharding.get_abstract_mesh()
-  if not rules or mesh.empty:
+  context = _context()
+  if context is None:
     return fn
+  rules, mesh = context
   spec = lambda axes: logical_spec(axes, rules, dedupe=True)
   specs = lambda tree: jax.tree.map(spec, tree, is_leaf=_is_axes)
   return jax.shard_map(fn, mesh=mesh, in_specs=specs(tuple(in_axes)), out_specs=specs(out_axes),
@@ -193,10 +200,10 @@ def dimension_shards(axes: Sequence[str | None], index: int) -> int:
   Counted on the context mesh with the context rules (dedupe as for activations); 1 outside a
   mesh + rules context.
   """
-  rules = current_rules()
-  mesh = jax.sharding.get_abstract_mesh()
-  if not rules or mesh.empty:
+  context = _context()
+  if context is None:
     return 1
+  rules, mesh = context
   return mesh_axis_size(mesh, logical_spec(axes, rules, dedupe=True)[index])
 
 
