@@ -151,6 +151,7 @@ def test_zero_frequency_bands_are_bit_identical(layout):
     for dtype in (jnp.float32, jnp.bfloat16):
       x = random_x((2, 33, 3, 64), dtype)
       x = x.at[0, 0, 0].set(-0.0)  # negative zeros must survive as well
+      x = x.at[1, 2, 1].set(jnp.inf)  # and infinities, whose rotated partners turn NaN
       out = encoders.apply_rotary(x, jnp.arange(33) * 977, f, layout=layout)
       zero = np.flatnonzero(f == 0)
       idx = (np.concatenate([zero, zero + 32]) if layout == "split_half"
