@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from hope_jax import biases, sharding
+from hope_jax import biases, encoders, rotary_projection, sharding
 
 if TYPE_CHECKING:  # pragma: no cover
   from hope_jax.model import TransformerConfig
@@ -198,6 +198,37 @@ class Attention(nnx.Module):
     q = sharding.constrain(q, ("batch", "length", "heads", "head_dim"))
     return q, k, v
 
+  def _project_rotated(self, x: jax.Array,
+                       positions: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Returns rotated q and k and v; per config.projection_impl, the kernel rotates in the product."""
+    c, encoding = self.config, self.config.encoding
+    dtype = c.compute_jnp_dtype
+    impl = rotary_projection.resolve_implementation(
+        c.projection_impl, dtype=dtype, layout=encoding.layout, rotates=encoding.rotates)
+    batch, length = x.shape[:2]
+    tiles = {axis: rotary_projection.plan(impl, batch=batch, length=length, embed=c.embed_dim,
+                                          heads=heads, head_dim=c.head_dim, heads_axis=axis,
+                                          requested=c.projection_impl)
+             for axis, heads in (("heads", c.num_heads), ("kv_heads", c.num_kv_heads))}
+    if tiles["heads"] is None and tiles["kv_heads"] is None:
+      q, k, v = self._project(x)
+      return encoding.rotate(q, positions), encoding.rotate(k, positions), v
+    angles = encoders.rotation_angles(jnp.broadcast_to(positions, (batch, length)),
+                                      encoding.frequencies)
+    cos, sin = jnp.cos(angles), jnp.sin(angles)
+    rotating = tuple(bool(f > 0) for f in encoding.frequencies)
+
+    def one(weight: jax.Array, axis: str) -> jax.Array:
+      w = weight[...].astype(dtype)
+      if tiles[axis] is None:
+        return encoding.rotate(jnp.einsum("btd,dnh->btnh", x, w), positions)
+      return rotary_projection.project(x, w, cos, sin, rotating=rotating, tiles=tiles[axis],
+                                       heads_axis=axis)
+
+    q = sharding.constrain(one(self.q_proj, "heads"), ("batch", "length", "heads", "head_dim"))
+    v = jnp.einsum("btd,dkh->btkh", x, self.v_proj[...].astype(dtype))
+    return q, one(self.k_proj, "kv_heads"), v
+
   def _bias(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array | None:
     """Returns the float32 logit bias [B, N, q, k] of ALiBi/KERPLE, or None."""
     encoding = self.config.encoding
@@ -252,13 +283,15 @@ class Attention(nnx.Module):
                return_qk: bool = False) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Returns (output [B,T,d], extras) over a full causal sequence; extras per the flags."""
     c, encoding = self.config, self.config.encoding
-    q, k, v = self._project(x)
     extras: dict[str, jax.Array] = {}
     if return_qk:
+      q, k, v = self._project(x)
       group = c.num_heads // c.num_kv_heads
       extras["q"] = q.astype(jnp.float32)
       extras["k"] = jnp.repeat(k, group, axis=2).astype(jnp.float32)
-    q, k = encoding.rotate(q, positions), encoding.rotate(k, positions)
+      q, k = encoding.rotate(q, positions), encoding.rotate(k, positions)
+    else:
+      q, k, v = self._project_rotated(x, positions)
     q = self._logn(q, positions)
     length = x.shape[1]
     if (encoding.bias is not None and not return_attention and segment_ids is None

@@ -46,6 +46,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.attention_impl = "auto"  # "auto" | "cudnn" | "xla" | "splash"
   c.model.norm_impl = "auto"  # "auto" | "xla" | "pallas" (fused add + RMSNorm kernels on GPU)
   c.model.loss_impl = "auto"  # "auto" | "xla" | "pallas" (one-pass logsumexp kernel on GPU)
+  c.model.projection_impl = "auto"  # "auto" | "xla" | "pallas" (q/k rotation in the product, Hopper)
   c.model.logits_dtype = "float32"  # "float32" | "bfloat16" (the head's output; loss in float32)
   c.model.logn_scaling = False  # queries × max(1, log(n+1)/log(train_length)): no-op within L
   c.model.norm_eps = 1e-6

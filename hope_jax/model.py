@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from hope_jax import fused_loss, fused_norm, kv_cache, mappings, registry, sharding
+from hope_jax import (fused_loss, fused_norm, kv_cache, mappings, registry, rotary_projection,
+                      sharding)
 from hope_jax.attention import Attention, param
 
 DTYPES: dict[str, Any] = {"bfloat16": jnp.bfloat16, "float32": jnp.float32,
@@ -67,6 +68,7 @@ class TransformerConfig:
   norm_impl: str = "auto"  # "auto" | "xla" | "pallas": see hope_jax.fused_norm
   logits_dtype: str = "float32"  # "float32" | "bfloat16": see Transformer.logits
   loss_impl: str = "auto"  # "auto" | "xla" | "pallas": the token loss, see hope_jax.fused_loss
+  projection_impl: str = "auto"  # "auto" | "xla" | "pallas": q/k rotation, hope_jax.rotary_projection
   logn_scaling: bool = False  # scale queries by max(1, log(n+1)/log(train_length)) beyond L
   norm_eps: float = 1e-5
   init_std: float = 0.02
@@ -105,6 +107,8 @@ class TransformerConfig:
              f"one of {fused_norm.NORM_IMPLS}")
     _require(self.loss_impl in fused_loss.LOSS_IMPLS, "loss_impl", self.loss_impl,
              f"one of {fused_loss.LOSS_IMPLS}")
+    _require(self.projection_impl in rotary_projection.PROJECTION_IMPLS, "projection_impl",
+             self.projection_impl, f"one of {rotary_projection.PROJECTION_IMPLS}")
     _require(self.logits_dtype in LOGITS_DTYPES, "logits_dtype", self.logits_dtype,
              f"one of {LOGITS_DTYPES}")
     _require(isinstance(self.tie_embeddings, bool), "tie_embeddings", self.tie_embeddings, "a bool")

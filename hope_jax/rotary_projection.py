@@ -1,0 +1,359 @@
+"""The q/k projection with the rotation in its matmul's epilogue: a Hopper (sm_90) Mosaic GPU kernel.
+
+``rotary_projection(x, w, cos, sin)`` returns ``rotate(x @ w)``: x [M, d] (tokens × model width),
+w [d, heads · head_dim], cos/sin float32 [M, head_dim / 2] (one angle per token and band, as
+``encoders.rotation_angles`` gives them), split-half pairs (channel i with i + head_dim / 2).
+
+Why: in XLA the rotation is a pass of its own over q and k — read the projection's output, write
+the rotated copy — 1.74 ms per step forward and as much backward at 110M 1024 × 64 on an H100
+(benchmarks/RESULTS.md, section 8).  Here the forward rotation happens in registers on the float32
+accumulator before the one store, so it moves no bytes besides cos/sin; in the step the kernel
+takes what cuBLAS took for the product alone.
+
+Implementations (``TransformerConfig.projection_impl``):
+
+* ``"xla"`` — ``x @ w`` then ``encoders`` rotation: the reference.
+* ``"pallas"`` — the kernel below, a copy of JAX's ``pallas/ops/gpu/hopper_matmul_mgpu.py``
+  (warp-specialised TMA + WGMMA pipeline, two consumer warpgroups side by side along N; Apache
+  2.0, The JAX Authors) whose epilogue rotates each head's two halves from the accumulator and
+  stores them; each tile's cos/sin rows are copied in while its product runs.  Hopper only
+  (WGMMA); on the CPU it runs in Mosaic GPU's interpret mode, which is how the tests check it.
+  The backward is XLA's: the cotangent rotated back (one pass), then the two products.
+  Numerics: the float32 accumulator is rotated and rounded once (XLA rounds the product to bf16,
+  then rotates).  Unrotated bands (angle 0) are ``a · 1 − b · 0``: the product itself for finite
+  values, position-independent as in the XLA path, though not bit-identical to XLA's product
+  (another summation order); a non-finite partner would make them NaN, where XLA selects them.
+* ``"auto"`` — ``"pallas"`` on a Hopper GPU for a rotating split-half encoder in bf16/fp16 whose
+  per-device shapes tile (``choose_tiles``), else ``"xla"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+
+from hope_jax import encoders, sharding
+
+try:
+  from jax.experimental import pallas as pl
+  from jax.experimental.pallas import mosaic_gpu as plgpu
+except ImportError:  # pragma: no cover
+  pl = plgpu = None
+
+PROJECTION_IMPLS: tuple[str, ...] = ("auto", "xla", "pallas")
+
+
+@dataclasses.dataclass(frozen=True)
+class TileConfig:
+  """Kernel tiling: each of the two consumer warpgroups owns a tile_m × tile_n output tile."""
+  tile_m: int = 128
+  tile_n: int = 128
+  tile_k: int = 64
+  stages: int = 3  # TMA pipeline depth (4 overflows shared memory at 128 × 128)
+  epi_m: int = 64  # rows per epilogue store
+  grid_tile_width: int = 4  # planar-snake band width (L2 reuse; 4 was fastest, RESULTS.md 8)
+  minor_n: bool = True  # walk N fastest (consecutive tiles share x's rows and cos/sin)
+  delay_release: int = 0  # WGMMAs left in flight per step (their stages are released later)
+
+
+DEFAULT_TILES = TileConfig()
+
+
+def _interpret_params():
+  """Mosaic GPU interpret-mode parameters (public in JAX 0.11, private in 0.10)."""
+  params = getattr(plgpu, "InterpretGPUParams", None)
+  if params is None:
+    from jax._src.pallas.mosaic_gpu.interpret.params import InterpretGPUParams as params
+  return params()
+
+
+def on_hopper() -> bool:
+  """Whether the default device is a compute-capability 9.x GPU (WGMMA)."""
+  device = jax.devices()[0]
+  return device.platform == "gpu" and str(getattr(device, "compute_capability", "")).startswith("9")
+
+
+def tiling_problem(m: int, d: int, n: int, head_dim: int,
+                   tiles: TileConfig = DEFAULT_TILES) -> str | None:
+  """Returns why (m, d) @ (d, n) with this head_dim cannot use these tiles, or None when it can."""
+  if head_dim not in (32, 64, 128):
+    return f"head_dim={head_dim} (needs 32, 64 or 128)"
+  if tiles.tile_n % head_dim:
+    return f"tile_n={tiles.tile_n} is not a multiple of head_dim={head_dim}"
+  if n % (2 * tiles.tile_n):
+    return f"heads × head_dim={n} is not a multiple of {2 * tiles.tile_n}"
+  if m % tiles.tile_m or tiles.tile_m % tiles.epi_m:
+    return f"tokens={m} is not a multiple of tile_m={tiles.tile_m}"
+  if d % tiles.tile_k:
+    return f"embed_dim={d} is not a multiple of tile_k={tiles.tile_k}"
+  return None
+
+
+def _transforms(minor: int, dtype) -> tuple:
+  """Tiling and swizzle transforms for a shared-memory tile whose rows hold ``minor`` elements."""
+  swizzle = plgpu.find_swizzle(minor * jnp.dtype(dtype).itemsize * 8)
+  return (plgpu.TilingTransform((8, swizzle // jnp.dtype(dtype).itemsize)),
+          plgpu.SwizzleTransform(swizzle))
+
+
+def _kernel(x_gmem, w_gmem, cs_gmem, out_gmem, *, tiles: TileConfig, head_dim: int):
+  """One CTA: a persistent loop over output tiles, each a pipelined WGMMA and a rotating epilogue."""
+  m, k = x_gmem.shape
+  n = w_gmem.shape[1]
+  half = head_dim // 2
+  tile_m, tile_n, tile_k, epi_m = tiles.tile_m, tiles.tile_n, tiles.tile_k, tiles.epi_m
+  cta_tile_n = 2 * tile_n
+  m_iters, n_iters, k_iters = m // tile_m, n // cta_tile_n, k // tile_k
+  in_transforms = _transforms(tile_k, x_gmem.dtype)
+
+  def get_pipeline(body, compute_context):
+    return plgpu.emit_pipeline_warp_specialized(
+        body, grid=(k_iters,), memory_registers=40,
+        in_specs=[plgpu.BlockSpec((tile_m, tile_k), lambda kk: (0, kk), transforms=in_transforms,
+                                  memory_space=plgpu.SMEM, delay_release=tiles.delay_release),
+                  plgpu.BlockSpec((tile_k, cta_tile_n), lambda kk: (kk, 0),
+                                  transforms=in_transforms, memory_space=plgpu.SMEM,
+                                  delay_release=tiles.delay_release)],
+        wg_axis="wg", num_compute_wgs=2, max_concurrent_steps=tiles.stages,
+        compute_context=compute_context)
+
+  ignore = lambda *_, **__: None
+
+  @functools.partial(
+      pl.run_scoped,
+      pipeline_allocs=get_pipeline(ignore, ignore).get_allocations(x_gmem, w_gmem),
+      out_smem=plgpu.SMEM((2, 2, epi_m, half), out_gmem.dtype,
+                          transforms=_transforms(half, out_gmem.dtype)),
+      cs_smem=plgpu.SMEM((2, 2, tile_m, half), jnp.float32,
+                         transforms=_transforms(half, jnp.float32)),
+      cs_barrier=plgpu.Barrier(num_barriers=2),
+      collective_axes="wg")
+  def _scope(pipeline_allocs, out_smem, cs_smem, cs_barrier):
+    wg = jax.lax.axis_index("wg")
+
+    @plgpu.nd_loop((m_iters * n_iters,), collective_axes="cluster_grid")
+    def _tile_loop(info):
+      (lin,) = info.index
+      m_idx, n_idx = plgpu.planar_snake(lin, (m_iters, n_iters), int(tiles.minor_n),
+                                        tiles.grid_tile_width)  # minor dimension: 1 = N, 0 = M
+      rows = pl.ds(m_idx * tile_m, tile_m)
+      cols = pl.ds(n_idx * cta_tile_n + wg * tile_n, tile_n)
+
+      def compute_context(eval_pipeline):
+        # cos/sin of this tile's rows arrive while the product runs.
+        plgpu.copy_gmem_to_smem(cs_gmem.at[:, rows], cs_smem.at[wg], cs_barrier.at[wg])
+
+        @functools.partial(pl.run_scoped, acc_ref=plgpu.ACC((tile_m, tile_n), jnp.float32))
+        def _acc_scope(acc_ref):
+          eval_pipeline(acc_ref)
+          acc = acc_ref[...]
+          plgpu.barrier_wait(cs_barrier.at[wg])
+          plgpu.wait_smem_to_gmem(0, wait_read_only=True)
+          store = 0
+          for mi in range(tile_m // epi_m):
+            m_sl = slice(mi * epi_m, (mi + 1) * epi_m)
+            cos, sin = cs_smem[wg, 0, m_sl], cs_smem[wg, 1, m_sl]
+            for head in range(tile_n // head_dim):
+              lo = acc[m_sl, head * head_dim:head * head_dim + half]
+              hi = acc[m_sl, head * head_dim + half:(head + 1) * head_dim]
+              for part, value in ((0, lo * cos - hi * sin), (1, hi * cos + lo * sin)):
+                slot = store % 2
+                store += 1
+                plgpu.wait_smem_to_gmem(1, wait_read_only=True)
+                out_smem[wg, slot] = value.astype(out_gmem.dtype)
+                plgpu.commit_smem()
+                plgpu.copy_smem_to_gmem(
+                    out_smem.at[wg, slot],
+                    out_gmem.at[rows, cols].at[m_sl, pl.ds(head * head_dim + part * half, half)])
+
+      def mma_body(_, x_smem, w_smem, acc_ref):
+        plgpu.wgmma(acc_ref, x_smem, w_smem.at[:, pl.ds(wg * tile_n, tile_n)])
+        plgpu.wgmma_wait(tiles.delay_release)
+        return acc_ref
+
+      get_pipeline(mma_body, compute_context)(
+          x_gmem.at[rows, :], w_gmem.at[:, pl.ds(n_idx * cta_tile_n, cta_tile_n)],
+          allocations=pipeline_allocs)
+
+  plgpu.wait_smem_to_gmem(0, wait_read_only=True)
+
+
+def _num_sms() -> int:
+  """Streaming multiprocessors of the default device (132 on an H100 SXM; 4 in interpret mode)."""
+  device = jax.devices()[0]
+  return getattr(device, "core_count", 0) or 4
+
+
+def pallas_rotary_matmul(x: jax.Array, w: jax.Array, cos: jax.Array, sin: jax.Array, *,
+                         head_dim: int, tiles: TileConfig = DEFAULT_TILES) -> jax.Array:
+  """Returns rotate(x @ w) [M, N] in x's dtype from the Mosaic GPU kernel (no autodiff rule)."""
+  m, d = x.shape
+  n = w.shape[1]
+  problem = tiling_problem(m, d, n, head_dim, tiles)
+  if problem:
+    raise ValueError(f"projection_impl='pallas' cannot tile this projection: {problem}")
+  if on_hopper():
+    interpret = None
+  elif jax.default_backend() == "cpu":
+    interpret = _interpret_params()
+  else:
+    raise ValueError(f"projection_impl='pallas' needs a Hopper GPU (WGMMA) or the CPU (interpret "
+                     f"mode), got {jax.devices()[0].device_kind}")
+  cs = jnp.stack([cos, sin]).astype(jnp.float32)  # [2, M, half]: one copy per epilogue row block
+  call = plgpu.kernel(
+      functools.partial(_kernel, tiles=tiles, head_dim=head_dim),
+      out_type=jax.ShapeDtypeStruct((m, n), x.dtype),
+      grid=(_num_sms() if interpret is None else 4,), grid_names=("cluster_grid",),
+      num_threads=3, thread_name="wg",
+      compiler_params=plgpu.CompilerParams(lowering_semantics=plgpu.LoweringSemantics.Warpgroup),
+      interpret=interpret)
+  return call(x, w.astype(x.dtype), cs)
+
+
+def _rotate_heads(y: jax.Array, cos: jax.Array, sin: jax.Array, *, head_dim: int,
+                  rotating: tuple[bool, ...]) -> jax.Array:
+  """Rotates the split-half pairs of y [M, heads · head_dim] by per-token cos/sin [M, bands]."""
+  heads = y.reshape(y.shape[0], -1, head_dim)
+  out = encoders._rotate(heads, cos[:, None], sin[:, None], ("split_half", rotating))
+  return out.reshape(y.shape)
+
+
+def xla_rotary_matmul(x: jax.Array, w: jax.Array, cos: jax.Array, sin: jax.Array, *,
+                      head_dim: int, rotating: tuple[bool, ...]) -> jax.Array:
+  """Returns rotate(x @ w) as XLA computes it: the product, then the rotation's own pass."""
+  return _rotate_heads(x @ w.astype(x.dtype), cos, sin, head_dim=head_dim, rotating=rotating)
+
+
+# Jitted, so that a model's many identical calls lower the kernel once (Mosaic GPU lowering is slow).
+_kernel_call = jax.jit(pallas_rotary_matmul, static_argnames=("head_dim", "tiles"))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
+def _fused(x, w, cos, sin, head_dim, rotating, tiles):
+  """pallas_rotary_matmul with an XLA backward: the cotangent rotated back, then two products."""
+  return _kernel_call(x, w, cos, sin, head_dim=head_dim, tiles=tiles)
+
+
+def _fused_fwd(x, w, cos, sin, head_dim, rotating, tiles):
+  """Forward of _fused: keeps x, w and cos/sin (x and w are live for v's backward anyway)."""
+  return _kernel_call(x, w, cos, sin, head_dim=head_dim, tiles=tiles), (x, w, cos, sin)
+
+
+def _fused_bwd(head_dim, rotating, tiles, residuals, cotangent):
+  """Backward of _fused: g = rotate⁻¹(cotangent); dx = g wᵀ, dw = xᵀ g; cos/sin get zeros."""
+  del tiles
+  x, w, cos, sin = residuals
+  g = _rotate_heads(cotangent, cos, -sin, head_dim=head_dim, rotating=rotating)
+  _, product_vjp = jax.vjp(jnp.matmul, x, w)  # autodiff's own two products, in x's dtype
+  dx, dw = product_vjp(g)
+  return dx, dw, jnp.zeros_like(cos), jnp.zeros_like(sin)
+
+
+_fused.defvjp(_fused_fwd, _fused_bwd)
+
+
+def rotary_projection(x: jax.Array, w: jax.Array, cos: jax.Array, sin: jax.Array, *,
+                      head_dim: int, rotating: Sequence[bool], impl: str = "xla",
+                      tiles: TileConfig = DEFAULT_TILES) -> jax.Array:
+  """Returns rotate(x @ w) [M, N]: split-half pairs, bands with rotating[i] False left unrotated.
+
+  x [M, d] and w [d, N] in the compute dtype; cos/sin float32 [M, head_dim // 2]; impl "xla" or
+  "pallas" (see the module docstring; resolve "auto" with resolve_implementation first).
+  """
+  rotating = tuple(bool(r) for r in rotating)
+  if len(rotating) != head_dim // 2 or cos.shape != (x.shape[0], head_dim // 2):
+    raise ValueError(f"cos/sin must be [tokens, head_dim // 2] = [{x.shape[0]}, {head_dim // 2}] "
+                     f"with one rotating flag per band, got cos.shape={cos.shape}, "
+                     f"{len(rotating)} flags")
+  if impl == "xla":
+    return xla_rotary_matmul(x, w, cos, sin, head_dim=head_dim, rotating=rotating)
+  if impl == "pallas":
+    return _fused(x, w.astype(x.dtype), cos, sin, head_dim, rotating, tiles)
+  raise ValueError(f"projection_impl must be 'xla' or 'pallas' here, got {impl!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Choosing the implementation, and the sharded call the model makes.
+
+_SMALLER_TILES = (dataclasses.replace(DEFAULT_TILES, tile_n=64, stages=4),
+                  dataclasses.replace(DEFAULT_TILES, tile_m=64, tile_n=64, stages=4))
+_KERNEL_DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+
+
+def choose_tiles(m: int, d: int, n: int, head_dim: int) -> TileConfig | None:
+  """Returns the first tiling (the measured default, then smaller ones) that fits, or None."""
+  for tiles in (DEFAULT_TILES, *_SMALLER_TILES):
+    if tiling_problem(m, d, n, head_dim, tiles) is None:
+      return tiles
+  return None
+
+
+def resolve_implementation(requested: str, *, dtype, layout: str, rotates: bool,
+                           backend: str | None = None) -> str:
+  """Returns "xla" or "pallas" for TransformerConfig.projection_impl; raises on a bad request."""
+  if requested not in PROJECTION_IMPLS:
+    raise ValueError(f"projection_impl must be one of {PROJECTION_IMPLS}, got "
+                     f"projection_impl={requested!r}")
+  if requested == "xla" or not rotates:
+    return "xla"
+  supported = layout == "split_half" and jnp.dtype(dtype) in _KERNEL_DTYPES
+  if requested == "pallas":
+    if plgpu is None:  # pragma: no cover
+      raise ValueError("projection_impl='pallas' needs jax.experimental.pallas.mosaic_gpu")
+    if not supported:
+      raise ValueError(f"projection_impl='pallas' needs the split_half layout and a bfloat16 or "
+                       f"float16 compute dtype, got layout={layout!r}, dtype={jnp.dtype(dtype)}")
+    return "pallas"
+  on_gpu = (backend or jax.default_backend()) in ("gpu", "cuda")
+  return "pallas" if supported and plgpu is not None and on_gpu and on_hopper() else "xla"
+
+
+def _out_axes(heads_axis: str) -> tuple[str, ...]:
+  """Logical axes of a projection's output [B, T, heads, head_dim]."""
+  return ("batch", "length", heads_axis, "head_dim")
+
+
+def plan(impl: str, *, batch: int, length: int, embed: int, heads: int, head_dim: int,
+         heads_axis: str, requested: str) -> TileConfig | None:
+  """Returns the tiling of one projection's per-device product, or None to use XLA.
+
+  impl comes from resolve_implementation; heads_axis is "heads" (q) or "kv_heads" (k); an
+  explicit "pallas" whose shapes cannot tile raises.
+  """
+  if impl != "pallas":
+    return None
+  axes = _out_axes(heads_axis)
+  rows = batch * length // (sharding.dimension_shards(axes, 0) * sharding.dimension_shards(axes, 1))
+  heads_here = heads // sharding.dimension_shards(axes, 2)
+  tiles = choose_tiles(rows, embed, heads_here * head_dim, head_dim)
+  if tiles is None and requested == "pallas":
+    smallest = _SMALLER_TILES[-1]
+    raise ValueError(f"projection_impl='pallas' cannot tile this projection: "
+                     f"{tiling_problem(rows, embed, heads_here * head_dim, head_dim, smallest)}")
+  return tiles
+
+
+def project(x: jax.Array, w: jax.Array, cos: jax.Array, sin: jax.Array, *,
+            rotating: Sequence[bool], tiles: TileConfig, heads_axis: str) -> jax.Array:
+  """Returns rotate(x @ w) [B, T, heads, head_dim] from the kernel, per device under a mesh.
+
+  x [B, T, d]; w [d, heads, head_dim]; cos/sin float32 [B, T, head_dim // 2].  Each device
+  gets whole rows of x and its own heads of w.
+  """
+  head_dim = w.shape[-1]
+
+  def local(x, w, cos, sin):
+    b, t, d = x.shape
+    out = rotary_projection(x.reshape(b * t, d), w.reshape(d, -1), cos.reshape(b * t, -1),
+                            sin.reshape(b * t, -1), head_dim=head_dim, rotating=rotating,
+                            impl="pallas", tiles=tiles)
+    return out.reshape(b, t, -1, head_dim)
+
+  rows = ("batch", "length", None)
+  fn = sharding.map_shards(local, in_axes=(rows, (None, heads_axis, None), rows, rows),
+                           out_axes=_out_axes(heads_axis))
+  return fn(x, w, cos, sin)
