@@ -47,6 +47,8 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--norm_impl", default="auto", help="model.norm_impl: auto, xla or pallas")
   parser.add_argument("--logits_dtype", default="float32", help="model.logits_dtype")
   parser.add_argument("--loss_impl", default="auto", help="model.loss_impl: auto, xla or pallas")
+  parser.add_argument("--projection_impl", default="auto",
+                      help="model.projection_impl: auto, xla or pallas (rotation in the q/k product)")
   parser.add_argument("--encoder_params", default="",
                       help="model.encoder_params for every encoder, e.g. layout=interleaved")
 
@@ -62,7 +64,8 @@ def model_fields(args: argparse.Namespace) -> dict[str, Any]:
       params[name] = value
   return {"attention_impl": args.attention_impl, "remat": args.remat,
           "norm_impl": args.norm_impl, "logits_dtype": args.logits_dtype,
-          "loss_impl": args.loss_impl, "encoder_params": params}
+          "loss_impl": args.loss_impl, "projection_impl": args.projection_impl,
+          "encoder_params": params}
 
 
 def time_steps(fn: Callable[[], Any], *, warmup: int, steps: int) -> list[float]:

@@ -25,7 +25,7 @@ import numpy as np
 
 from common import (PEER_SHAPES, add_model_args, model_fields, parse_shape,  # noqa: I001
                     run_config, summary, time_pipelined, time_steps, write_json)
-from hope_jax import model, train, train_step
+from hope_jax import model, rotary_projection, train, train_step
 
 PEAK = 989e12
 
@@ -76,7 +76,10 @@ def ours(size: str, encoder: str, seq_len: int, batch: int, *, steps: int, warmu
           **stats, "tokens_per_s": round(tokens_per_s), "mfu": round(flops / PEAK, 4),
           "devices": jax.device_count(), "device": jax.devices()[0].device_kind,
           "params": model.num_params(cfg), "rotated_bands": cfg.encoding.num_rotated_bands,
-          **fields, "layout": cfg.encoding.layout, "mesh": dict(mesh.shape), "init_on": init_on,
+          **fields, "projection_resolved": rotary_projection.resolve_implementation(
+              cfg.projection_impl, dtype=cfg.compute_jnp_dtype, layout=cfg.encoding.layout,
+              rotates=cfg.encoding.rotates),
+          "layout": cfg.encoding.layout, "mesh": dict(mesh.shape), "init_on": init_on,
           "setup_and_compile_s": round(compile_s, 1),
           "xla_flags": os.environ.get("XLA_FLAGS", "")}
 
