@@ -127,8 +127,8 @@ def test_train_step_is_the_same_with_the_kernel(tiny_config, mesh_shape):
   mesh = _mesh(mesh_shape)
   results = {}
   for impl in ("pallas", "xla"):
-    config = tiny_config(embed_dim=128, num_heads=2, num_kv_heads=2, dtype="bfloat16",
-                         encoder="hope", train_length=8, projection_impl=impl)
+    config = tiny_config(num_layers=1, embed_dim=128, num_heads=2, num_kv_heads=2,
+                         dtype="bfloat16", encoder="hope", train_length=8, projection_impl=impl)
     optimizer = optax.sgd(1.0)
     graphdef, state, shardings = train_step.create_train_state(config, optimizer, mesh=mesh)
     step = train_step.make_train_step(graphdef, optimizer, mesh=mesh, state_shardings=shardings)
