@@ -203,7 +203,7 @@ def pallas_rotary_matmul(x: jax.Array, w: jax.Array, cos: jax.Array, sin: jax.Ar
   else:
     raise ValueError(f"projection_impl='pallas' needs a Hopper GPU (WGMMA) or the CPU (interpret "
                      f"mode), got {jax.devices()[0].device_kind}")
-  cs = jnp.stack([cos, sin]).astype(jnp.float32)  # [2, M, half]: one copy per epilogue row block
+  cs = jnp.stack([cos, sin]).astype(jnp.float32)  # [2, M, half]: one copy per output tile
   call = plgpu.kernel(
       functools.partial(_kernel, tiles=tiles, head_dim=head_dim),
       out_type=jax.ShapeDtypeStruct((m, n), x.dtype),
@@ -301,14 +301,17 @@ def resolve_implementation(requested: str, *, dtype, layout: str, rotates: bool,
   if requested == "xla" or not rotates:
     return "xla"
   supported = layout == "split_half" and jnp.dtype(dtype) in _KERNEL_DTYPES
+  on_gpu = (backend or jax.default_backend()) in ("gpu", "cuda")
   if requested == "pallas":
     if plgpu is None:  # pragma: no cover
       raise ValueError("projection_impl='pallas' needs jax.experimental.pallas.mosaic_gpu")
     if not supported:
       raise ValueError(f"projection_impl='pallas' needs the split_half layout and a bfloat16 or "
                        f"float16 compute dtype, got layout={layout!r}, dtype={jnp.dtype(dtype)}")
+    if on_gpu and not on_hopper():
+      raise ValueError(f"projection_impl='pallas' needs a Hopper GPU (WGMMA), got "
+                       f"{jax.devices()[0].device_kind}")
     return "pallas"
-  on_gpu = (backend or jax.default_backend()) in ("gpu", "cuda")
   return "pallas" if supported and plgpu is not None and on_gpu and on_hopper() else "xla"
 
 

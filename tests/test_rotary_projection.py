@@ -76,7 +76,7 @@ def test_fused_gradients_match_the_xla_path():
     np.testing.assert_allclose(fused, xla, atol=0.05, rtol=2 ** -7)
 
 
-def test_resolve_implementation():
+def test_resolve_implementation(monkeypatch):
   kwargs = dict(dtype=jnp.bfloat16, layout="split_half", rotates=True)
   assert rp.resolve_implementation("auto", backend="cpu", **kwargs) == "xla"
   assert rp.resolve_implementation("xla", **kwargs) == "xla"
@@ -89,6 +89,14 @@ def test_resolve_implementation():
     rp.resolve_implementation("pallas", **{**kwargs, "layout": "interleaved"})
   with pytest.raises(ValueError, match="dtype=float32"):
     rp.resolve_implementation("pallas", **{**kwargs, "dtype": jnp.float32})
+  monkeypatch.setattr(rp, "on_hopper", lambda: False)  # a GPU without WGMMA
+  assert rp.resolve_implementation("auto", backend="gpu", **kwargs) == "xla"
+  if rp.plgpu is not None:
+    with pytest.raises(ValueError, match="needs a Hopper GPU"):
+      rp.resolve_implementation("pallas", backend="gpu", **kwargs)
+  monkeypatch.setattr(rp, "on_hopper", lambda: True)
+  expected = "xla" if rp.plgpu is None else "pallas"
+  assert rp.resolve_implementation("auto", backend="gpu", **kwargs) == expected
 
 
 def test_tiling_choice_and_errors():
