@@ -31,7 +31,7 @@ from train_throughput import build_step
 # Kernel classes, first match wins (kernel names as the CUDA profiler reports them).
 KERNEL_CLASSES: tuple[tuple[str, str], ...] = (
     ("attention (cuDNN)", r"cudnn|fmha|flash|sdpa"),
-    ("matmul", r"gemm|xmma|cutlass|sm90_|sm80_|ampere|hopper|wgmma|triton_gemm|cublas"),
+    ("matmul", r"gemm|xmma|cutlass|sm90_|sm80_|ampere|hopper|wgmma|triton_gemm|cublas|mosaic_gpu"),
     ("collective", r"nccl|all_reduce|all_gather|reduce_scatter"),
     ("copy", r"memcpy|memset|copy"),
     ("reduction fusion", r"reduce|reduction"),
