@@ -189,22 +189,26 @@ class Attention(nnx.Module):
                                                    1.0), out_sharding=("heads",),
                                 eager_sharding=False)
 
+  def _weight(self, param: nnx.Param) -> jax.Array:
+    """A q/k/v projection weight [d, heads, head_dim] in the compute dtype."""
+    return param[...].astype(self.config.compute_jnp_dtype)
+
+  def _product(self, x: jax.Array, param: nnx.Param) -> jax.Array:
+    """Returns x [B,T,d] projected by a q/k/v weight: [B,T,heads,head_dim], unrotated."""
+    return jnp.einsum("btd,dnh->btnh", x, self._weight(param))
+
   def _project(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Returns pre-rotation q [B,T,N,D], k and v [B,T,K,D] in the compute dtype."""
-    dtype = self.config.compute_jnp_dtype
-    q = jnp.einsum("btd,dnh->btnh", x, self.q_proj[...].astype(dtype))
-    k = jnp.einsum("btd,dkh->btkh", x, self.k_proj[...].astype(dtype))
-    v = jnp.einsum("btd,dkh->btkh", x, self.v_proj[...].astype(dtype))
-    q = sharding.constrain(q, ("batch", "length", "heads", "head_dim"))
-    return q, k, v
+    q = sharding.constrain(self._product(x, self.q_proj), ("batch", "length", "heads", "head_dim"))
+    return q, self._product(x, self.k_proj), self._product(x, self.v_proj)
 
   def _project_rotated(self, x: jax.Array,
                        positions: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Returns rotated q and k and v; per config.projection_impl, the kernel rotates in the product."""
     c, encoding = self.config, self.config.encoding
-    dtype = c.compute_jnp_dtype
     impl = rotary_projection.resolve_implementation(
-        c.projection_impl, dtype=dtype, layout=encoding.layout, rotates=encoding.rotates)
+        c.projection_impl, dtype=c.compute_jnp_dtype, layout=encoding.layout,
+        rotates=encoding.rotates)
     batch, length = x.shape[:2]
     tiles = {axis: rotary_projection.plan(impl, batch=batch, length=length, embed=c.embed_dim,
                                           heads=heads, head_dim=c.head_dim, heads_axis=axis,
@@ -218,16 +222,14 @@ class Attention(nnx.Module):
     cos, sin = jnp.cos(angles), jnp.sin(angles)
     rotating = tuple(bool(f > 0) for f in encoding.frequencies)
 
-    def one(weight: jax.Array, axis: str) -> jax.Array:
-      w = weight[...].astype(dtype)
+    def one(param: nnx.Param, axis: str) -> jax.Array:
       if tiles[axis] is None:
-        return encoding.rotate(jnp.einsum("btd,dnh->btnh", x, w), positions)
-      return rotary_projection.project(x, w, cos, sin, rotating=rotating, tiles=tiles[axis],
-                                       heads_axis=axis)
+        return encoding.rotate(self._product(x, param), positions)
+      return rotary_projection.project(x, self._weight(param), cos, sin, rotating=rotating,
+                                       tiles=tiles[axis], heads_axis=axis)
 
     q = sharding.constrain(one(self.q_proj, "heads"), ("batch", "length", "heads", "head_dim"))
-    v = jnp.einsum("btd,dkh->btkh", x, self.v_proj[...].astype(dtype))
-    return q, one(self.k_proj, "kv_heads"), v
+    return q, one(self.k_proj, "kv_heads"), self._product(x, self.v_proj)
 
   def _bias(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array | None:
     """Returns the float32 logit bias [B, N, q, k] of ALiBi/KERPLE, or None."""

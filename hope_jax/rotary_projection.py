@@ -182,12 +182,6 @@ def _kernel(x_gmem, w_gmem, cs_gmem, out_gmem, *, tiles: TileConfig, head_dim: i
   plgpu.wait_smem_to_gmem(0, wait_read_only=True)
 
 
-def _num_sms() -> int:
-  """Streaming multiprocessors of the default device (132 on an H100 SXM; 4 in interpret mode)."""
-  device = jax.devices()[0]
-  return getattr(device, "core_count", 0) or 4
-
-
 def pallas_rotary_matmul(x: jax.Array, w: jax.Array, cos: jax.Array, sin: jax.Array, *,
                          head_dim: int, tiles: TileConfig = DEFAULT_TILES) -> jax.Array:
   """Returns rotate(x @ w) [M, N] in x's dtype from the Mosaic GPU kernel (no autodiff rule)."""
@@ -196,10 +190,10 @@ def pallas_rotary_matmul(x: jax.Array, w: jax.Array, cos: jax.Array, sin: jax.Ar
   problem = tiling_problem(m, d, n, head_dim, tiles)
   if problem:
     raise ValueError(f"projection_impl='pallas' cannot tile this projection: {problem}")
-  if on_hopper():
-    interpret = None
+  if on_hopper():  # one CTA per streaming multiprocessor (132 on an H100 SXM)
+    interpret, grid = None, jax.devices()[0].core_count
   elif jax.default_backend() == "cpu":
-    interpret = _interpret_params()
+    interpret, grid = _interpret_params(), 4
   else:
     raise ValueError(f"projection_impl='pallas' needs a Hopper GPU (WGMMA) or the CPU (interpret "
                      f"mode), got {jax.devices()[0].device_kind}")
@@ -207,7 +201,7 @@ def pallas_rotary_matmul(x: jax.Array, w: jax.Array, cos: jax.Array, sin: jax.Ar
   call = plgpu.kernel(
       functools.partial(_kernel, tiles=tiles, head_dim=head_dim),
       out_type=jax.ShapeDtypeStruct((m, n), x.dtype),
-      grid=(_num_sms() if interpret is None else 4,), grid_names=("cluster_grid",),
+      grid=(grid,), grid_names=("cluster_grid",),
       num_threads=3, thread_name="wg",
       compiler_params=plgpu.CompilerParams(lowering_semantics=plgpu.LoweringSemantics.Warpgroup),
       interpret=interpret)
