@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import json
 import os
 import statistics
@@ -15,7 +16,8 @@ import jax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from hope_jax import config_base  # noqa: E402  pylint: disable=wrong-import-position
+from hope_jax import (config_base,  # noqa: E402  pylint: disable=wrong-import-position
+                      rotary_projection)
 
 # The PyTorch peer's shapes (../shared/bench/torch_peer.py): SwiGLU widths and heads per preset.
 PEER_SHAPES = {"110m": dict(layers=12, dim=768, heads=12, ff=2048),
@@ -49,6 +51,9 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--loss_impl", default="auto", help="model.loss_impl: auto, xla or pallas")
   parser.add_argument("--projection_impl", default="auto",
                       help="model.projection_impl: auto, xla or pallas (rotation in the q/k product)")
+  parser.add_argument("--projection_tiles", default="",
+                      help="overrides of the fused projection's default TileConfig, e.g. "
+                           "grid_tile_width=6 (applied by set_projection_tiles)")
   parser.add_argument("--encoder_params", default="",
                       help="model.encoder_params for every encoder, e.g. layout=interleaved")
 
@@ -66,6 +71,21 @@ def model_fields(args: argparse.Namespace) -> dict[str, Any]:
           "norm_impl": args.norm_impl, "logits_dtype": args.logits_dtype,
           "loss_impl": args.loss_impl, "projection_impl": args.projection_impl,
           "encoder_params": params}
+
+
+def parse_overrides(text: str, default):
+  """'tile_m=128,minor_n=False' -> the dataclass default with those fields replaced."""
+  fields = dict(item.split("=") for item in text.split(",") if item)
+  return dataclasses.replace(default, **{
+      name: value == "True" if value in ("True", "False") else int(value)
+      for name, value in fields.items()})
+
+
+def set_projection_tiles(args: argparse.Namespace) -> None:
+  """Makes --projection_tiles the fused projection's default tiling in this process."""
+  if args.projection_tiles:
+    rotary_projection.DEFAULT_TILES = parse_overrides(args.projection_tiles,
+                                                      rotary_projection.DEFAULT_TILES)
 
 
 def time_steps(fn: Callable[[], Any], *, warmup: int, steps: int) -> list[float]:

@@ -25,7 +25,8 @@ import re
 
 import jax
 
-from common import add_model_args, model_fields, parse_shape  # noqa: I001
+from common import (add_model_args, model_fields, parse_shape,  # noqa: I001
+                    set_projection_tiles)
 from train_throughput import build_step
 
 # Kernel classes, first match wins (kernel names as the CUDA profiler reports them).
@@ -217,6 +218,7 @@ def main() -> None:
   parser.add_argument("--summarize_only", action="store_true",
                       help="only summarize an existing --out (its device events and hlo/)")
   args = parser.parse_args()
+  set_projection_tiles(args)
   trace_dir = os.path.join(args.out, "trace")
   if not args.summarize_only:
     size, seq_len, batch = parse_shape(args.shape)

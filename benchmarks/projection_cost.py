@@ -6,7 +6,8 @@ Times ``--repeat`` (12, one per layer) projections of one bf16 [tokens, embed] i
 [embed, heads · head_dim] weights, each output kept (as attention keeps q and k), forward alone
 and forward + backward.  Rows: ``matmul`` (the product alone: the floor), ``xla`` (product, then
 the rotation pass: the model's ``projection_impl="xla"``), ``mgpu_matmul`` (JAX's Hopper Mosaic
-GPU matmul that the fused kernel copies, no rotation), and ``pallas`` with each ``--tiles``
+GPU matmul that the fused kernel copies, no rotation; also with CTA pairs along M sharing the
+weight's tile by TMA multicast), and ``pallas`` with each ``--tiles``
 (``rotary_projection``).  It also prints the largest difference between ``pallas`` and ``xla``.
 """
 
@@ -19,15 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common import summary, time_steps, write_json  # noqa: I001
+from common import parse_overrides, summary, time_steps, write_json  # noqa: I001
 from hope_jax import encoders, rotary_projection as rp
-
-
-def parse_tiles(text: str) -> rp.TileConfig:
-  """'tile_m=128,tile_n=64,stages=4' -> TileConfig (unnamed fields keep their defaults)."""
-  fields = dict(item.split("=") for item in text.split(",") if item)
-  return dataclasses.replace(rp.DEFAULT_TILES, **{
-      name: (value == "True") if name == "minor_n" else int(value) for name, value in fields.items()})
 
 
 def main() -> None:
@@ -61,10 +55,12 @@ def main() -> None:
     from jax.experimental.pallas.ops.gpu import hopper_matmul_mgpu as hm
     config = hm.TuningConfig(tile_m=128, tile_n=128, tile_k=64, max_concurrent_steps=4)
     cases["mgpu_matmul"] = lambda x, w, cos, sin: hm.matmul(x, w, None, config)
+    clustered = dataclasses.replace(config, cluster_dimension=hm.MatmulDimension.M)
+    cases["mgpu_matmul[cluster M]"] = lambda x, w, cos, sin: hm.matmul(x, w, None, clustered)
   except ImportError:
     pass
   for text in args.tiles:
-    tiles = parse_tiles(text)
+    tiles = parse_overrides(text, rp.DEFAULT_TILES)
     cases[f"pallas[{text}]"] = (lambda t: lambda x, w, cos, sin: rp.rotary_projection(
         x, w, cos, sin, head_dim=hd, rotating=rotating, impl="pallas", tiles=t))(tiles)
 
@@ -91,7 +87,7 @@ def main() -> None:
       fwd = summary(time_steps(lambda: forward(x, ws, cos, sin), warmup=2, steps=args.steps))
       record["forward_ms_per_op"] = fwd["step_ms"] / args.repeat
       record["forward_tflops"] = flops / (fwd["step_ms"] * 1e-3) / 1e12
-      if name != "mgpu_matmul":
+      if not name.startswith("mgpu_matmul"):
         fb = jax.jit(both)
         total = summary(time_steps(lambda: fb(x, ws, cos, sin, grads), warmup=2, steps=args.steps))
         record["fwd_bwd_ms_per_op"] = total["step_ms"] / args.repeat

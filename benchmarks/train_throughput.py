@@ -24,7 +24,8 @@ import jax
 import numpy as np
 
 from common import (PEER_SHAPES, add_model_args, model_fields, parse_shape,  # noqa: I001
-                    run_config, summary, time_pipelined, time_steps, write_json)
+                    run_config, set_projection_tiles, summary, time_pipelined, time_steps,
+                    write_json)
 from hope_jax import model, rotary_projection, train, train_step
 
 PEAK = 989e12
@@ -79,6 +80,7 @@ def ours(size: str, encoder: str, seq_len: int, batch: int, *, steps: int, warmu
           **fields, "projection_resolved": rotary_projection.resolve_implementation(
               cfg.projection_impl, dtype=cfg.compute_jnp_dtype, layout=cfg.encoding.layout,
               rotates=cfg.encoding.rotates),
+          "projection_tiles": str(rotary_projection.DEFAULT_TILES),
           "layout": cfg.encoding.layout, "mesh": dict(mesh.shape), "init_on": init_on,
           "setup_and_compile_s": round(compile_s, 1),
           "xla_flags": os.environ.get("XLA_FLAGS", "")}
@@ -111,6 +113,7 @@ def main() -> None:
                       help="the shape's batch is per device (weak scaling)")
   parser.add_argument("--out", default="")
   args = parser.parse_args()
+  set_projection_tiles(args)
   if args.peer and args.batch_per_device:
     parser.error("--peer runs on one GPU; leave it out with --batch_per_device")
   shapes = [parse_shape(shape) for shape in args.shapes.split(",")]
