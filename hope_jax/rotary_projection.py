@@ -149,26 +149,31 @@ def _kernel(x_gmem, w_gmem, cs_gmem, out_gmem, *, tiles: TileConfig, head_dim: i
 
         @functools.partial(pl.run_scoped, acc_ref=plgpu.ACC((tile_m, tile_n), jnp.float32))
         def _acc_scope(acc_ref):
-          eval_pipeline(acc_ref)
-          acc = acc_ref[...]
-          plgpu.barrier_wait(cs_barrier.at[wg])
-          plgpu.wait_smem_to_gmem(0, wait_read_only=True)
-          store = 0
-          for mi in range(tile_m // epi_m):
-            m_sl = slice(mi * epi_m, (mi + 1) * epi_m)
-            cos, sin = cs_smem[wg, 0, m_sl], cs_smem[wg, 1, m_sl]
-            for head in range(tile_n // head_dim):
-              lo = acc[m_sl, head * head_dim:head * head_dim + half]
-              hi = acc[m_sl, head * head_dim + half:(head + 1) * head_dim]
-              for part, value in ((0, lo * cos - hi * sin), (1, hi * cos + lo * sin)):
-                slot = store % 2
-                store += 1
-                plgpu.wait_smem_to_gmem(1, wait_read_only=True)
-                out_smem[wg, slot] = value.astype(out_gmem.dtype)
-                plgpu.commit_smem()
-                plgpu.copy_smem_to_gmem(
-                    out_smem.at[wg, slot],
-                    out_gmem.at[rows, cols].at[m_sl, pl.ds(head * head_dim + part * half, half)])
+          with jax.named_scope("product"):  # regions of the kernel's timeline (profile_dir)
+            eval_pipeline(acc_ref)
+          with jax.named_scope("epilogue"):
+            _epilogue(acc_ref[...], rows, cols)
+
+      def _epilogue(acc, rows, cols):
+        """Rotates the float32 accumulator with the tile's cos/sin and stores it, half-head pieces."""
+        plgpu.barrier_wait(cs_barrier.at[wg])
+        plgpu.wait_smem_to_gmem(0, wait_read_only=True)
+        store = 0
+        for mi in range(tile_m // epi_m):
+          m_sl = slice(mi * epi_m, (mi + 1) * epi_m)
+          cos, sin = cs_smem[wg, 0, m_sl], cs_smem[wg, 1, m_sl]
+          for head in range(tile_n // head_dim):
+            lo = acc[m_sl, head * head_dim:head * head_dim + half]
+            hi = acc[m_sl, head * head_dim + half:(head + 1) * head_dim]
+            for part, value in ((0, lo * cos - hi * sin), (1, hi * cos + lo * sin)):
+              slot = store % 2
+              store += 1
+              plgpu.wait_smem_to_gmem(1, wait_read_only=True)
+              out_smem[wg, slot] = value.astype(out_gmem.dtype)
+              plgpu.commit_smem()
+              plgpu.copy_smem_to_gmem(
+                  out_smem.at[wg, slot],
+                  out_gmem.at[rows, cols].at[m_sl, pl.ds(head * head_dim + part * half, half)])
 
       def mma_body(_, x_smem, w_smem, acc_ref):
         plgpu.wgmma(acc_ref, x_smem, w_smem.at[:, pl.ds(wg * tile_n, tile_n)])
@@ -183,8 +188,13 @@ def _kernel(x_gmem, w_gmem, cs_gmem, out_gmem, *, tiles: TileConfig, head_dim: i
 
 
 def pallas_rotary_matmul(x: jax.Array, w: jax.Array, cos: jax.Array, sin: jax.Array, *,
-                         head_dim: int, tiles: TileConfig = DEFAULT_TILES) -> jax.Array:
-  """Returns rotate(x @ w) [M, N] in x's dtype from the Mosaic GPU kernel (no autodiff rule)."""
+                         head_dim: int, tiles: TileConfig = DEFAULT_TILES,
+                         profile_dir: str = "") -> jax.Array:
+  """Returns rotate(x @ w) [M, N] in x's dtype from the Mosaic GPU kernel (no autodiff rule).
+
+  profile_dir: where Mosaic GPU's profiler writes each call's per-warpgroup timeline of the
+  "product" and "epilogue" regions (a GPU only; benchmarks/kernel_timeline.py reads it).
+  """
   m, d = x.shape
   n = w.shape[1]
   problem = tiling_problem(m, d, n, head_dim, tiles)
@@ -203,7 +213,10 @@ def pallas_rotary_matmul(x: jax.Array, w: jax.Array, cos: jax.Array, sin: jax.Ar
       out_type=jax.ShapeDtypeStruct((m, n), x.dtype),
       grid=(grid,), grid_names=("cluster_grid",),
       num_threads=3, thread_name="wg",
-      compiler_params=plgpu.CompilerParams(lowering_semantics=plgpu.LoweringSemantics.Warpgroup),
+      compiler_params=plgpu.CompilerParams(
+          lowering_semantics=plgpu.LoweringSemantics.Warpgroup,
+          **(dict(profile_space=40, profile_dir=profile_dir, profile_bounds_check=True)
+             if profile_dir else {})),
       interpret=interpret)
   return call(x, w.astype(x.dtype), cs)
 
