@@ -73,6 +73,14 @@ def model_fields(args: argparse.Namespace) -> dict[str, Any]:
           "encoder_params": params}
 
 
+def add_projection_args(parser: argparse.ArgumentParser) -> None:
+  """Adds the q/k projection's shape flags: [tokens, embed] @ [embed, heads · head_dim]."""
+  parser.add_argument("--tokens", type=int, default=65536)
+  parser.add_argument("--embed", type=int, default=768)
+  parser.add_argument("--heads", type=int, default=12)
+  parser.add_argument("--head_dim", type=int, default=64)
+
+
 def parse_overrides(text: str, default):
   """'tile_m=128,minor_n=False' -> the dataclass default with those fields replaced."""
   fields = dict(item.split("=") for item in text.split(",") if item)

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common import parse_overrides, write_json  # noqa: I001
+from common import add_projection_args, parse_overrides, write_json  # noqa: I001
 from hope_jax import encoders, rotary_projection as rp
 
 
@@ -59,10 +59,7 @@ def summarize(per_wg: dict[int, list[tuple[str, float, float]]]) -> dict:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--tokens", type=int, default=65536)
-  parser.add_argument("--embed", type=int, default=768)
-  parser.add_argument("--heads", type=int, default=12)
-  parser.add_argument("--head_dim", type=int, default=64)
+  add_projection_args(parser)
   parser.add_argument("--tiles", default="", help="TileConfig overrides")
   parser.add_argument("--out", required=True, help="folder for the traces and timeline.jsonl")
   args = parser.parse_args()

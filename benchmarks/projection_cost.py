@@ -20,16 +20,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common import parse_overrides, summary, time_steps, write_json  # noqa: I001
+from common import (add_projection_args, parse_overrides, summary,  # noqa: I001
+                    time_steps, write_json)
 from hope_jax import encoders, rotary_projection as rp
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--tokens", type=int, default=65536)
-  parser.add_argument("--embed", type=int, default=768)
-  parser.add_argument("--heads", type=int, default=12)
-  parser.add_argument("--head_dim", type=int, default=64)
+  add_projection_args(parser)
   parser.add_argument("--train_length", type=int, default=4096, help="HoPE's L")
   parser.add_argument("--repeat", type=int, default=12)
   parser.add_argument("--steps", type=int, default=20)
