@@ -2,11 +2,12 @@
 
     python3 benchmarks/kernel_timeline.py --tokens 65536 --embed 768 --heads 12 --out DIR
 
-Runs ``rotary_projection.pallas_rotary_matmul`` once with Mosaic GPU's profiler on (a Hopper GPU),
-which writes a Chrome trace of every consumer warpgroup's "product" (the pipelined WGMMA loop) and
-"epilogue" (rotation and stores) regions, one pair per output tile.  Prints, per region, the mean
-duration per tile, its share of the warpgroups' time, the gap between one tile's epilogue and the
-next tile's product, and the kernel's span; times are in thousands of SM clock cycles.
+Runs ``rotary_projection.pallas_rotary_matmul`` once, just compiled, with Mosaic GPU's profiler
+on (a Hopper GPU), which writes a Chrome trace of every consumer warpgroup's "product" (the
+pipelined WGMMA loop) and "epilogue" (rotation and stores) regions, one pair per output tile.
+Prints, per region, the mean duration per tile and its share of the warpgroups' time, the gap
+between one tile's epilogue and the next tile's product, and the warpgroups' span; times are in
+thousands of SM clock cycles.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import collections
 import glob
 import json
 import os
+import time
 
 import jax
 import jax.numpy as jnp
@@ -69,15 +71,16 @@ def main() -> None:
   w = (jax.random.normal(jax.random.key(1), (d, n), jnp.float32) / np.sqrt(d)).astype(jnp.bfloat16)
   angles = encoders.rotation_angles(jnp.arange(m, dtype=jnp.int32),
                                     encoders.rope_frequencies(hd))
-  trace_dir = os.path.join(args.out, "traces")
-  os.makedirs(trace_dir, exist_ok=True)
+  # Mosaic GPU names a trace after the kernel and never overwrites one: a fresh folder per run,
+  # and one call (further calls of the same kernel would write nothing).
+  trace_dir = os.path.join(args.out, f"traces-{time.time_ns()}")
+  os.makedirs(trace_dir)
   call = jax.jit(lambda x, w, cos, sin: rp.pallas_rotary_matmul(
       x, w, cos, sin, head_dim=hd, tiles=tiles, profile_dir=trace_dir))
-  for _ in range(3):  # the last call's trace is read: caches and clocks warm
-    jax.block_until_ready(call(x, w, jnp.cos(angles), jnp.sin(angles)))
-  latest = max(glob.glob(os.path.join(trace_dir, "*-trace.json")), key=os.path.getmtime)
-  with open(latest) as f:
-    record = {"tokens": m, "embed": d, "n": n, "tiles": str(tiles), "trace": latest,
+  jax.block_until_ready(call(x, w, jnp.cos(angles), jnp.sin(angles)))
+  (trace,) = glob.glob(os.path.join(trace_dir, "*-trace.json"))
+  with open(trace) as f:
+    record = {"tokens": m, "embed": d, "n": n, "tiles": str(tiles), "trace": trace,
               "device": jax.devices()[0].device_kind, **summarize(regions(json.load(f)))}
   write_json(os.path.join(args.out, "timeline.jsonl"), record)
 
