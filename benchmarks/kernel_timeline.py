@@ -69,15 +69,15 @@ def main() -> None:
   tiles = parse_overrides(args.tiles, rp.DEFAULT_TILES)
   x = jax.random.normal(jax.random.key(0), (m, d), jnp.bfloat16)
   w = (jax.random.normal(jax.random.key(1), (d, n), jnp.float32) / np.sqrt(d)).astype(jnp.bfloat16)
-  angles = encoders.rotation_angles(jnp.arange(m, dtype=jnp.int32),
-                                    encoders.rope_frequencies(hd))
+  cos, sin, _ = encoders.rotation_cos_sin(jnp.arange(m, dtype=jnp.int32),
+                                          encoders.rope_frequencies(hd))
   # Mosaic GPU names a trace after the kernel and never overwrites one: a fresh folder per run,
   # and one call (further calls of the same kernel would write nothing).
   trace_dir = os.path.join(args.out, f"traces-{time.time_ns()}")
   os.makedirs(trace_dir)
   call = jax.jit(lambda x, w, cos, sin: rp.pallas_rotary_matmul(
       x, w, cos, sin, head_dim=hd, tiles=tiles, profile_dir=trace_dir))
-  jax.block_until_ready(call(x, w, jnp.cos(angles), jnp.sin(angles)))
+  jax.block_until_ready(call(x, w, cos, sin))
   (trace,) = glob.glob(os.path.join(trace_dir, "*-trace.json"))
   with open(trace) as f:
     record = {"tokens": m, "embed": d, "n": n, "tiles": str(tiles), "trace": trace,

@@ -41,9 +41,7 @@ def main() -> None:
   ws = ws.astype(jnp.bfloat16)
   freqs = encoders.hope_frequencies(hd, train_length=args.train_length)
   positions = jnp.arange(m, dtype=jnp.int32) % args.train_length
-  angles = encoders.rotation_angles(positions, freqs)
-  cos, sin = jnp.cos(angles), jnp.sin(angles)
-  rotating = tuple(bool(f > 0) for f in freqs)
+  cos, sin, rotating = encoders.rotation_cos_sin(positions, freqs)
 
   def xla_op(x, w, cos, sin):
     return rp.xla_rotary_matmul(x, w, cos, sin, head_dim=hd, rotating=rotating)

@@ -217,10 +217,8 @@ class Attention(nnx.Module):
     if tiles["heads"] is None and tiles["kv_heads"] is None:
       q, k, v = self._project(x)
       return encoding.rotate(q, positions), encoding.rotate(k, positions), v
-    angles = encoders.rotation_angles(jnp.broadcast_to(positions, (batch, length)),
-                                      encoding.frequencies)
-    cos, sin = jnp.cos(angles), jnp.sin(angles)
-    rotating = tuple(bool(f > 0) for f in encoding.frequencies)
+    cos, sin, rotating = encoders.rotation_cos_sin(jnp.broadcast_to(positions, (batch, length)),
+                                                   encoding.frequencies)
 
     def one(param: nnx.Param, axis: str) -> jax.Array:
       if tiles[axis] is None:

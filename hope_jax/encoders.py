@@ -210,6 +210,13 @@ def rotation_angles(positions, frequencies) -> jax.Array:
   return turns * jnp.float32(2.0 * math.pi)
 
 
+def rotation_cos_sin(positions, frequencies) -> tuple[jax.Array, jax.Array, tuple[bool, ...]]:
+  """Returns float32 cos and sin of rotation_angles [..., bands] and which bands rotate (θ_i > 0)."""
+  freqs = concrete_frequencies(frequencies)
+  angles = rotation_angles(positions, freqs)
+  return jnp.cos(angles), jnp.sin(angles), tuple(bool(f > 0) for f in freqs)
+
+
 def _split_pairs(x: jax.Array, layout: str) -> tuple[jax.Array, jax.Array]:
   """Returns the two members of each rotation pair for the given layout."""
   if layout == "split_half":
@@ -288,11 +295,10 @@ def apply_rotary(x: jax.Array, positions, frequencies, *,
     raise ValueError(f"x must be [..., seq, heads, head_dim] with head_dim = 2 × "
                      f"{freqs.shape[0]} bands, got x.shape={x.shape}")
   positions = _check_positions(positions)
-  rotating = freqs > 0
-  if not rotating.any():
+  if not (freqs > 0).any():
     return x
-  angles = rotation_angles(positions, freqs)[..., None, :]  # [..., seq, 1, bands]
-  return _rotate(x, jnp.cos(angles), jnp.sin(angles), (layout, tuple(bool(r) for r in rotating)))
+  cos, sin, rotating = rotation_cos_sin(positions, freqs)
+  return _rotate(x, cos[..., None, :], sin[..., None, :], (layout, rotating))  # [..., seq, 1, bands]
 
 
 def apply_rope(x: jax.Array, positions, *, base: float = 10000.0,
