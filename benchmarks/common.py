@@ -82,11 +82,14 @@ def add_projection_args(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_overrides(text: str, default):
-  """'tile_m=128,minor_n=False' -> the dataclass default with those fields replaced."""
+  """'tile_m=128,minor_n=False,schedule=pingpong' -> the dataclass default with those fields
+  replaced (True/False as booleans, numbers as ints, anything else as a string)."""
+  def value_of(text: str):
+    if text in ("True", "False"):
+      return text == "True"
+    return int(text) if text.lstrip("-").isdigit() else text
   fields = dict(item.split("=") for item in text.split(",") if item)
-  return dataclasses.replace(default, **{
-      name: value == "True" if value in ("True", "False") else int(value)
-      for name, value in fields.items()})
+  return dataclasses.replace(default, **{name: value_of(v) for name, v in fields.items()})
 
 
 def set_projection_tiles(args: argparse.Namespace) -> None:

@@ -48,17 +48,32 @@ except ImportError:  # pragma: no cover
 PROJECTION_IMPLS: tuple[str, ...] = ("auto", "xla", "pallas")
 
 
+SCHEDULES: tuple[str, ...] = ("cooperative", "pingpong")
+
+
 @dataclasses.dataclass(frozen=True)
 class TileConfig:
-  """Kernel tiling: each of the two consumer warpgroups owns a tile_m × tile_n output tile."""
+  """Kernel tiling: each of the two consumer warpgroups owns a tile_m × tile_n output tile.
+
+  schedule "cooperative": the two warpgroups work side by side on one tile_m × 2·tile_n tile,
+  product then epilogue in lockstep (the tensor cores idle during the epilogue).  "pingpong":
+  each warpgroup takes every other tile of its CTA, so one's epilogue runs during the other's
+  product; they share one ring of ``stages`` TMA buffers (cooperative: ``stages`` per tile pair).
+  """
   tile_m: int = 128
   tile_n: int = 128
   tile_k: int = 64
-  stages: int = 3  # TMA pipeline depth (4 overflows shared memory at 128 × 128)
+  stages: int = 3  # TMA pipeline depth (4 overflows shared memory at 128 × 128, cooperative)
   epi_m: int = 64  # rows per epilogue store
   grid_tile_width: int = 4  # planar-snake band width (L2 reuse; 4 was fastest, RESULTS.md 8)
   minor_n: bool = True  # walk N fastest (consecutive tiles share x's rows and cos/sin)
-  delay_release: int = 0  # WGMMAs left in flight per step (their stages are released later)
+  delay_release: int = 0  # WGMMAs left in flight per step (cooperative: stages released later)
+  schedule: str = "cooperative"
+
+  @property
+  def cta_tile_n(self) -> int:
+    """Output columns one CTA covers per tile step: both warpgroups' (cooperative) or one's."""
+    return 2 * self.tile_n if self.schedule == "cooperative" else self.tile_n
 
 
 DEFAULT_TILES = TileConfig()
@@ -81,12 +96,14 @@ def on_hopper() -> bool:
 def tiling_problem(m: int, d: int, n: int, head_dim: int,
                    tiles: TileConfig = DEFAULT_TILES) -> str | None:
   """Returns why (m, d) @ (d, n) with this head_dim cannot use these tiles, or None when it can."""
+  if tiles.schedule not in SCHEDULES:
+    return f"schedule={tiles.schedule!r} (needs one of {SCHEDULES})"
   if head_dim not in (32, 64, 128):
     return f"head_dim={head_dim} (needs 32, 64 or 128)"
   if tiles.tile_n % head_dim:
     return f"tile_n={tiles.tile_n} is not a multiple of head_dim={head_dim}"
-  if n % (2 * tiles.tile_n):
-    return f"heads × head_dim={n} is not a multiple of {2 * tiles.tile_n}"
+  if n % tiles.cta_tile_n:
+    return f"heads × head_dim={n} is not a multiple of {tiles.cta_tile_n}"
   if m % tiles.tile_m or tiles.tile_m % tiles.epi_m:
     return f"tokens={m} is not a multiple of tile_m={tiles.tile_m}"
   if d % tiles.tile_k:
@@ -101,13 +118,49 @@ def _transforms(minor: int, dtype) -> tuple:
           plgpu.SwizzleTransform(swizzle))
 
 
-def _kernel(x_gmem, w_gmem, cs_gmem, out_gmem, *, tiles: TileConfig, head_dim: int):
+def _store_rotated(acc, cs_smem, out_smem, out_tile, *, epi_m: int, head_dim: int) -> None:
+  """Rotates a float32 accumulator tile by its rows' cos/sin and stores it in half-head pieces.
+
+  cs_smem [2, tile_m, half] holds the tile's cos and sin; out_smem [2, epi_m, half] is a pair of
+  store buffers; out_tile is the tile's window of the output in global memory.
+  """
+  half = head_dim // 2
+  tile_m, tile_n = acc.shape
+  plgpu.wait_smem_to_gmem(0, wait_read_only=True)
+  store = 0
+  for mi in range(tile_m // epi_m):
+    m_sl = slice(mi * epi_m, (mi + 1) * epi_m)
+    cos, sin = cs_smem[0, m_sl], cs_smem[1, m_sl]
+    for head in range(tile_n // head_dim):
+      lo = acc[m_sl, head * head_dim:head * head_dim + half]
+      hi = acc[m_sl, head * head_dim + half:(head + 1) * head_dim]
+      for part, value in ((0, lo * cos - hi * sin), (1, hi * cos + lo * sin)):
+        slot = store % 2
+        store += 1
+        plgpu.wait_smem_to_gmem(1, wait_read_only=True)
+        out_smem[slot] = value.astype(out_smem.dtype)
+        plgpu.commit_smem()
+        plgpu.copy_smem_to_gmem(
+            out_smem.at[slot], out_tile.at[m_sl, pl.ds(head * head_dim + part * half, half)])
+
+
+def _epilogue_scratch(tiles: TileConfig, head_dim: int, dtype) -> dict:
+  """Each consumer warpgroup's store buffers and cos/sin tile, and the barriers of the latter."""
+  half = head_dim // 2
+  return dict(
+      out_smem=plgpu.SMEM((2, 2, tiles.epi_m, half), dtype, transforms=_transforms(half, dtype)),
+      cs_smem=plgpu.SMEM((2, 2, tiles.tile_m, half), jnp.float32,
+                         transforms=_transforms(half, jnp.float32)),
+      cs_barrier=plgpu.Barrier(num_barriers=2))
+
+
+def _cooperative_kernel(x_gmem, w_gmem, cs_gmem, out_gmem, *, tiles: TileConfig, head_dim: int,
+                        num_ctas: int):
   """One CTA: a persistent loop over output tiles, each a pipelined WGMMA and a rotating epilogue."""
+  del num_ctas  # nd_loop spreads the tiles over the grid
   m, k = x_gmem.shape
   n = w_gmem.shape[1]
-  half = head_dim // 2
-  tile_m, tile_n, tile_k, epi_m = tiles.tile_m, tiles.tile_n, tiles.tile_k, tiles.epi_m
-  cta_tile_n = 2 * tile_n
+  tile_m, tile_n, tile_k, cta_tile_n = tiles.tile_m, tiles.tile_n, tiles.tile_k, tiles.cta_tile_n
   m_iters, n_iters, k_iters = m // tile_m, n // cta_tile_n, k // tile_k
   in_transforms = _transforms(tile_k, x_gmem.dtype)
 
@@ -127,11 +180,7 @@ def _kernel(x_gmem, w_gmem, cs_gmem, out_gmem, *, tiles: TileConfig, head_dim: i
   @functools.partial(
       pl.run_scoped,
       pipeline_allocs=get_pipeline(ignore, ignore).get_allocations(x_gmem, w_gmem),
-      out_smem=plgpu.SMEM((2, 2, epi_m, half), out_gmem.dtype,
-                          transforms=_transforms(half, out_gmem.dtype)),
-      cs_smem=plgpu.SMEM((2, 2, tile_m, half), jnp.float32,
-                         transforms=_transforms(half, jnp.float32)),
-      cs_barrier=plgpu.Barrier(num_barriers=2),
+      **_epilogue_scratch(tiles, head_dim, out_gmem.dtype),
       collective_axes="wg")
   def _scope(pipeline_allocs, out_smem, cs_smem, cs_barrier):
     wg = jax.lax.axis_index("wg")
@@ -153,28 +202,9 @@ def _kernel(x_gmem, w_gmem, cs_gmem, out_gmem, *, tiles: TileConfig, head_dim: i
           with jax.named_scope("product"):  # regions of the kernel's timeline (profile_dir)
             eval_pipeline(acc_ref)
           with jax.named_scope("epilogue"):
-            _epilogue(acc_ref[...], rows, cols)
-
-      def _epilogue(acc, rows, cols):
-        """Rotates the float32 accumulator with the tile's cos/sin and stores it, half-head pieces."""
-        plgpu.barrier_wait(cs_barrier.at[wg])
-        plgpu.wait_smem_to_gmem(0, wait_read_only=True)
-        store = 0
-        for mi in range(tile_m // epi_m):
-          m_sl = slice(mi * epi_m, (mi + 1) * epi_m)
-          cos, sin = cs_smem[wg, 0, m_sl], cs_smem[wg, 1, m_sl]
-          for head in range(tile_n // head_dim):
-            lo = acc[m_sl, head * head_dim:head * head_dim + half]
-            hi = acc[m_sl, head * head_dim + half:(head + 1) * head_dim]
-            for part, value in ((0, lo * cos - hi * sin), (1, hi * cos + lo * sin)):
-              slot = store % 2
-              store += 1
-              plgpu.wait_smem_to_gmem(1, wait_read_only=True)
-              out_smem[wg, slot] = value.astype(out_gmem.dtype)
-              plgpu.commit_smem()
-              plgpu.copy_smem_to_gmem(
-                  out_smem.at[wg, slot],
-                  out_gmem.at[rows, cols].at[m_sl, pl.ds(head * head_dim + part * half, half)])
+            plgpu.barrier_wait(cs_barrier.at[wg])
+            _store_rotated(acc_ref[...], cs_smem.at[wg], out_smem.at[wg],
+                           out_gmem.at[rows, cols], epi_m=tiles.epi_m, head_dim=head_dim)
 
       def mma_body(_, x_smem, w_smem, acc_ref):
         plgpu.wgmma(acc_ref, x_smem, w_smem.at[:, pl.ds(wg * tile_n, tile_n)])
@@ -186,6 +216,115 @@ def _kernel(x_gmem, w_gmem, cs_gmem, out_gmem, *, tiles: TileConfig, head_dim: i
           allocations=pipeline_allocs)
 
   plgpu.wait_smem_to_gmem(0, wait_read_only=True)
+
+
+_PRODUCER_REGISTERS, _CONSUMER_REGISTERS = 40, 232  # of 512 per lane: 40 + 2 × 232 ≤ 512
+
+
+def _pingpong_kernel(x_gmem, w_gmem, cs_gmem, out_gmem, *, tiles: TileConfig, head_dim: int,
+                     num_ctas: int):
+  """One CTA: a producer warpgroup fills a ring of TMA buffers, tile after tile; consumer
+  warpgroup 0 takes the CTA's even tiles and 1 its odd ones, so one's epilogue overlaps the
+  other's product.
+
+  CTA c's j-th tile is the planar-snake tile c + j · num_ctas.  Global step s (tile j, k-block kk)
+  uses ring buffer s % stages; its "loaded" barrier belongs to the consumer of tile j (each
+  warpgroup waits only on its own, so the barriers' phases follow its steps), and its "consumed"
+  barrier is waited on by the producer before the buffer is refilled.
+  """
+  m, k = x_gmem.shape
+  n = w_gmem.shape[1]
+  tile_m, tile_n, tile_k, stages = tiles.tile_m, tiles.tile_n, tiles.tile_k, tiles.stages
+  m_iters, n_iters, k_iters = m // tile_m, n // tile_n, k // tile_k
+  cta = jax.lax.axis_index("cluster_grid")
+  num_tiles = (m_iters * n_iters - cta + num_ctas - 1) // num_ctas  # this CTA's
+  transforms = _transforms(tile_k, x_gmem.dtype)
+
+  def tile_origin(j):
+    """Row and column where this CTA's j-th output tile starts."""
+    m_idx, n_idx = plgpu.planar_snake(cta + j * num_ctas, (m_iters, n_iters), int(tiles.minor_n),
+                                      tiles.grid_tile_width)
+    return m_idx * tile_m, n_idx * tile_n
+
+  @functools.partial(
+      pl.run_scoped,
+      x_smem=plgpu.SMEM((stages, tile_m, tile_k), x_gmem.dtype, transforms=transforms),
+      w_smem=plgpu.SMEM((stages, tile_k, tile_n), w_gmem.dtype, transforms=transforms),
+      x_loaded=plgpu.Barrier(num_barriers=2 * stages),  # [consumer, buffer]
+      w_loaded=plgpu.Barrier(num_barriers=2 * stages),
+      consumed=plgpu.Barrier(num_barriers=stages),
+      **_epilogue_scratch(tiles, head_dim, out_gmem.dtype),
+      collective_axes="wg")
+  def _scope(x_smem, w_smem, x_loaded, w_loaded, consumed, out_smem, cs_smem, cs_barrier):
+    wg = jax.lax.axis_index("wg")
+
+    @pl.when(wg < 2)
+    def _consumer():
+      plgpu.set_max_registers(_CONSUMER_REGISTERS, action="increase")
+
+      @pl.loop(0, (num_tiles - wg + 1) // 2)
+      def _tile(pair):
+        j = 2 * pair + wg
+        row, col = tile_origin(j)
+        plgpu.copy_gmem_to_smem(cs_gmem.at[:, pl.ds(row, tile_m)], cs_smem.at[wg],
+                                cs_barrier.at[wg])
+
+        def product(acc_ref):
+          @pl.loop(0, k_iters)
+          def _k_step(kk):
+            step = j * k_iters + kk
+            slot = jax.lax.rem(step, stages)
+            plgpu.barrier_wait(x_loaded.at[wg * stages + slot])
+            plgpu.barrier_wait(w_loaded.at[wg * stages + slot])
+            plgpu.wgmma(acc_ref, x_smem.at[slot], w_smem.at[slot])
+            plgpu.wgmma_wait(1)  # the previous step's WGMMA is done with its buffer
+
+            @pl.when(kk > 0)
+            def _release_previous():
+              plgpu.barrier_arrive(consumed.at[jax.lax.rem(step + stages - 1, stages)])
+
+          plgpu.wgmma_wait(0)
+          plgpu.barrier_arrive(consumed.at[jax.lax.rem(j * k_iters + k_iters - 1, stages)])
+          return acc_ref[...]
+
+        with jax.named_scope("product"):  # regions of the kernel's timeline (profile_dir)
+          acc = pl.run_scoped(product, plgpu.ACC((tile_m, tile_n), jnp.float32))
+        with jax.named_scope("epilogue"):
+          plgpu.barrier_wait(cs_barrier.at[wg])
+          _store_rotated(acc, cs_smem.at[wg], out_smem.at[wg],
+                         out_gmem.at[pl.ds(row, tile_m), pl.ds(col, tile_n)],
+                         epi_m=tiles.epi_m, head_dim=head_dim)
+
+      plgpu.wait_smem_to_gmem(0, wait_read_only=True)
+
+    @pl.when(wg == 2)
+    def _producer():
+      plgpu.set_max_registers(_PRODUCER_REGISTERS, action="decrease")
+
+      @pl.loop(0, num_tiles * k_iters)
+      def _load(step):
+        j, kk = step // k_iters, jax.lax.rem(step, k_iters)
+        slot, consumer = jax.lax.rem(step, stages), jax.lax.rem(j, 2)
+        row, col = tile_origin(j)
+
+        @pl.when(step >= stages)
+        def _wait_for_buffer():
+          plgpu.barrier_wait(consumed.at[slot])
+
+        ks = pl.ds(kk * tile_k, tile_k)
+        plgpu.copy_gmem_to_smem(x_gmem.at[pl.ds(row, tile_m), ks], x_smem.at[slot],
+                                x_loaded.at[consumer * stages + slot])
+        plgpu.copy_gmem_to_smem(w_gmem.at[ks, pl.ds(col, tile_n)], w_smem.at[slot],
+                                w_loaded.at[consumer * stages + slot])
+
+      total = num_tiles * k_iters
+
+      @pl.loop(jnp.maximum(total - stages, 0), total)
+      def _drain(step):  # the last steps' releases: every phase of a barrier is waited on
+        plgpu.barrier_wait(consumed.at[jax.lax.rem(step, stages)])
+
+
+_KERNELS = {"cooperative": _cooperative_kernel, "pingpong": _pingpong_kernel}
 
 
 def pallas_rotary_matmul(x: jax.Array, w: jax.Array, cos: jax.Array, sin: jax.Array, *,
@@ -210,7 +349,7 @@ def pallas_rotary_matmul(x: jax.Array, w: jax.Array, cos: jax.Array, sin: jax.Ar
                      f"mode), got {jax.devices()[0].device_kind}")
   cs = jnp.stack([cos, sin]).astype(jnp.float32)  # [2, M, half]: one copy per output tile
   call = plgpu.kernel(
-      functools.partial(_kernel, tiles=tiles, head_dim=head_dim),
+      functools.partial(_KERNELS[tiles.schedule], tiles=tiles, head_dim=head_dim, num_ctas=grid),
       out_type=jax.ShapeDtypeStruct((m, n), x.dtype),
       grid=(grid,), grid_names=("cluster_grid",),
       num_threads=3, thread_name="wg",

@@ -37,6 +37,9 @@ def _reference(x, w, positions, freqs, head_dim):
     (64, "hope", 128, 256, SMALL),  # 2 × 2 output tiles over the grid of 4
     (32, "rope", 64, 128, dataclasses.replace(SMALL, stages=3, delay_release=1)),
     (128, "hope", 64, 256, dataclasses.replace(SMALL, tile_n=128)),
+    # pingpong: 4 × 3 tiles over 4 CTAs, so both consumers take tiles and the ring wraps
+    (64, "hope", 256, 192, dataclasses.replace(SMALL, schedule="pingpong")),
+    (32, "rope", 128, 128, dataclasses.replace(SMALL, schedule="pingpong", stages=3)),
 ])
 def test_kernel_matches_float64(head_dim, encoder, m, n, tiles):
   """Forward against float64 at positions up to 10^6, one bf16 rounding of the output."""
@@ -56,7 +59,8 @@ def test_kernel_matches_float64(head_dim, encoder, m, n, tiles):
 
 
 @needs_mosaic
-def test_fused_gradients_match_the_xla_path():
+@pytest.mark.parametrize("schedule", rp.SCHEDULES)
+def test_fused_gradients_match_the_xla_path(schedule):
   """Value and VJP of projection_impl pallas against xla (HoPE: some bands unrotated)."""
   m, d, n, head_dim = 128, 128, 128, 64
   x, w = _inputs(m, d, n, seed=1)
@@ -66,10 +70,10 @@ def test_fused_gradients_match_the_xla_path():
   angles = encoders.rotation_angles(jnp.arange(m) * 3, freqs)
   cos, sin = jnp.cos(angles), jnp.sin(angles)
   cotangent = jnp.asarray(np.random.default_rng(2).standard_normal((m, n)), jnp.bfloat16)
-  results = {}
+  tiles, results = dataclasses.replace(SMALL, schedule=schedule), {}
   for impl in ("xla", "pallas"):
     f = lambda x, w, impl=impl: rp.rotary_projection(x, w, cos, sin, head_dim=head_dim,
-                                                     rotating=rotating, impl=impl, tiles=SMALL)
+                                                     rotating=rotating, impl=impl, tiles=tiles)
     out, vjp = jax.vjp(f, x, w)
     results[impl] = [np.asarray(a, np.float32) for a in (out, *vjp(cotangent))]
   for fused, xla in zip(results["pallas"], results["xla"]):
@@ -103,6 +107,11 @@ def test_tiling_choice_and_errors():
   assert rp.choose_tiles(65536, 768, 768, 64) == rp.DEFAULT_TILES
   assert rp.choose_tiles(64, 128, 128, 64).tile_m == 64
   assert rp.choose_tiles(100, 128, 128, 64) is None
+  pingpong = dataclasses.replace(rp.DEFAULT_TILES, schedule="pingpong")
+  assert rp.tiling_problem(65536, 768, 384, 64, pingpong) is None  # one warpgroup's tile_n
+  assert "multiple of 256" in rp.tiling_problem(65536, 768, 384, 64)  # both warpgroups'
+  assert "schedule='zigzag'" in rp.tiling_problem(
+      65536, 768, 768, 64, dataclasses.replace(pingpong, schedule="zigzag"))
   shape = dict(batch=1, length=100, embed=128, heads=2, head_dim=64, heads_axis="heads")
   assert rp.plan("pallas", requested="auto", **shape) is None
   assert rp.plan("xla", requested="xla", **shape) is None
