@@ -64,7 +64,8 @@ class TileConfig:
   tile_n: int = 128
   tile_k: int = 64
   stages: int = 3  # TMA pipeline depth (4 overflows shared memory at 128 × 128, cooperative)
-  epi_m: int = 64  # rows per epilogue store
+  epi_m: int = 32  # rows per epilogue round (one store per half head)
+  store_slots: int = 2  # epilogue rounds whose stores may be in flight
   grid_tile_width: int = 4  # planar-snake band width (L2 reuse; 4 was fastest, RESULTS.md 8)
   minor_n: bool = True  # walk N fastest (consecutive tiles share x's rows and cos/sin)
   delay_release: int = 0  # WGMMAs left in flight per step (cooperative: stages released later)
@@ -108,7 +109,25 @@ def tiling_problem(m: int, d: int, n: int, head_dim: int,
     return f"tokens={m} is not a multiple of tile_m={tiles.tile_m}"
   if d % tiles.tile_k:
     return f"embed_dim={d} is not a multiple of tile_k={tiles.tile_k}"
+  if (need := shared_memory_bytes(tiles, head_dim)) > _SHARED_MEMORY_BYTES:
+    return f"{tiles} needs {need} bytes of shared memory, more than {_SHARED_MEMORY_BYTES}"
   return None
+
+
+_SHARED_MEMORY_BYTES = 227 * 1024 - 1024  # an H100's per-block limit, less room for the barriers
+
+
+def shared_memory_bytes(tiles: TileConfig, head_dim: int, itemsize: int = 2) -> int:
+  """Shared memory of the kernel's buffers: TMA ring, cos/sin (float32), epilogue stores."""
+  ring = tiles.stages * (tiles.tile_m * tiles.tile_k + tiles.tile_k * tiles.cta_tile_n) * itemsize
+  cos_sin = 2 * tiles.tile_m * (head_dim // 2) * 4 * _cos_sin_copies(tiles)
+  stores = 2 * tiles.store_slots * tiles.epi_m * tiles.tile_n * itemsize
+  return ring + cos_sin + stores
+
+
+def _cos_sin_copies(tiles: TileConfig) -> int:
+  """Cooperative warpgroups share one tile's rows, so one cos/sin buffer; pingpong ones need two."""
+  return 1 if tiles.schedule == "cooperative" else 2
 
 
 def _transforms(minor: int, dtype) -> tuple:
@@ -119,39 +138,44 @@ def _transforms(minor: int, dtype) -> tuple:
 
 
 def _store_rotated(acc, cs_smem, out_smem, out_tile, *, epi_m: int, head_dim: int) -> None:
-  """Rotates a float32 accumulator tile by its rows' cos/sin and stores it in half-head pieces.
+  """Rotates a float32 accumulator tile by its rows' cos/sin and stores it, epi_m rows a round.
 
-  cs_smem [2, tile_m, half] holds the tile's cos and sin; out_smem [2, epi_m, half] is a pair of
-  store buffers; out_tile is the tile's window of the output in global memory.
+  cs_smem [2, tile_m, half] holds the tile's cos and sin; out_smem [slots, pieces, epi_m, half]
+  holds ``slots`` rounds of stores, each one piece per half head (pieces = 2 · heads in the
+  tile); out_tile is the tile's window of the output.  A round's pieces are written, fenced once
+  and stored as one group; a slot is reused once its stores of ``slots`` rounds ago have read it.
   """
   half = head_dim // 2
   tile_m, tile_n = acc.shape
-  plgpu.wait_smem_to_gmem(0, wait_read_only=True)
-  store = 0
-  for mi in range(tile_m // epi_m):
-    m_sl = slice(mi * epi_m, (mi + 1) * epi_m)
+  slots = out_smem.shape[0]
+  plgpu.wait_smem_to_gmem(0, wait_read_only=True)  # the last tile's stores: a product ago
+  for r in range(tile_m // epi_m):
+    slot, m_sl = r % slots, slice(r * epi_m, (r + 1) * epi_m)
+    if r >= slots:
+      plgpu.wait_smem_to_gmem(slots - 1, wait_read_only=True)
     cos, sin = cs_smem[0, m_sl], cs_smem[1, m_sl]
     for head in range(tile_n // head_dim):
       lo = acc[m_sl, head * head_dim:head * head_dim + half]
       hi = acc[m_sl, head * head_dim + half:(head + 1) * head_dim]
-      for part, value in ((0, lo * cos - hi * sin), (1, hi * cos + lo * sin)):
-        slot = store % 2
-        store += 1
-        plgpu.wait_smem_to_gmem(1, wait_read_only=True)
-        out_smem[slot] = value.astype(out_smem.dtype)
-        plgpu.commit_smem()
-        plgpu.copy_smem_to_gmem(
-            out_smem.at[slot], out_tile.at[m_sl, pl.ds(head * head_dim + part * half, half)])
+      out_smem[slot, 2 * head] = (lo * cos - hi * sin).astype(out_smem.dtype)
+      out_smem[slot, 2 * head + 1] = (hi * cos + lo * sin).astype(out_smem.dtype)
+    plgpu.commit_smem()
+    pieces = 2 * (tile_n // head_dim)
+    for piece in range(pieces):  # piece p holds columns [p · half, (p + 1) · half)
+      plgpu.copy_smem_to_gmem(out_smem.at[slot, piece],
+                              out_tile.at[m_sl, pl.ds(piece * half, half)],
+                              commit_group=piece == pieces - 1)
 
 
 def _epilogue_scratch(tiles: TileConfig, head_dim: int, dtype) -> dict:
-  """Each consumer warpgroup's store buffers and cos/sin tile, and the barriers of the latter."""
-  half = head_dim // 2
+  """Each consumer warpgroup's store slots; the cos/sin buffers and their "loaded" barriers."""
+  half, copies = head_dim // 2, _cos_sin_copies(tiles)
   return dict(
-      out_smem=plgpu.SMEM((2, 2, tiles.epi_m, half), dtype, transforms=_transforms(half, dtype)),
-      cs_smem=plgpu.SMEM((2, 2, tiles.tile_m, half), jnp.float32,
+      out_smem=plgpu.SMEM((2, tiles.store_slots, 2 * tiles.tile_n // head_dim, tiles.epi_m, half),
+                          dtype, transforms=_transforms(half, dtype)),
+      cs_smem=plgpu.SMEM((copies, 2, tiles.tile_m, half), jnp.float32,
                          transforms=_transforms(half, jnp.float32)),
-      cs_barrier=plgpu.Barrier(num_barriers=2))
+      cs_barrier=plgpu.Barrier(num_barriers=copies))
 
 
 def _cooperative_kernel(x_gmem, w_gmem, cs_gmem, out_gmem, *, tiles: TileConfig, head_dim: int,
@@ -181,9 +205,11 @@ def _cooperative_kernel(x_gmem, w_gmem, cs_gmem, out_gmem, *, tiles: TileConfig,
       pl.run_scoped,
       pipeline_allocs=get_pipeline(ignore, ignore).get_allocations(x_gmem, w_gmem),
       **_epilogue_scratch(tiles, head_dim, out_gmem.dtype),
+      cs_consumed=plgpu.Barrier(num_arrivals=2),
       collective_axes="wg")
-  def _scope(pipeline_allocs, out_smem, cs_smem, cs_barrier):
+  def _scope(pipeline_allocs, out_smem, cs_smem, cs_barrier, cs_consumed):
     wg = jax.lax.axis_index("wg")
+    cs_smem, cs_loaded = cs_smem.at[0], cs_barrier.at[0]  # both warpgroups' rows
 
     @plgpu.nd_loop((m_iters * n_iters,), collective_axes="cluster_grid")
     def _tile_loop(info):
@@ -194,17 +220,23 @@ def _cooperative_kernel(x_gmem, w_gmem, cs_gmem, out_gmem, *, tiles: TileConfig,
       cols = pl.ds(n_idx * cta_tile_n + wg * tile_n, tile_n)
 
       def compute_context(eval_pipeline):
-        # cos/sin of this tile's rows arrive while the product runs.
-        plgpu.copy_gmem_to_smem(cs_gmem.at[:, rows], cs_smem.at[wg], cs_barrier.at[wg])
+        @pl.when(wg == 0)
+        def _load_cos_sin():  # once both are done with the last tile's; it arrives during the product
+          @pl.when(info.local_index > 0)
+          def _():
+            plgpu.barrier_wait(cs_consumed)
+
+          plgpu.copy_gmem_to_smem(cs_gmem.at[:, rows], cs_smem, cs_loaded)
 
         @functools.partial(pl.run_scoped, acc_ref=plgpu.ACC((tile_m, tile_n), jnp.float32))
         def _acc_scope(acc_ref):
           with jax.named_scope("product"):  # regions of the kernel's timeline (profile_dir)
             eval_pipeline(acc_ref)
           with jax.named_scope("epilogue"):
-            plgpu.barrier_wait(cs_barrier.at[wg])
-            _store_rotated(acc_ref[...], cs_smem.at[wg], out_smem.at[wg],
-                           out_gmem.at[rows, cols], epi_m=tiles.epi_m, head_dim=head_dim)
+            plgpu.barrier_wait(cs_loaded)
+            _store_rotated(acc_ref[...], cs_smem, out_smem.at[wg], out_gmem.at[rows, cols],
+                           epi_m=tiles.epi_m, head_dim=head_dim)
+            plgpu.barrier_arrive(cs_consumed)
 
       def mma_body(_, x_smem, w_smem, acc_ref):
         plgpu.wgmma(acc_ref, x_smem, w_smem.at[:, pl.ds(wg * tile_n, tile_n)])
@@ -214,6 +246,10 @@ def _cooperative_kernel(x_gmem, w_gmem, cs_gmem, out_gmem, *, tiles: TileConfig,
       get_pipeline(mma_body, compute_context)(
           x_gmem.at[rows, :], w_gmem.at[:, pl.ds(n_idx * cta_tile_n, cta_tile_n)],
           allocations=pipeline_allocs)
+
+    @pl.when((wg == 0) & (jax.lax.axis_index("cluster_grid") < m_iters * n_iters))
+    def _drain():  # the last tile's release: every phase of a barrier is waited on
+      plgpu.barrier_wait(cs_consumed)
 
   plgpu.wait_smem_to_gmem(0, wait_read_only=True)
 
