@@ -64,8 +64,8 @@ class TileConfig:
   tile_n: int = 128
   tile_k: int = 64
   stages: int = 3  # TMA pipeline depth (4 overflows shared memory at 128 × 128, cooperative)
-  epi_m: int = 32  # rows per epilogue round (one store per half head)
-  store_slots: int = 2  # epilogue rounds whose stores may be in flight
+  epi_m: int = 64  # rows per epilogue round (a multiple of 64: WGMMA accumulator rows)
+  store_slots: int = 1  # epilogue rounds whose stores may be in flight (2 overflows at 64 rows)
   grid_tile_width: int = 4  # planar-snake band width (L2 reuse; 4 was fastest, RESULTS.md 8)
   minor_n: bool = True  # walk N fastest (consecutive tiles share x's rows and cos/sin)
   delay_release: int = 0  # WGMMAs left in flight per step (cooperative: stages released later)
@@ -105,7 +105,9 @@ def tiling_problem(m: int, d: int, n: int, head_dim: int,
     return f"tile_n={tiles.tile_n} is not a multiple of head_dim={head_dim}"
   if n % tiles.cta_tile_n:
     return f"heads × head_dim={n} is not a multiple of {tiles.cta_tile_n}"
-  if m % tiles.tile_m or tiles.tile_m % tiles.epi_m:
+  if tiles.epi_m % 64 or tiles.tile_m % tiles.epi_m:
+    return f"epi_m={tiles.epi_m} does not split tile_m={tiles.tile_m} into multiples of 64"
+  if m % tiles.tile_m:
     return f"tokens={m} is not a multiple of tile_m={tiles.tile_m}"
   if d % tiles.tile_k:
     return f"embed_dim={d} is not a multiple of tile_k={tiles.tile_k}"

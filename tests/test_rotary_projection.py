@@ -35,12 +35,12 @@ def _reference(x, w, positions, freqs, head_dim):
 @needs_mosaic
 @pytest.mark.parametrize("head_dim, encoder, m, n, tiles", [
     (64, "hope", 128, 256, SMALL),  # 2 × 2 output tiles over the grid of 4
-    (32, "rope", 64, 128, dataclasses.replace(SMALL, stages=3, delay_release=1, epi_m=16)),
+    (32, "rope", 128, 128, dataclasses.replace(SMALL, stages=3, delay_release=1, tile_m=128)),
     (128, "hope", 64, 256, dataclasses.replace(SMALL, tile_n=128)),
     # pingpong: 4 × 3 tiles over 4 CTAs, so both consumers take tiles and the ring wraps
     (64, "hope", 256, 192, dataclasses.replace(SMALL, schedule="pingpong")),
-    (32, "rope", 128, 128, dataclasses.replace(SMALL, schedule="pingpong", stages=3, epi_m=16,
-                                               store_slots=3)),  # 4 store rounds, 3 slots
+    (32, "rope", 256, 128, dataclasses.replace(SMALL, schedule="pingpong", stages=3, tile_m=128,
+                                               store_slots=1)),  # 2 store rounds, 1 slot
 ])
 def test_kernel_matches_float64(head_dim, encoder, m, n, tiles):
   """Forward against float64 at positions up to 10^6, one bf16 rounding of the output."""
@@ -112,6 +112,8 @@ def test_tiling_choice_and_errors():
   assert rp.tiling_problem(65536, 768, 384, 64, pingpong) is None  # one warpgroup's tile_n
   assert "multiple of 256" in rp.tiling_problem(65536, 768, 384, 64)  # both warpgroups'
   assert rp.shared_memory_bytes(rp.DEFAULT_TILES, 64) == 3 * 48 * 1024 + 32 * 1024 + 32 * 1024
+  assert "epi_m=32" in rp.tiling_problem(
+      65536, 768, 768, 64, dataclasses.replace(rp.DEFAULT_TILES, epi_m=32))
   assert "shared memory" in rp.tiling_problem(
       65536, 768, 768, 64, dataclasses.replace(rp.DEFAULT_TILES, stages=4))
   assert "schedule='zigzag'" in rp.tiling_problem(
