@@ -219,6 +219,11 @@ class Attention(nnx.Module):
       return encoding.rotate(q, positions), encoding.rotate(k, positions), v
     cos, sin, rotating = encoders.rotation_cos_sin(jnp.broadcast_to(positions, (batch, length)),
                                                    encoding.frequencies)
+    if tiles["heads"] is not None and tiles["kv_heads"] is not None:
+      q, k, v = rotary_projection.project_qkv(
+          x, self._weight(self.q_proj), self._weight(self.k_proj), self._weight(self.v_proj),
+          cos, sin, rotating=rotating, tiles_q=tiles["heads"], tiles_k=tiles["kv_heads"])
+      return sharding.constrain(q, ("batch", "length", "heads", "head_dim")), k, v
 
     def one(param: nnx.Param, axis: str) -> jax.Array:
       if tiles[axis] is None:

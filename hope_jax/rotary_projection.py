@@ -441,6 +441,36 @@ def _fused_bwd(head_dim, rotating, tiles, residuals, cotangent):
 _fused.defvjp(_fused_fwd, _fused_bwd)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8, 9))
+def _fused_qkv(x, wq, wk, wv, cos, sin, head_dim, rotating, tiles_q, tiles_k):
+  """(rotate(x @ wq), rotate(x @ wk), x @ wv) from the kernel, with one backward for all three."""
+  return (_kernel_call(x, wq, cos, sin, head_dim=head_dim, tiles=tiles_q),
+          _kernel_call(x, wk, cos, sin, head_dim=head_dim, tiles=tiles_k), x @ wv)
+
+
+def _fused_qkv_fwd(x, wq, wk, wv, cos, sin, head_dim, rotating, tiles_q, tiles_k):
+  """Forward of _fused_qkv: keeps the inputs (x and the weights are live for the backward anyway)."""
+  out = _fused_qkv(x, wq, wk, wv, cos, sin, head_dim, rotating, tiles_q, tiles_k)
+  return out, (x, wq, wk, wv, cos, sin)
+
+
+def _fused_qkv_bwd(head_dim, rotating, tiles_q, tiles_k, residuals, cotangents):
+  """Backward of _fused_qkv: g = [rotate⁻¹(dq) | rotate⁻¹(dk) | dv] in one pass; dx = g wᵀ and
+  dw = xᵀ g as one product each over w = [wq | wk | wv] (no sum of three dx); cos/sin get zeros."""
+  del tiles_q, tiles_k
+  x, wq, wk, wv, cos, sin = residuals
+  dq, dk, dv = cotangents
+  unrotate = lambda g: _rotate_heads(g, cos, -sin, head_dim=head_dim, rotating=rotating)
+  g = jnp.concatenate([unrotate(dq), unrotate(dk), dv], axis=1)
+  _, product_vjp = jax.vjp(jnp.matmul, x, jnp.concatenate([wq, wk, wv], axis=1))
+  dx, dw = product_vjp(g)
+  dwq, dwk, dwv = jnp.split(dw, [wq.shape[1], wq.shape[1] + wk.shape[1]], axis=1)
+  return dx, dwq, dwk, dwv, jnp.zeros_like(cos), jnp.zeros_like(sin)
+
+
+_fused_qkv.defvjp(_fused_qkv_fwd, _fused_qkv_bwd)
+
+
 def rotary_projection(x: jax.Array, w: jax.Array, cos: jax.Array, sin: jax.Array, *,
                       head_dim: int, rotating: Sequence[bool], impl: str = "xla",
                       tiles: TileConfig = DEFAULT_TILES) -> jax.Array:
@@ -545,3 +575,29 @@ def project(x: jax.Array, w: jax.Array, cos: jax.Array, sin: jax.Array, *,
   fn = sharding.map_shards(local, in_axes=(rows, (None, heads_axis, None), rows, rows),
                            out_axes=_out_axes(heads_axis))
   return fn(x, w, cos, sin)
+
+
+def project_qkv(x: jax.Array, wq: jax.Array, wk: jax.Array, wv: jax.Array, cos: jax.Array,
+                sin: jax.Array, *, rotating: Sequence[bool], tiles_q: TileConfig,
+                tiles_k: TileConfig) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Returns rotated q, rotated k and v [B, T, heads, head_dim], per device under a mesh.
+
+  As ``project`` for q and k, plus v = x @ wv, sharing one backward: the inverse rotations of dq
+  and dk and the copy of dv are one pass writing [dq' | dk' | dv], which one product turns into
+  dx (autodiff of three projections sums three products' dx in a pass of its own).
+  """
+  head_dim, rotating = wq.shape[-1], tuple(bool(r) for r in rotating)
+
+  def local(x, wq, wk, wv, cos, sin):
+    b, t, d = x.shape
+    flat = lambda a: a.reshape(b * t, -1)
+    outs = _fused_qkv(flat(x), wq.reshape(d, -1), wk.reshape(d, -1), wv.reshape(d, -1),
+                      flat(cos), flat(sin), head_dim, rotating, tiles_q, tiles_k)
+    return tuple(out.reshape(b, t, -1, head_dim) for out in outs)
+
+  rows = ("batch", "length", None)
+  weight = lambda axis: (None, axis, None)
+  fn = sharding.map_shards(
+      local, in_axes=(rows, weight("heads"), weight("kv_heads"), weight("kv_heads"), rows, rows),
+      out_axes=(_out_axes("heads"), _out_axes("kv_heads"), _out_axes("kv_heads")))
+  return fn(x, wq, wk, wv, cos, sin)

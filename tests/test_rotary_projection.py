@@ -81,6 +81,37 @@ def test_fused_gradients_match_the_xla_path(schedule):
     np.testing.assert_allclose(fused, xla, atol=0.05, rtol=2 ** -7)
 
 
+@needs_mosaic
+def test_qkv_projection_gradients_match_the_xla_path():
+  """project_qkv (grouped kv heads) against the XLA products and rotations, value and VJP."""
+  b, t, d, head_dim = 2, 64, 128, 64
+  rng = np.random.default_rng(3)
+  x = jnp.asarray(rng.standard_normal((b, t, d)), jnp.bfloat16)
+  wq, wk, wv = (jnp.asarray(rng.standard_normal((d, h, head_dim)) / np.sqrt(d), jnp.bfloat16)
+                for h in (4, 2, 2))
+  freqs = encoders.hope_frequencies(head_dim, train_length=32)
+  positions = jnp.broadcast_to(jnp.arange(t) * 5, (b, t))
+  cos, sin, rotating = encoders.rotation_cos_sin(positions, freqs)
+  assert not all(rotating)
+
+  def xla(x, wq, wk, wv):
+    rotate = lambda w: encoders.apply_rotary(jnp.einsum("btd,dnh->btnh", x, w), positions, freqs)
+    return rotate(wq), rotate(wk), jnp.einsum("btd,dnh->btnh", x, wv)
+
+  def fused(x, wq, wk, wv):
+    return rp.project_qkv(x, wq, wk, wv, cos, sin, rotating=rotating, tiles_q=SMALL,
+                          tiles_k=SMALL)
+
+  cotangents = tuple(jnp.asarray(rng.standard_normal(o.shape), jnp.bfloat16)
+                     for o in xla(x, wq, wk, wv))
+  results = {}
+  for name, f in (("xla", xla), ("fused", fused)):
+    out, vjp = jax.vjp(f, x, wq, wk, wv)
+    results[name] = [np.asarray(a, np.float32) for a in (*out, *vjp(cotangents))]
+  for got, want in zip(results["fused"], results["xla"], strict=True):
+    np.testing.assert_allclose(got, want, atol=0.05, rtol=2 ** -7)
+
+
 def test_resolve_implementation(monkeypatch):
   kwargs = dict(dtype=jnp.bfloat16, layout="split_half", rotates=True)
   assert rp.resolve_implementation("auto", backend="cpu", **kwargs) == "xla"
