@@ -36,6 +36,7 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from hope_jax import encoders, sharding
 
@@ -454,14 +455,36 @@ def _fused_qkv_fwd(x, wq, wk, wv, cos, sin, head_dim, rotating, tiles_q, tiles_k
   return out, (x, wq, wk, wv, cos, sin)
 
 
+def _unrotated_cotangent(dq, dk, dv, cos, sin, *, head_dim: int,
+                         rotating: tuple[bool, ...]) -> jax.Array:
+  """Returns [rotate⁻¹(dq) | rotate⁻¹(dk) | dv] [M, Nq + 2 · Nk], written by one fusion.
+
+  Each head is viewed as [2, half]: its inverse rotation is x · cos + flip(x) · (±sin), flip
+  exchanging the halves (a reverse, no concatenation), so the one concatenation, of q's, k's and
+  v's heads, is the fusion's root with elementwise operands (a concatenation feeding elementwise
+  math made XLA write it first and read it again: RESULTS.md 10).  HoPE's unrotating bands are
+  selected back unchanged; float32 math, as encoders'.
+  """
+  m, half = dq.shape[0], head_dim // 2
+  cos4 = cos[:, None, None, :].astype(jnp.float32)  # [M, 1, 1, half]
+  sin4 = sin[:, None, None, :].astype(jnp.float32) * np.array([1.0, -1.0], np.float32)[:, None]
+  keep = np.asarray(rotating)
+
+  def unrotate(g):
+    g4 = g.reshape(m, -1, 2, half)
+    turned = g4.astype(jnp.float32) * cos4 + jnp.flip(g4, axis=2).astype(jnp.float32) * sin4
+    return jnp.where(keep, turned.astype(g.dtype), g4)
+
+  parts = (unrotate(dq), unrotate(dk), dv.reshape(m, -1, 2, half))
+  return jnp.concatenate(parts, axis=1).reshape(m, -1)
+
+
 def _fused_qkv_bwd(head_dim, rotating, tiles_q, tiles_k, residuals, cotangents):
   """Backward of _fused_qkv: g = [rotate⁻¹(dq) | rotate⁻¹(dk) | dv] in one pass; dx = g wᵀ and
   dw = xᵀ g as one product each over w = [wq | wk | wv] (no sum of three dx); cos/sin get zeros."""
   del tiles_q, tiles_k
   x, wq, wk, wv, cos, sin = residuals
-  dq, dk, dv = cotangents
-  unrotate = lambda g: _rotate_heads(g, cos, -sin, head_dim=head_dim, rotating=rotating)
-  g = jnp.concatenate([unrotate(dq), unrotate(dk), dv], axis=1)
+  g = _unrotated_cotangent(*cotangents, cos, sin, head_dim=head_dim, rotating=rotating)
   _, product_vjp = jax.vjp(jnp.matmul, x, jnp.concatenate([wq, wk, wv], axis=1))
   dx, dw = product_vjp(g)
   dwq, dwk, dwv = jnp.split(dw, [wq.shape[1], wq.shape[1] + wk.shape[1]], axis=1)
