@@ -9,17 +9,21 @@ the rotated copy — 1.74 ms per step forward and as much backward at 110M 1024 
 (benchmarks/RESULTS.md, section 8).  Here the forward rotation happens in registers on the float32
 accumulator before the one store, so it moves no bytes besides cos/sin.  In the step the kernel
 takes 0.138 ms where cuBLAS's product alone takes 0.099 ms: its epilogue runs while the tensor
-cores wait (RESULTS.md 9.2–9.3), so it gains 0.77 ms of the 1.74.
+cores wait (RESULTS.md 9.2–9.3, 10.1), so it gains 0.77 ms of the 1.74.  The backward rotation
+rides in ``project_qkv``'s one pass over the q, k and v gradients (RESULTS.md 10.2).
 
 Implementations (``TransformerConfig.projection_impl``):
 
 * ``"xla"`` — ``x @ w`` then ``encoders`` rotation: the reference.
-* ``"pallas"`` — the kernel below, a copy of JAX's ``pallas/ops/gpu/hopper_matmul_mgpu.py``
+* ``"pallas"`` — the kernel below, after JAX's ``pallas/ops/gpu/hopper_matmul_mgpu.py``
   (warp-specialised TMA + WGMMA pipeline, two consumer warpgroups side by side along N; Apache
   2.0, The JAX Authors) whose epilogue rotates each head's two halves from the accumulator and
-  stores them; each tile's cos/sin rows are copied in while its product runs.  Hopper only
-  (WGMMA); on the CPU it runs in Mosaic GPU's interpret mode, which is how the tests check it.
-  The backward is XLA's: the cotangent rotated back (one pass), then the two products.
+  stores them; each tile's cos/sin rows are copied in while its product runs.  A "pingpong"
+  schedule (``TileConfig.schedule``), consumers on alternate tiles, is a tested option that
+  measured no faster.  Hopper only (WGMMA); on the CPU it runs in Mosaic GPU's interpret mode,
+  which is how the tests check it.  The backward is XLA's: in ``project_qkv`` (what the model
+  uses) one pass writes [rotate⁻¹(dq) | rotate⁻¹(dk) | dv], then one product each for x's and the
+  weights' gradients; alone (``rotary_projection``), the cotangent rotated back, then two products.
   Numerics: the float32 accumulator is rotated and rounded once (XLA rounds the product to bf16,
   then rotates).  Unrotated bands (angle 0) are ``a · 1 − b · 0``: the product itself for finite
   values, position-independent as in the XLA path, though not bit-identical to XLA's product
