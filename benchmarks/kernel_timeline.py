@@ -2,7 +2,7 @@
 
     python3 benchmarks/kernel_timeline.py --tokens 65536 --embed 768 --heads 12 --out DIR
 
-Runs ``rotary_projection.pallas_rotary_matmul`` once, just compiled, with Mosaic GPU's profiler
+Runs ``rotary_kernel.pallas_rotary_matmul`` once, just compiled, with Mosaic GPU's profiler
 on (a Hopper GPU), which writes a Chrome trace of every consumer warpgroup's "product" (the
 pipelined WGMMA loop) and "epilogue" (rotation and stores) regions, one pair per output tile.
 Prints, per region, the mean duration per tile and its share of the warpgroups' time, the gap
@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from common import add_projection_args, parse_overrides, write_json  # noqa: I001
-from hope_jax import encoders, rotary_projection as rp
+from hope_jax import encoders, rotary_kernel as rk
 
 
 def regions(trace: dict) -> dict[int, list[tuple[str, float, float]]]:
@@ -66,7 +66,7 @@ def main() -> None:
   parser.add_argument("--out", required=True, help="folder for the traces and timeline.jsonl")
   args = parser.parse_args()
   m, d, n, hd = args.tokens, args.embed, args.heads * args.head_dim, args.head_dim
-  tiles = parse_overrides(args.tiles, rp.DEFAULT_TILES)
+  tiles = parse_overrides(args.tiles, rk.DEFAULT_TILES)
   x = jax.random.normal(jax.random.key(0), (m, d), jnp.bfloat16)
   w = (jax.random.normal(jax.random.key(1), (d, n), jnp.float32) / np.sqrt(d)).astype(jnp.bfloat16)
   cos, sin, _ = encoders.rotation_cos_sin(jnp.arange(m, dtype=jnp.int32),
@@ -75,7 +75,7 @@ def main() -> None:
   # and one call (further calls of the same kernel would write nothing).
   trace_dir = os.path.join(args.out, f"traces-{time.time_ns()}")
   os.makedirs(trace_dir)
-  call = jax.jit(lambda x, w, cos, sin: rp.pallas_rotary_matmul(
+  call = jax.jit(lambda x, w, cos, sin: rk.pallas_rotary_matmul(
       x, w, cos, sin, head_dim=hd, tiles=tiles, profile_dir=trace_dir))
   jax.block_until_ready(call(x, w, cos, sin))
   (trace,) = glob.glob(os.path.join(trace_dir, "*-trace.json"))

@@ -1,29 +1,25 @@
-"""The q/k projection with the rotation in its matmul's epilogue: a Hopper (sm_90) Mosaic GPU kernel.
+"""The q/k projection with its rotation: autodiff, the choice of implementation, sharding.
 
 ``rotary_projection(x, w, cos, sin)`` returns ``rotate(x @ w)``: x [M, d] (tokens × model width),
 w [d, heads · head_dim], cos/sin float32 [M, head_dim / 2] (one angle per token and band, as
-``encoders.rotation_angles`` gives them), split-half pairs (channel i with i + head_dim / 2).
+``encoders.rotation_angles`` gives them), split-half pairs (channel i with i + head_dim / 2);
+``project_qkv`` is what the model calls, q, k and v together.
 
 Why: in XLA the rotation is a pass of its own over q and k — read the projection's output, write
 the rotated copy — 1.74 ms per step forward and as much backward at 110M 1024 × 64 on an H100
-(benchmarks/RESULTS.md, section 8).  Here the forward rotation happens in registers on the float32
-accumulator before the one store, so it moves no bytes besides cos/sin.  In the step the kernel
-takes 0.138 ms where cuBLAS's product alone takes 0.099 ms: its epilogue runs while the tensor
-cores wait (RESULTS.md 9.2–9.3, 10.1), so it gains 0.77 ms of the 1.74.  The backward rotation
-rides in ``project_qkv``'s one pass over the q, k and v gradients (RESULTS.md 10.2).
+(benchmarks/RESULTS.md, section 8).  The kernel (``rotary_kernel``) rotates in its product's
+epilogue instead; in the step it takes 0.138 ms where cuBLAS's product alone takes 0.099 ms (its
+epilogue runs while the tensor cores wait, RESULTS.md 9.2–9.3, 10.1), so it gains 0.77 ms of the
+1.74.  The backward rotation rides in ``project_qkv``'s one pass over the q, k and v gradients
+(RESULTS.md 10.2).
 
 Implementations (``TransformerConfig.projection_impl``):
 
 * ``"xla"`` — ``x @ w`` then ``encoders`` rotation: the reference.
-* ``"pallas"`` — the kernel below, after JAX's ``pallas/ops/gpu/hopper_matmul_mgpu.py``
-  (warp-specialised TMA + WGMMA pipeline, two consumer warpgroups side by side along N; Apache
-  2.0, The JAX Authors) whose epilogue rotates each head's two halves from the accumulator and
-  stores them; each tile's cos/sin rows are copied in while its product runs.  A "pingpong"
-  schedule (``TileConfig.schedule``), consumers on alternate tiles, is a tested option that
-  measured no faster.  Hopper only (WGMMA); on the CPU it runs in Mosaic GPU's interpret mode,
-  which is how the tests check it.  The backward is XLA's: in ``project_qkv`` (what the model
-  uses) one pass writes [rotate⁻¹(dq) | rotate⁻¹(dk) | dv], then one product each for x's and the
-  weights' gradients; alone (``rotary_projection``), the cotangent rotated back, then two products.
+* ``"pallas"`` — ``rotary_kernel.pallas_rotary_matmul`` (Hopper only; interpret mode on the
+  CPU).  The backward is XLA's: in ``project_qkv`` one pass writes [rotate⁻¹(dq) | rotate⁻¹(dk) |
+  dv], then one product each for x's and the weights' gradients; alone
+  (``rotary_projection``), the cotangent rotated back, then two products.
   Numerics: the float32 accumulator is rotated and rounded once (XLA rounds the product to bf16,
   then rotates).  Unrotated bands (angle 0) are ``a · 1 − b · 0``: the product itself for finite
   values, position-independent as in the XLA path, though not bit-identical to XLA's product
@@ -43,365 +39,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from hope_jax import encoders, sharding
-
-try:
-  from jax.experimental import pallas as pl
-  from jax.experimental.pallas import mosaic_gpu as plgpu
-except ImportError:  # pragma: no cover
-  pl = plgpu = None
+from hope_jax.rotary_kernel import (DEFAULT_TILES, TileConfig, on_hopper, pallas_rotary_matmul,
+                                    plgpu, tiling_problem)
 
 PROJECTION_IMPLS: tuple[str, ...] = ("auto", "xla", "pallas")
-
-
-SCHEDULES: tuple[str, ...] = ("cooperative", "pingpong")
-
-
-@dataclasses.dataclass(frozen=True)
-class TileConfig:
-  """Kernel tiling: each of the two consumer warpgroups owns a tile_m × tile_n output tile.
-
-  schedule "cooperative": the two warpgroups work side by side on one tile_m × 2·tile_n tile,
-  product then epilogue in lockstep (the tensor cores idle during the epilogue).  "pingpong":
-  each warpgroup takes every other tile of its CTA, so one's epilogue runs during the other's
-  product; they share one ring of ``stages`` TMA buffers (cooperative: ``stages`` per tile pair).
-  """
-  tile_m: int = 128
-  tile_n: int = 128
-  tile_k: int = 64
-  stages: int = 3  # TMA pipeline depth (4 overflows shared memory at 128 × 128, cooperative)
-  epi_m: int = 64  # rows per epilogue round (a multiple of 64: WGMMA accumulator rows)
-  store_slots: int = 1  # epilogue rounds whose stores may be in flight (2 overflows at 64 rows)
-  grid_tile_width: int = 4  # planar-snake band width (L2 reuse; 4 was fastest, RESULTS.md 8)
-  minor_n: bool = True  # walk N fastest (consecutive tiles share x's rows and cos/sin)
-  delay_release: int = 0  # WGMMAs left in flight per step (cooperative: stages released later)
-  schedule: str = "cooperative"
-
-  @property
-  def cta_tile_n(self) -> int:
-    """Output columns one CTA covers per tile step: both warpgroups' (cooperative) or one's."""
-    return 2 * self.tile_n if self.schedule == "cooperative" else self.tile_n
-
-
-DEFAULT_TILES = TileConfig()
-
-
-def _interpret_params():
-  """Mosaic GPU interpret-mode parameters (public in JAX 0.11, private in 0.10)."""
-  params = getattr(plgpu, "InterpretGPUParams", None)
-  if params is None:
-    from jax._src.pallas.mosaic_gpu.interpret.params import InterpretGPUParams as params
-  return params()
-
-
-def on_hopper() -> bool:
-  """Whether the default device is a compute-capability 9.x GPU (WGMMA)."""
-  device = jax.devices()[0]
-  return device.platform == "gpu" and str(getattr(device, "compute_capability", "")).startswith("9")
-
-
-def tiling_problem(m: int, d: int, n: int, head_dim: int,
-                   tiles: TileConfig = DEFAULT_TILES) -> str | None:
-  """Returns why (m, d) @ (d, n) with this head_dim cannot use these tiles, or None when it can."""
-  if tiles.schedule not in SCHEDULES:
-    return f"schedule={tiles.schedule!r} (needs one of {SCHEDULES})"
-  if head_dim not in (32, 64, 128):
-    return f"head_dim={head_dim} (needs 32, 64 or 128)"
-  if tiles.tile_n % head_dim:
-    return f"tile_n={tiles.tile_n} is not a multiple of head_dim={head_dim}"
-  if n % tiles.cta_tile_n:
-    return f"heads × head_dim={n} is not a multiple of {tiles.cta_tile_n}"
-  if tiles.epi_m % 64 or tiles.tile_m % tiles.epi_m:
-    return f"epi_m={tiles.epi_m} does not split tile_m={tiles.tile_m} into multiples of 64"
-  if m % tiles.tile_m:
-    return f"tokens={m} is not a multiple of tile_m={tiles.tile_m}"
-  if d % tiles.tile_k:
-    return f"embed_dim={d} is not a multiple of tile_k={tiles.tile_k}"
-  if (need := shared_memory_bytes(tiles, head_dim)) > _SHARED_MEMORY_BYTES:
-    return f"{tiles} needs {need} bytes of shared memory, more than {_SHARED_MEMORY_BYTES}"
-  return None
-
-
-_SHARED_MEMORY_BYTES = 227 * 1024 - 1024  # an H100's per-block limit, less room for the barriers
-
-
-def shared_memory_bytes(tiles: TileConfig, head_dim: int, itemsize: int = 2) -> int:
-  """Shared memory of the kernel's buffers: TMA ring, cos/sin (float32), epilogue stores."""
-  ring = tiles.stages * (tiles.tile_m * tiles.tile_k + tiles.tile_k * tiles.cta_tile_n) * itemsize
-  cos_sin = 2 * tiles.tile_m * (head_dim // 2) * 4 * _cos_sin_copies(tiles)
-  stores = 2 * tiles.store_slots * tiles.epi_m * tiles.tile_n * itemsize
-  return ring + cos_sin + stores
-
-
-def _cos_sin_copies(tiles: TileConfig) -> int:
-  """Cooperative warpgroups share one tile's rows, so one cos/sin buffer; pingpong ones need two."""
-  return 1 if tiles.schedule == "cooperative" else 2
-
-
-def _transforms(minor: int, dtype) -> tuple:
-  """Tiling and swizzle transforms for a shared-memory tile whose rows hold ``minor`` elements."""
-  swizzle = plgpu.find_swizzle(minor * jnp.dtype(dtype).itemsize * 8)
-  return (plgpu.TilingTransform((8, swizzle // jnp.dtype(dtype).itemsize)),
-          plgpu.SwizzleTransform(swizzle))
-
-
-def _store_rotated(acc, cs_smem, out_smem, out_tile, *, epi_m: int, head_dim: int) -> None:
-  """Rotates a float32 accumulator tile by its rows' cos/sin and stores it, epi_m rows a round.
-
-  cs_smem [2, tile_m, half] holds the tile's cos and sin; out_smem [slots, pieces, epi_m, half]
-  holds ``slots`` rounds of stores, each one piece per half head (pieces = 2 · heads in the
-  tile); out_tile is the tile's window of the output.  A round's pieces are written, fenced once
-  and stored as one group; a slot is reused once its stores of ``slots`` rounds ago have read it.
-  """
-  half = head_dim // 2
-  tile_m, tile_n = acc.shape
-  slots = out_smem.shape[0]
-  plgpu.wait_smem_to_gmem(0, wait_read_only=True)  # the last tile's stores: a product ago
-  for r in range(tile_m // epi_m):
-    slot, m_sl = r % slots, slice(r * epi_m, (r + 1) * epi_m)
-    if r >= slots:
-      plgpu.wait_smem_to_gmem(slots - 1, wait_read_only=True)
-    cos, sin = cs_smem[0, m_sl], cs_smem[1, m_sl]
-    for head in range(tile_n // head_dim):
-      lo = acc[m_sl, head * head_dim:head * head_dim + half]
-      hi = acc[m_sl, head * head_dim + half:(head + 1) * head_dim]
-      out_smem[slot, 2 * head] = (lo * cos - hi * sin).astype(out_smem.dtype)
-      out_smem[slot, 2 * head + 1] = (hi * cos + lo * sin).astype(out_smem.dtype)
-    plgpu.commit_smem()
-    pieces = 2 * (tile_n // head_dim)
-    for piece in range(pieces):  # piece p holds columns [p · half, (p + 1) · half)
-      plgpu.copy_smem_to_gmem(out_smem.at[slot, piece],
-                              out_tile.at[m_sl, pl.ds(piece * half, half)],
-                              commit_group=piece == pieces - 1)
-
-
-def _epilogue_scratch(tiles: TileConfig, head_dim: int, dtype) -> dict:
-  """Each consumer warpgroup's store slots; the cos/sin buffers and their "loaded" barriers."""
-  half, copies = head_dim // 2, _cos_sin_copies(tiles)
-  return dict(
-      out_smem=plgpu.SMEM((2, tiles.store_slots, 2 * tiles.tile_n // head_dim, tiles.epi_m, half),
-                          dtype, transforms=_transforms(half, dtype)),
-      cs_smem=plgpu.SMEM((copies, 2, tiles.tile_m, half), jnp.float32,
-                         transforms=_transforms(half, jnp.float32)),
-      cs_barrier=plgpu.Barrier(num_barriers=copies))
-
-
-def _cooperative_kernel(x_gmem, w_gmem, cs_gmem, out_gmem, *, tiles: TileConfig, head_dim: int,
-                        num_ctas: int):
-  """One CTA: a persistent loop over output tiles, each a pipelined WGMMA and a rotating epilogue."""
-  del num_ctas  # nd_loop spreads the tiles over the grid
-  m, k = x_gmem.shape
-  n = w_gmem.shape[1]
-  tile_m, tile_n, tile_k, cta_tile_n = tiles.tile_m, tiles.tile_n, tiles.tile_k, tiles.cta_tile_n
-  m_iters, n_iters, k_iters = m // tile_m, n // cta_tile_n, k // tile_k
-  in_transforms = _transforms(tile_k, x_gmem.dtype)
-
-  def get_pipeline(body, compute_context):
-    return plgpu.emit_pipeline_warp_specialized(
-        body, grid=(k_iters,), memory_registers=40,
-        in_specs=[plgpu.BlockSpec((tile_m, tile_k), lambda kk: (0, kk), transforms=in_transforms,
-                                  memory_space=plgpu.SMEM, delay_release=tiles.delay_release),
-                  plgpu.BlockSpec((tile_k, cta_tile_n), lambda kk: (kk, 0),
-                                  transforms=in_transforms, memory_space=plgpu.SMEM,
-                                  delay_release=tiles.delay_release)],
-        wg_axis="wg", num_compute_wgs=2, max_concurrent_steps=tiles.stages,
-        compute_context=compute_context)
-
-  ignore = lambda *_, **__: None
-
-  @functools.partial(
-      pl.run_scoped,
-      pipeline_allocs=get_pipeline(ignore, ignore).get_allocations(x_gmem, w_gmem),
-      **_epilogue_scratch(tiles, head_dim, out_gmem.dtype),
-      cs_consumed=plgpu.Barrier(num_arrivals=2),
-      collective_axes="wg")
-  def _scope(pipeline_allocs, out_smem, cs_smem, cs_barrier, cs_consumed):
-    wg = jax.lax.axis_index("wg")
-    cs_smem, cs_loaded = cs_smem.at[0], cs_barrier.at[0]  # both warpgroups' rows
-
-    @plgpu.nd_loop((m_iters * n_iters,), collective_axes="cluster_grid")
-    def _tile_loop(info):
-      (lin,) = info.index
-      m_idx, n_idx = plgpu.planar_snake(lin, (m_iters, n_iters), int(tiles.minor_n),
-                                        tiles.grid_tile_width)  # minor dimension: 1 = N, 0 = M
-      rows = pl.ds(m_idx * tile_m, tile_m)
-      cols = pl.ds(n_idx * cta_tile_n + wg * tile_n, tile_n)
-
-      def compute_context(eval_pipeline):
-        @pl.when(wg == 0)
-        def _load_cos_sin():  # once both are done with the last tile's; it arrives during the product
-          @pl.when(info.local_index > 0)
-          def _():
-            plgpu.barrier_wait(cs_consumed)
-
-          plgpu.copy_gmem_to_smem(cs_gmem.at[:, rows], cs_smem, cs_loaded)
-
-        @functools.partial(pl.run_scoped, acc_ref=plgpu.ACC((tile_m, tile_n), jnp.float32))
-        def _acc_scope(acc_ref):
-          with jax.named_scope("product"):  # regions of the kernel's timeline (profile_dir)
-            eval_pipeline(acc_ref)
-          with jax.named_scope("epilogue"):
-            plgpu.barrier_wait(cs_loaded)
-            _store_rotated(acc_ref[...], cs_smem, out_smem.at[wg], out_gmem.at[rows, cols],
-                           epi_m=tiles.epi_m, head_dim=head_dim)
-            plgpu.barrier_arrive(cs_consumed)
-
-      def mma_body(_, x_smem, w_smem, acc_ref):
-        plgpu.wgmma(acc_ref, x_smem, w_smem.at[:, pl.ds(wg * tile_n, tile_n)])
-        plgpu.wgmma_wait(tiles.delay_release)
-        return acc_ref
-
-      get_pipeline(mma_body, compute_context)(
-          x_gmem.at[rows, :], w_gmem.at[:, pl.ds(n_idx * cta_tile_n, cta_tile_n)],
-          allocations=pipeline_allocs)
-
-    @pl.when((wg == 0) & (jax.lax.axis_index("cluster_grid") < m_iters * n_iters))
-    def _drain():  # the last tile's release: every phase of a barrier is waited on
-      plgpu.barrier_wait(cs_consumed)
-
-  plgpu.wait_smem_to_gmem(0, wait_read_only=True)
-
-
-_PRODUCER_REGISTERS, _CONSUMER_REGISTERS = 40, 232  # of 512 per lane: 40 + 2 × 232 ≤ 512
-
-
-def _pingpong_kernel(x_gmem, w_gmem, cs_gmem, out_gmem, *, tiles: TileConfig, head_dim: int,
-                     num_ctas: int):
-  """One CTA: a producer warpgroup fills a ring of TMA buffers, tile after tile; consumer
-  warpgroup 0 takes the CTA's even tiles and 1 its odd ones, so one's epilogue overlaps the
-  other's product.
-
-  CTA c's j-th tile is the planar-snake tile c + j · num_ctas.  Global step s (tile j, k-block kk)
-  uses ring buffer s % stages; its "loaded" barrier belongs to the consumer of tile j (each
-  warpgroup waits only on its own, so the barriers' phases follow its steps), and its "consumed"
-  barrier is waited on by the producer before the buffer is refilled.
-  """
-  m, k = x_gmem.shape
-  n = w_gmem.shape[1]
-  tile_m, tile_n, tile_k, stages = tiles.tile_m, tiles.tile_n, tiles.tile_k, tiles.stages
-  m_iters, n_iters, k_iters = m // tile_m, n // tile_n, k // tile_k
-  cta = jax.lax.axis_index("cluster_grid")
-  num_tiles = (m_iters * n_iters - cta + num_ctas - 1) // num_ctas  # this CTA's
-  transforms = _transforms(tile_k, x_gmem.dtype)
-
-  def tile_origin(j):
-    """Row and column where this CTA's j-th output tile starts."""
-    m_idx, n_idx = plgpu.planar_snake(cta + j * num_ctas, (m_iters, n_iters), int(tiles.minor_n),
-                                      tiles.grid_tile_width)
-    return m_idx * tile_m, n_idx * tile_n
-
-  @functools.partial(
-      pl.run_scoped,
-      x_smem=plgpu.SMEM((stages, tile_m, tile_k), x_gmem.dtype, transforms=transforms),
-      w_smem=plgpu.SMEM((stages, tile_k, tile_n), w_gmem.dtype, transforms=transforms),
-      x_loaded=plgpu.Barrier(num_barriers=2 * stages),  # [consumer, buffer]
-      w_loaded=plgpu.Barrier(num_barriers=2 * stages),
-      consumed=plgpu.Barrier(num_barriers=stages),
-      **_epilogue_scratch(tiles, head_dim, out_gmem.dtype),
-      collective_axes="wg")
-  def _scope(x_smem, w_smem, x_loaded, w_loaded, consumed, out_smem, cs_smem, cs_barrier):
-    wg = jax.lax.axis_index("wg")
-
-    @pl.when(wg < 2)
-    def _consumer():
-      plgpu.set_max_registers(_CONSUMER_REGISTERS, action="increase")
-
-      @pl.loop(0, (num_tiles - wg + 1) // 2)
-      def _tile(pair):
-        j = 2 * pair + wg
-        row, col = tile_origin(j)
-        plgpu.copy_gmem_to_smem(cs_gmem.at[:, pl.ds(row, tile_m)], cs_smem.at[wg],
-                                cs_barrier.at[wg])
-
-        def product(acc_ref):
-          @pl.loop(0, k_iters)
-          def _k_step(kk):
-            step = j * k_iters + kk
-            slot = jax.lax.rem(step, stages)
-            plgpu.barrier_wait(x_loaded.at[wg * stages + slot])
-            plgpu.barrier_wait(w_loaded.at[wg * stages + slot])
-            plgpu.wgmma(acc_ref, x_smem.at[slot], w_smem.at[slot])
-            plgpu.wgmma_wait(1)  # the previous step's WGMMA is done with its buffer
-
-            @pl.when(kk > 0)
-            def _release_previous():
-              plgpu.barrier_arrive(consumed.at[jax.lax.rem(step + stages - 1, stages)])
-
-          plgpu.wgmma_wait(0)
-          plgpu.barrier_arrive(consumed.at[jax.lax.rem(j * k_iters + k_iters - 1, stages)])
-          return acc_ref[...]
-
-        with jax.named_scope("product"):  # regions of the kernel's timeline (profile_dir)
-          acc = pl.run_scoped(product, plgpu.ACC((tile_m, tile_n), jnp.float32))
-        with jax.named_scope("epilogue"):
-          plgpu.barrier_wait(cs_barrier.at[wg])
-          _store_rotated(acc, cs_smem.at[wg], out_smem.at[wg],
-                         out_gmem.at[pl.ds(row, tile_m), pl.ds(col, tile_n)],
-                         epi_m=tiles.epi_m, head_dim=head_dim)
-
-      plgpu.wait_smem_to_gmem(0, wait_read_only=True)
-
-    @pl.when(wg == 2)
-    def _producer():
-      plgpu.set_max_registers(_PRODUCER_REGISTERS, action="decrease")
-
-      @pl.loop(0, num_tiles * k_iters)
-      def _load(step):
-        j, kk = step // k_iters, jax.lax.rem(step, k_iters)
-        slot, consumer = jax.lax.rem(step, stages), jax.lax.rem(j, 2)
-        row, col = tile_origin(j)
-
-        @pl.when(step >= stages)
-        def _wait_for_buffer():
-          plgpu.barrier_wait(consumed.at[slot])
-
-        ks = pl.ds(kk * tile_k, tile_k)
-        plgpu.copy_gmem_to_smem(x_gmem.at[pl.ds(row, tile_m), ks], x_smem.at[slot],
-                                x_loaded.at[consumer * stages + slot])
-        plgpu.copy_gmem_to_smem(w_gmem.at[ks, pl.ds(col, tile_n)], w_smem.at[slot],
-                                w_loaded.at[consumer * stages + slot])
-
-      total = num_tiles * k_iters
-
-      @pl.loop(jnp.maximum(total - stages, 0), total)
-      def _drain(step):  # the last steps' releases: every phase of a barrier is waited on
-        plgpu.barrier_wait(consumed.at[jax.lax.rem(step, stages)])
-
-
-_KERNELS = {"cooperative": _cooperative_kernel, "pingpong": _pingpong_kernel}
-
-
-def pallas_rotary_matmul(x: jax.Array, w: jax.Array, cos: jax.Array, sin: jax.Array, *,
-                         head_dim: int, tiles: TileConfig = DEFAULT_TILES,
-                         profile_dir: str = "") -> jax.Array:
-  """Returns rotate(x @ w) [M, N] in x's dtype from the Mosaic GPU kernel (no autodiff rule).
-
-  profile_dir: where Mosaic GPU's profiler writes each call's per-warpgroup timeline of the
-  "product" and "epilogue" regions (a GPU only; benchmarks/kernel_timeline.py reads it).
-  """
-  m, d = x.shape
-  n = w.shape[1]
-  problem = tiling_problem(m, d, n, head_dim, tiles)
-  if problem:
-    raise ValueError(f"projection_impl='pallas' cannot tile this projection: {problem}")
-  if on_hopper():  # one CTA per streaming multiprocessor (132 on an H100 SXM)
-    interpret, grid = None, jax.devices()[0].core_count
-  elif jax.default_backend() == "cpu":
-    interpret, grid = _interpret_params(), 4
-  else:
-    raise ValueError(f"projection_impl='pallas' needs a Hopper GPU (WGMMA) or the CPU (interpret "
-                     f"mode), got {jax.devices()[0].device_kind}")
-  cs = jnp.stack([cos, sin]).astype(jnp.float32)  # [2, M, half]: one copy per output tile
-  call = plgpu.kernel(
-      functools.partial(_KERNELS[tiles.schedule], tiles=tiles, head_dim=head_dim, num_ctas=grid),
-      out_type=jax.ShapeDtypeStruct((m, n), x.dtype),
-      grid=(grid,), grid_names=("cluster_grid",),
-      num_threads=3, thread_name="wg",
-      compiler_params=plgpu.CompilerParams(
-          lowering_semantics=plgpu.LoweringSemantics.Warpgroup,
-          **(dict(profile_space=40, profile_dir=profile_dir, profile_bounds_check=True)
-             if profile_dir else {})),
-      interpret=interpret)
-  return call(x, w.astype(x.dtype), cs)
 
 
 def _rotate_heads(y: jax.Array, cos: jax.Array, sin: jax.Array, *, head_dim: int,
@@ -418,7 +59,7 @@ def xla_rotary_matmul(x: jax.Array, w: jax.Array, cos: jax.Array, sin: jax.Array
   return _rotate_heads(x @ w.astype(x.dtype), cos, sin, head_dim=head_dim, rotating=rotating)
 
 
-# Jitted, so that a model's many identical calls lower the kernel once (Mosaic GPU lowering is slow).
+# Jitted, so that a model's many identical calls lower the kernel once (Mosaic GPU lowers slowly).
 _kernel_call = jax.jit(pallas_rotary_matmul, static_argnames=("head_dim", "tiles"))
 
 
@@ -454,7 +95,7 @@ def _fused_qkv(x, wq, wk, wv, cos, sin, head_dim, rotating, tiles_q, tiles_k):
 
 
 def _fused_qkv_fwd(x, wq, wk, wv, cos, sin, head_dim, rotating, tiles_q, tiles_k):
-  """Forward of _fused_qkv: keeps the inputs (x and the weights are live for the backward anyway)."""
+  """Forward of _fused_qkv: keeps the inputs (x and the weights are live in the backward anyway)."""
   out = _fused_qkv(x, wq, wk, wv, cos, sin, head_dim, rotating, tiles_q, tiles_k)
   return out, (x, wq, wk, wv, cos, sin)
 

@@ -1,5 +1,5 @@
-"""The q/k projection with the rotation in its epilogue: the Mosaic GPU kernel (interpret mode on
-CPU) against a float64 reference and the XLA path; implementation choice; the model with it."""
+"""The q/k projection with its rotation: the kernel's autodiff and project_qkv against the XLA
+path (interpret mode on the CPU), the implementation choice and tiling, the model with it."""
 
 import dataclasses
 
@@ -8,63 +8,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from rotary_helpers import SMALL, bf16_inputs, needs_mosaic
 
-from hope_jax import encoders, rotary_projection as rp, sharding, train_step
-
-needs_mosaic = pytest.mark.skipif(rp.plgpu is None, reason="this JAX has no Pallas Mosaic GPU")
-SMALL = rp.TileConfig(tile_m=64, tile_n=64, tile_k=64, stages=2, epi_m=64, grid_tile_width=2)
-
-
-def _inputs(m, d, n, seed=0):
-  rng = np.random.default_rng(seed)
-  x = rng.standard_normal((m, d)).astype(np.float32)
-  w = (rng.standard_normal((d, n)) / np.sqrt(d)).astype(np.float32)
-  return jnp.asarray(x, jnp.bfloat16), jnp.asarray(w, jnp.bfloat16)
-
-
-def _reference(x, w, positions, freqs, head_dim):
-  """float64 rotate(x @ w), split-half pairs, angles position · θ reduced in float64."""
-  y = np.asarray(x, np.float64) @ np.asarray(w, np.float64)
-  y = y.reshape(y.shape[0], -1, head_dim)
-  angles = np.mod(np.asarray(positions, np.float64)[:, None] * freqs.astype(np.float64), 2 * np.pi)
-  cos, sin = np.cos(angles)[:, None], np.sin(angles)[:, None]
-  a, b = y[..., :head_dim // 2], y[..., head_dim // 2:]
-  return np.concatenate([a * cos - b * sin, b * cos + a * sin], -1).reshape(y.shape[0], -1)
+from hope_jax import encoders, rotary_kernel as rk, rotary_projection as rp, sharding, train_step
 
 
 @needs_mosaic
-@pytest.mark.parametrize("head_dim, encoder, m, n, tiles", [
-    (64, "hope", 128, 256, SMALL),  # 2 × 2 output tiles over the grid of 4
-    (32, "rope", 128, 128, dataclasses.replace(SMALL, stages=3, delay_release=1, tile_m=128)),
-    (128, "hope", 64, 256, dataclasses.replace(SMALL, tile_n=128)),
-    # pingpong: 4 × 3 tiles over 4 CTAs, so both consumers take tiles and the ring wraps
-    (64, "hope", 256, 192, dataclasses.replace(SMALL, schedule="pingpong")),
-    (32, "rope", 256, 128, dataclasses.replace(SMALL, schedule="pingpong", stages=3, tile_m=128,
-                                               store_slots=1)),  # 2 store rounds, 1 slot
-])
-def test_kernel_matches_float64(head_dim, encoder, m, n, tiles):
-  """Forward against float64 at positions up to 10^6, one bf16 rounding of the output."""
-  d = 128
-  x, w = _inputs(m, d, n)
-  positions = np.concatenate([np.arange(m // 2), 1_000_000 + 7 * np.arange(m // 2)])
-  positions = positions.astype(np.int32)
-  freqs = (encoders.hope_frequencies(head_dim, train_length=64) if encoder == "hope"
-           else encoders.rope_frequencies(head_dim))
-  angles = encoders.rotation_angles(positions, freqs)
-  out = rp.pallas_rotary_matmul(x, w, jnp.cos(angles), jnp.sin(angles), head_dim=head_dim,
-                                tiles=tiles)
-  assert out.shape == (m, n) and out.dtype == jnp.bfloat16
-  expected = _reference(x, w, positions, freqs, head_dim)
-  np.testing.assert_allclose(np.asarray(out, np.float64), expected,
-                             atol=1e-3, rtol=2 ** -8)
-
-
-@needs_mosaic
-@pytest.mark.parametrize("schedule", rp.SCHEDULES)
+@pytest.mark.parametrize("schedule", rk.SCHEDULES)
 def test_fused_gradients_match_the_xla_path(schedule):
   """Value and VJP of projection_impl pallas against xla (HoPE: some bands unrotated)."""
   m, d, n, head_dim = 128, 128, 128, 64
-  x, w = _inputs(m, d, n, seed=1)
+  x, w = bf16_inputs(m, d, n, seed=1)
   freqs = encoders.hope_frequencies(head_dim, train_length=32)
   rotating = tuple(bool(f > 0) for f in freqs)
   assert not all(rotating)
@@ -139,16 +93,6 @@ def test_tiling_choice_and_errors():
   assert rp.choose_tiles(65536, 768, 768, 64) == rp.DEFAULT_TILES
   assert rp.choose_tiles(64, 128, 128, 64).tile_m == 64
   assert rp.choose_tiles(100, 128, 128, 64) is None
-  pingpong = dataclasses.replace(rp.DEFAULT_TILES, schedule="pingpong")
-  assert rp.tiling_problem(65536, 768, 384, 64, pingpong) is None  # one warpgroup's tile_n
-  assert "multiple of 256" in rp.tiling_problem(65536, 768, 384, 64)  # both warpgroups'
-  assert rp.shared_memory_bytes(rp.DEFAULT_TILES, 64) == 3 * 48 * 1024 + 32 * 1024 + 32 * 1024
-  assert "epi_m=32" in rp.tiling_problem(
-      65536, 768, 768, 64, dataclasses.replace(rp.DEFAULT_TILES, epi_m=32))
-  assert "shared memory" in rp.tiling_problem(
-      65536, 768, 768, 64, dataclasses.replace(rp.DEFAULT_TILES, stages=4))
-  assert "schedule='zigzag'" in rp.tiling_problem(
-      65536, 768, 768, 64, dataclasses.replace(pingpong, schedule="zigzag"))
   shape = dict(batch=1, length=100, embed=128, heads=2, head_dim=64, heads_axis="heads")
   assert rp.plan("pallas", requested="auto", **shape) is None
   assert rp.plan("xla", requested="xla", **shape) is None

@@ -1,0 +1,65 @@
+"""The Mosaic GPU rotary kernel (interpret mode on the CPU; natively with JAX_PLATFORMS=cuda on a
+Hopper GPU) against a float64 reference; its tiling and shared-memory checks."""
+
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from rotary_helpers import SMALL, bf16_inputs, needs_mosaic
+
+from hope_jax import encoders, rotary_kernel as rk
+
+
+def _reference(x, w, positions, freqs, head_dim):
+  """float64 rotate(x @ w), split-half pairs, angles position · θ reduced in float64."""
+  y = np.asarray(x, np.float64) @ np.asarray(w, np.float64)
+  y = y.reshape(y.shape[0], -1, head_dim)
+  angles = np.mod(np.asarray(positions, np.float64)[:, None] * freqs.astype(np.float64), 2 * np.pi)
+  cos, sin = np.cos(angles)[:, None], np.sin(angles)[:, None]
+  a, b = y[..., :head_dim // 2], y[..., head_dim // 2:]
+  return np.concatenate([a * cos - b * sin, b * cos + a * sin], -1).reshape(y.shape[0], -1)
+
+
+@needs_mosaic
+@pytest.mark.parametrize("head_dim, encoder, m, n, tiles", [
+    (64, "hope", 128, 256, SMALL),  # 2 × 2 output tiles over the grid of 4
+    (32, "rope", 128, 128, dataclasses.replace(SMALL, stages=3, delay_release=1, tile_m=128)),
+    (128, "hope", 64, 256, dataclasses.replace(SMALL, tile_n=128)),
+    # pingpong: 4 × 3 tiles over 4 CTAs, so both consumers take tiles and the ring wraps
+    (64, "hope", 256, 192, dataclasses.replace(SMALL, schedule="pingpong")),
+    (32, "rope", 256, 128, dataclasses.replace(SMALL, schedule="pingpong", stages=3, tile_m=128,
+                                               store_slots=1)),  # 2 store rounds, 1 slot
+])
+def test_kernel_matches_float64(head_dim, encoder, m, n, tiles):
+  """Forward against float64 at positions up to 10^6, one bf16 rounding of the output."""
+  d = 128
+  x, w = bf16_inputs(m, d, n)
+  positions = np.concatenate([np.arange(m // 2), 1_000_000 + 7 * np.arange(m // 2)])
+  positions = positions.astype(np.int32)
+  freqs = (encoders.hope_frequencies(head_dim, train_length=64) if encoder == "hope"
+           else encoders.rope_frequencies(head_dim))
+  angles = encoders.rotation_angles(positions, freqs)
+  out = rk.pallas_rotary_matmul(x, w, jnp.cos(angles), jnp.sin(angles), head_dim=head_dim,
+                                tiles=tiles)
+  assert out.shape == (m, n) and out.dtype == jnp.bfloat16
+  expected = _reference(x, w, positions, freqs, head_dim)
+  np.testing.assert_allclose(np.asarray(out, np.float64), expected,
+                             atol=1e-3, rtol=2 ** -8)
+
+
+def test_tiling_problems():
+  """What tiling_problem rejects, each naming the field; the shared-memory budget."""
+  pingpong = dataclasses.replace(rk.DEFAULT_TILES, schedule="pingpong")
+  assert rk.tiling_problem(65536, 768, 768, 64) is None
+  assert rk.tiling_problem(65536, 768, 384, 64, pingpong) is None  # one warpgroup's tile_n
+  assert "multiple of 256" in rk.tiling_problem(65536, 768, 384, 64)  # both warpgroups'
+  assert "tokens=100" in rk.tiling_problem(100, 768, 768, 64)
+  assert "head_dim=48" in rk.tiling_problem(65536, 768, 768, 48)
+  assert rk.shared_memory_bytes(rk.DEFAULT_TILES, 64) == 3 * 48 * 1024 + 32 * 1024 + 32 * 1024
+  assert "shared memory" in rk.tiling_problem(
+      65536, 768, 768, 64, dataclasses.replace(rk.DEFAULT_TILES, stages=4))
+  assert "epi_m=32" in rk.tiling_problem(
+      65536, 768, 768, 64, dataclasses.replace(rk.DEFAULT_TILES, epi_m=32))
+  assert "schedule='zigzag'" in rk.tiling_problem(
+      65536, 768, 768, 64, dataclasses.replace(pingpong, schedule="zigzag"))
