@@ -87,6 +87,8 @@ def tiling_problem(m: int, d: int, n: int, head_dim: int,
     return f"tile_n={tiles.tile_n} is not a multiple of head_dim={head_dim}"
   if n % tiles.cta_tile_n:
     return f"heads × head_dim={n} is not a multiple of {tiles.cta_tile_n}"
+  if tiles.store_slots < 1:
+    return f"store_slots={tiles.store_slots} (needs at least 1)"
   if tiles.epi_m % 64 or tiles.tile_m % tiles.epi_m:
     return f"epi_m={tiles.epi_m} does not split tile_m={tiles.tile_m} into multiples of 64"
   if m % tiles.tile_m:

@@ -59,6 +59,8 @@ def test_tiling_problems():
   assert rk.shared_memory_bytes(rk.DEFAULT_TILES, 64) == 3 * 48 * 1024 + 32 * 1024 + 32 * 1024
   assert "shared memory" in rk.tiling_problem(
       65536, 768, 768, 64, dataclasses.replace(rk.DEFAULT_TILES, stages=4))
+  assert "store_slots=0" in rk.tiling_problem(
+      65536, 768, 768, 64, dataclasses.replace(rk.DEFAULT_TILES, store_slots=0))
   assert "epi_m=32" in rk.tiling_problem(
       65536, 768, 768, 64, dataclasses.replace(rk.DEFAULT_TILES, epi_m=32))
   assert "schedule='zigzag'" in rk.tiling_problem(
