@@ -23,7 +23,7 @@ def _reference(x, w, positions, freqs, head_dim):
 
 @needs_mosaic
 @pytest.mark.parametrize("head_dim, encoder, m, n, tiles", [
-    (64, "hope", 128, 256, SMALL),  # 2 × 2 output tiles over the grid of 4
+    (64, "hope", 256, 256, SMALL),  # 4 × 2 tiles over the grid of 4: the cos/sin buffer reused
     (32, "rope", 64, 128, dataclasses.replace(SMALL, stages=3, delay_release=1)),
     (128, "hope", 64, 256, dataclasses.replace(SMALL, tile_n=128)),
     # pingpong: 4 × 3 tiles over 4 CTAs, so both consumers take tiles and the ring wraps
