@@ -107,7 +107,7 @@ def _unrotated_cotangent(dq, dk, dv, cos, sin, *, head_dim: int,
   Each head is viewed as [2, half]: its inverse rotation is x · cos + flip(x) · (±sin), flip
   exchanging the halves (a reverse, no concatenation), so the one concatenation, of q's, k's and
   v's heads, is the fusion's root with elementwise operands (a concatenation feeding elementwise
-  math made XLA write it first and read it again: RESULTS.md 10).  HoPE's unrotating bands are
+  math made XLA write it first and read it again: RESULTS.md 10.2).  HoPE's unrotating bands are
   selected back unchanged; float32 math, as encoders'.
   """
   m, half = dq.shape[0], head_dim // 2
