@@ -16,8 +16,9 @@ import jax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from hope_jax import (config_base,  # noqa: E402  pylint: disable=wrong-import-position
-                      rotary_projection)
+from hope_jax.config import base as config_base
+from hope_jax.config import base as config_base  # noqa: E402
+from hope_jax.kernels import rotary_projection  # noqa: E402
 
 # The PyTorch peer's shapes (../shared/bench/torch_peer.py): SwiGLU widths and heads per preset.
 PEER_SHAPES = {"110m": dict(layers=12, dim=768, heads=12, ff=2048),

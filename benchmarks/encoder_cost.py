@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from common import summary, time_steps, write_json  # noqa: I001
-from hope_jax import encoders
+from hope_jax.positional import encoders
 
 
 def chain(rotate, repeat: int):

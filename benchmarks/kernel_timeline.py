@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from common import add_projection_args, parse_overrides, write_json  # noqa: I001
-from hope_jax import encoders, rotary_kernel as rk
+from hope_jax.positional import encoders
+from hope_jax.kernels import rotary_kernel as rk
 
 
 def regions(trace: dict) -> dict[int, list[tuple[str, float, float]]]:

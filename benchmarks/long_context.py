@@ -14,7 +14,9 @@ import jax
 import numpy as np
 
 from common import run_config, summary, time_steps, write_json  # noqa: I001
-from hope_jax import model, train, train_step
+from hope_jax import model
+from hope_jax.training import loop as train
+from hope_jax.training import step as train_step
 
 
 def main() -> None:

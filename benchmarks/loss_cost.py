@@ -19,7 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from common import time_pipelined, write_json  # noqa: I001
-from hope_jax import fused_loss, train_step
+from hope_jax.kernels import loss as fused_loss
+from hope_jax.training import step as train_step
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from common import time_pipelined, write_json  # noqa: I001
-from hope_jax import fused_norm
+from hope_jax.kernels import norm as fused_norm
 
 
 def _gradients(op, x, update, scale, ds, dn):

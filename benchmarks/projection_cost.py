@@ -22,7 +22,8 @@ import numpy as np
 
 from common import (add_projection_args, parse_overrides, summary,  # noqa: I001
                     time_steps, write_json)
-from hope_jax import encoders, rotary_projection as rp
+from hope_jax.positional import encoders
+from hope_jax.kernels import rotary_projection as rp
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ def child(args: argparse.Namespace) -> None:
   import jax  # pylint: disable=import-outside-toplevel
   from jax._src import monitoring  # pylint: disable=import-outside-toplevel
 
-  from hope_jax import train  # pylint: disable=import-outside-toplevel
+  from hope_jax.training import loop as train  # pylint: disable=import-outside-toplevel
   from train_throughput import step_and_batch  # pylint: disable=import-outside-toplevel
 
   compiles: list[tuple[str, float]] = []

@@ -26,7 +26,10 @@ import numpy as np
 from common import (PEER_SHAPES, add_model_args, model_fields, parse_shape,  # noqa: I001
                     run_config, set_projection_tiles, summary, time_pipelined, time_steps,
                     write_json)
-from hope_jax import model, rotary_projection, train, train_step
+from hope_jax import model
+from hope_jax.kernels import rotary_projection
+from hope_jax.training import loop as train
+from hope_jax.training import step as train_step
 
 PEAK = 989e12
 

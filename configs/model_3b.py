@@ -1,6 +1,6 @@
-"""The 3b preset (hope_jax.config_base.MODEL_SIZES) for accelerators, bfloat16 compute."""
+"""The 3b preset (hope_jax.config.base.MODEL_SIZES) for accelerators, bfloat16 compute."""
 
-from hope_jax import config_base
+from hope_jax.config import base as config_base
 
 
 def get_config(encoder: str | None = None):

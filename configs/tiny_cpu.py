@@ -1,6 +1,6 @@
 """A tiny model on the embedded corpus: trains on a laptop CPU in a minute or two."""
 
-from hope_jax import config_base
+from hope_jax.config import base as config_base
 
 
 def get_config(encoder: str | None = None):

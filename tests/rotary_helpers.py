@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hope_jax import rotary_kernel as rk
+from hope_jax.kernels import rotary_kernel as rk
 
 needs_mosaic = pytest.mark.skipif(rk.plgpu is None, reason="this JAX has no Pallas Mosaic GPU")
 SMALL = rk.TileConfig(tile_m=64, tile_n=64, tile_k=64, stages=2, epi_m=64, grid_tile_width=2)

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hope_jax import batches
-from hope_jax.batches import (
+from hope_jax.data import batches
+from hope_jax.data.batches import (
     TokenizedSplit,
     epoch_permutation,
     eval_windows,
@@ -23,8 +23,8 @@ from hope_jax.batches import (
     token_dtype,
     train_batch,
 )
-from hope_jax.text_sources import open_documents
-from hope_jax.tokenizer import Tokenizer, load_tokenizer
+from hope_jax.data.text_sources import open_documents
+from hope_jax.data.tokenizer import Tokenizer, load_tokenizer
 
 EOS = 3
 
@@ -88,8 +88,8 @@ def test_cache_env_var_and_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 KILL_SCRIPT = """
 import os, signal, sys
-from hope_jax import batches
-from hope_jax.tokenizer import load_tokenizer
+from hope_jax.data import batches
+from hope_jax.data.tokenizer import load_tokenizer
 tok = load_tokenizer()
 class Killer:
   vocab_size, eos_id, fingerprint = tok.vocab_size, tok.eos_id, tok.fingerprint
@@ -286,10 +286,13 @@ def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch) -> None:
   assert batches.default_cache_dir() == Path("~/.cache/hope_jax").expanduser()
 
 
+SHARED_PROSE = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "prose"
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(not Path("/work/shared/corpus/prose").exists(), reason="needs /work/shared")
+@pytest.mark.skipif(not SHARED_PROSE.exists(), reason="needs ../shared/corpus beside the checkout")
 def test_shared_prose_validation_has_long_documents(tmp_path: Path) -> None:
-  spec = {"source": "local", "path": "/work/shared/corpus/prose", "data_dir": str(tmp_path / "d")}
+  spec = {"source": "local", "path": str(SHARED_PROSE), "data_dir": str(tmp_path / "d")}
   split = tokenize_split(spec, "validation", load_tokenizer(), cache_dir=tmp_path / "c")
   assert split.num_documents == 159
   assert eval_windows(split, length=16384).num_documents >= 12

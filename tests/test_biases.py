@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hope_jax import biases
+from hope_jax.positional import biases
 
 
 def reference_slopes(n: int) -> list[float]:

@@ -6,7 +6,9 @@ import os
 
 import pytest
 
-from hope_jax import config_base, model, train
+from hope_jax.config import base as config_base
+from hope_jax import model
+from hope_jax.training import loop as train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_FILES = sorted(glob.glob(os.path.join(REPO, "configs", "**", "*.py"), recursive=True))

@@ -1,4 +1,4 @@
-"""Tests of hope_jax.encoders against a float64 NumPy reference."""
+"""Tests of hope_jax.positional.encoders against a float64 NumPy reference."""
 
 import math
 
@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hope_jax import encoders
+from hope_jax.positional import encoders
 
 
 def reference_rotary(x: np.ndarray, positions: np.ndarray, freqs: np.ndarray,

@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from hope_jax import config_base, evals_attention, evaluate
+from hope_jax.config import base as config_base
+from hope_jax.evaluation import attention as evals_attention
+from hope_jax.evaluation import context as eval_context
+from hope_jax.evaluation import runner as evaluate
 from hope_jax.model import Transformer
 
 LENGTH = 24
@@ -136,7 +139,7 @@ def test_attention_evaluation_writes_json_and_figures(tmp_path):
   config_base.set_encoder(config, "hope")
   config.data.seq_len = 32
   config.eval.update(dict(attention_length=2, attention_windows=3, attention_buckets=6))
-  ctx = evaluate.fresh_context(config, str(tmp_path), devices=jax.devices()[:1])
+  ctx = eval_context.fresh_context(config, str(tmp_path), devices=jax.devices()[:1])
   result = evaluate.EVALUATIONS["attention"](ctx)
   json.dumps(result)  # JSON-able
   assert result["length"] == 64 and result["windows"] == 3 and result["tokens"] == 192

@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from hope_jax import config_base, evals_probes, evaluate, kv_cache, probes
-from hope_jax.tokenizer import load_tokenizer
+from hope_jax.config import base as config_base
+from hope_jax.evaluation import probe_evals as evals_probes
+from hope_jax.evaluation import context as eval_context
+from hope_jax.evaluation import runner as evaluate
+from hope_jax.model import generate
+from hope_jax.evaluation import probes
+from hope_jax.data.tokenizer import load_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +31,7 @@ def context(tmp_path_factory):
   config.eval.update(dict(copy_gaps=(0.0, 1.0), copy_examples=3, passkey_lengths=(1, 3),
                           passkey_depths=(0.0, 0.5, 1.0), passkey_keys=2, recall_pairs=(2, 8),
                           recall_distances=(0.5, 2.0), recall_examples=2))
-  return evaluate.fresh_context(config, str(tmp_path_factory.mktemp("eval")),
+  return eval_context.fresh_context(config, str(tmp_path_factory.mktemp("eval")),
                                 devices=jax.devices()[:1])
 
 
@@ -79,7 +84,7 @@ def test_teacher_forced_argmax_is_greedy_decoding(context, tokenizer):
   predicted = context.predict_tokens(tokens, 96)[0]
   start, n = example.answer_start, len(example.answer_ids)
   net = nnx.merge(context.run.graphdef, context.params, context.run.state.model_state)
-  greedy = np.asarray(kv_cache.generate(net, tokens[:, :start], n + 1))[0, start:]
+  greedy = np.asarray(generate(net, tokens[:, :start], n + 1))[0, start:]
   forced = predicted[start:start + n + 1]
   # Identical up to and including the first token that differs from the key.
   wrong = np.flatnonzero(forced[:n] != np.asarray(example.answer_ids))

@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from hope_jax import batches, config_base, evaluate, train, train_step
+from hope_jax.data import batches
+from hope_jax.config import base as config_base
+from hope_jax.evaluation import context as eval_context
+from hope_jax.evaluation import runner as evaluate
+from hope_jax.training import loop as train
+from hope_jax.training import step as train_step
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = dict(num_layers=1, embed_dim=64, num_heads=2, num_kv_heads=2, mlp_dim=128)
@@ -43,7 +48,7 @@ def run_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def context(run_dir):
-  return evaluate.load_context(small_config(), run_dir, verbose=False)
+  return eval_context.load_context(small_config(), run_dir, verbose=False)
 
 
 def _independent_nll(ctx, tokens):
@@ -69,7 +74,7 @@ def test_train_then_evaluate_everything_end_to_end(run_dir, context):
   for result in results:
     length = result["length"]
     windows = batches.eval_windows(split, length=length)
-    chosen = evaluate.select_windows(windows, 6)
+    chosen = eval_context.select_windows(windows, 6)
     assert result["windows"] == chosen.size == 6 and result["tokens"] == 6 * (length - 1)
     # Windows never cross the end of a document (nor contain its EOS).
     starts = split.doc_offsets[windows.document_index] + windows.offsets
@@ -122,12 +127,12 @@ def test_chunked_head_matches_full_logits(context):
 @pytest.mark.parametrize("scaling", ["linear", "ntk", "yarn", "llama3"])
 def test_scaling_changes_rope_beyond_L_and_nothing_at_L(context, scaling):
   windows = {n: batches.eval_windows(context.split, length=n).tokens[:8] for n in (32, 64)}
-  plain = {n: evaluate.batched_nll(context.nll_fn(n), w, batch_size=8, batch_divisor=8)
+  plain = {n: eval_context.batched_nll(context.nll_fn(n), w, batch_size=8, batch_divisor=8)
            for n, w in windows.items()}
   context.config.eval.scaling = scaling
   try:
     assert context.scaling_factor(32) == 1.0 and context.scaling_factor(64) == 2.0
-    scaled = {n: evaluate.batched_nll(context.nll_fn(n), w, batch_size=8, batch_divisor=8)
+    scaled = {n: eval_context.batched_nll(context.nll_fn(n), w, batch_size=8, batch_divisor=8)
               for n, w in windows.items()}
   finally:
     context.config.eval.scaling = "none"

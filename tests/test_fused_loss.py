@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from hope_jax import fused_loss, sharding, train_step
+from hope_jax.kernels import loss as fused_loss
+from hope_jax.parallel import sharding
+from hope_jax.training import step as train_step
 
 needs_pallas = pytest.mark.skipif(fused_loss.plgpu is None,
                                   reason="this JAX has no Pallas Triton backend")

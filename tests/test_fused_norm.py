@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from hope_jax import fused_norm, sharding
+from hope_jax.kernels import norm as fused_norm
+from hope_jax.parallel import sharding
 
 EPS = 1e-5
 needs_pallas = pytest.mark.skipif(fused_norm.plgpu is None,

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from hope_jax import attention, encoders, fused_norm, kv_cache
-from hope_jax.model import (Transformer, TransformerConfig, float32_logits, flops_per_token,
-                            num_params)
+from hope_jax.model import attention
+from hope_jax.positional import encoders
+from hope_jax.kernels import norm as fused_norm
+from hope_jax.model import Transformer, TransformerConfig, flops_per_token, generate, num_params
+from hope_jax.model.layers import float32_logits
 
 ENCODERS = ["rope", "hope", "nope", "p_rope", "partial_rope", "alibi", "kerple"]
 
@@ -63,7 +65,7 @@ def test_kv_cache_rejects_overflow(tiny_config):
 def test_generate_is_greedy_argmax(tiny_config):
   model = Transformer(tiny_config(encoder="hope"), rngs=nnx.Rngs(1))
   prompt = _tokens(2, 4)
-  out = kv_cache.generate(model, prompt, 5)
+  out = generate(model, prompt, 5)
   assert out.shape == (2, 9)
   np.testing.assert_array_equal(out[:, :4], prompt)
   # The model is causal: logits at t − 1 of the whole output are those of the prefix out[:, :t].
@@ -208,7 +210,7 @@ def test_bfloat16_compute_keeps_float32_params_and_logits(tiny_config):
 @pytest.mark.parametrize("tie", [False, True])
 def test_bfloat16_logits_are_the_float32_ones_rounded(tiny_config, tie):
   """logits_dtype="bfloat16" rounds the head's output; the loss and its gradient follow closely."""
-  from hope_jax import train_step
+  from hope_jax.training import step as train_step
   tokens = _tokens(2, 8)
   models = {d: Transformer(tiny_config(dtype="bfloat16", logits_dtype=d, tie_embeddings=tie),
                            rngs=nnx.Rngs(0)) for d in ("float32", "bfloat16")}
@@ -362,7 +364,7 @@ def test_blocked_bias_attention_matches_full(encoder, monkeypatch):
 
 
 def test_mlp_stacked_product_equals_separate_gate_and_up(tiny_config):
-  from hope_jax.model import MLP
+  from hope_jax.model.layers import MLP
   mlp = MLP(tiny_config(), rngs=nnx.Rngs(0))
   x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 8, 64)), jnp.float32)
 

@@ -5,7 +5,8 @@ import numpy as np
 import optax
 import pytest
 
-from hope_jax import config_base, optim
+from hope_jax.config import base as config_base
+from hope_jax.training import optim
 
 
 def make_config(**train):

@@ -6,7 +6,11 @@ import optax
 import pytest
 from flax import nnx
 
-from hope_jax import fused_loss, fused_norm, pallas_gpu, sharding, train_step
+from hope_jax.kernels import loss as fused_loss
+from hope_jax.kernels import norm as fused_norm
+from hope_jax.kernels import _triton as pallas_gpu
+from hope_jax.parallel import sharding
+from hope_jax.training import step as train_step
 
 needs_pallas = pytest.mark.skipif(pallas_gpu.plgpu is None,
                                   reason="this JAX has no Pallas Triton backend")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hope_jax.batches import TokenizedSplit
-from hope_jax.probes import (
+from hope_jax.data.batches import TokenizedSplit
+from hope_jax.evaluation.probes import (
     PASSKEY_FILLER,
     PASSKEY_INTRO,
     associative_recall_examples,
@@ -16,7 +16,7 @@ from hope_jax.probes import (
     passkey_examples,
     score_passkey,
 )
-from hope_jax.tokenizer import load_tokenizer
+from hope_jax.data.tokenizer import load_tokenizer
 
 EOS = 3
 

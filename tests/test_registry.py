@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hope_jax import encoders, registry
+from hope_jax.positional import encoders
+from hope_jax.positional import registry
 
 CTX = dict(head_dim=64, num_heads=8, train_length=512)
 

@@ -8,7 +8,10 @@ import optax
 import pytest
 from rotary_helpers import SMALL, bf16_inputs, needs_mosaic
 
-from hope_jax import encoders, rotary_projection as rp, sharding, train_step
+from hope_jax.positional import encoders
+from hope_jax.kernels import rotary_projection as rp
+from hope_jax.parallel import sharding
+from hope_jax.training import step as train_step
 
 
 @needs_mosaic

@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from hope_jax import encoders, scaling
+from hope_jax.positional import encoders
+from hope_jax.positional import scaling
 
 HEAD_DIM, BASE, LENGTH = 64, 10000.0, 512
 

@@ -14,8 +14,10 @@ import pytest
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from hope_jax import distributed, sharding, train_step
-from hope_jax.model import Transformer
+from hope_jax.parallel import distributed
+from hope_jax.parallel import sharding
+from hope_jax.training import step as train_step
+from hope_jax.model import Transformer, create_sharded_model
 
 RULES = sharding.DEFAULT_RULES
 MESHES = [(8, 1, 1), (2, 4, 1), (2, 2, 2)]
@@ -121,7 +123,7 @@ def test_custom_rules_and_sharded_model_creation(single_device_step):
   config, (_, single_device_params, _, _) = single_device_step
   rules = sharding.freeze_rules({"embed": None, "mlp": ("fsdp", "tensor"), "heads": "tensor",
                                  "kv_heads": "tensor", "vocab": None, "batch": "data"})
-  model = sharding.create_sharded_model(config, mesh=_mesh((1, 4, 2)), rules=rules, seed=0)
+  model = create_sharded_model(config, mesh=_mesh((1, 4, 2)), rules=rules, seed=0)
   assert model.blocks[0].mlp.gate[...].sharding.spec == P(None, ("fsdp", "tensor"))
   assert model.embedding[...].sharding.spec == P(None, None)
   assert model.blocks[0].attn.kerple_a[...].sharding.spec == P("tensor")
@@ -198,7 +200,9 @@ def test_initialize_distributed_detection(monkeypatch):
 _WORKER = textwrap.dedent("""
     import sys
     import numpy as np, optax, jax
-    from hope_jax import distributed, sharding, train_step
+    from hope_jax.parallel import distributed
+    from hope_jax.parallel import sharding
+    from hope_jax.training import step as train_step
     from hope_jax.model import TransformerConfig
     port, pid = sys.argv[1], int(sys.argv[2])
     assert distributed.initialize_distributed(True, coordinator_address=f"localhost:{port}",

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from hope_jax import tables
+from hope_jax.evaluation import tables
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -108,7 +108,7 @@ def test_table_command_line(runs, tmp_path):
 
 
 def test_series_styles_stay_distinct_past_ten_lines():
-  from hope_jax import plots
+  from hope_jax.evaluation import plots
   styles = [tuple(sorted(plots.series_style(i).items())) for i in range(40)]
   assert len(set(styles)) == 40
 

@@ -16,8 +16,8 @@ import ml_collections
 import pytest
 import tensorflow_datasets as tfds
 
-from hope_jax.corpus_tools import LICENSES, build_embedded, select_documents
-from hope_jax.text_sources import (
+from hope_jax.data.corpus_tools import LICENSES, build_embedded, select_documents
+from hope_jax.data.text_sources import (
     Document,
     ReadStats,
     embedded_corpus_dir,
@@ -171,7 +171,7 @@ LOCAL_TFDS_SCRIPT = textwrap.dedent("""
   import json, sys
   from pathlib import Path
   import tensorflow_datasets as tfds
-  from hope_jax.text_sources import open_documents
+  from hope_jax.data.text_sources import open_documents
   corpus, data_dir = sys.argv[1], sys.argv[2]
   spec = {"source": "local", "path": corpus, "data_dir": data_dir, "validation_percent": 30}
   out = {}
@@ -279,7 +279,7 @@ def test_tfds_source_with_mock_data(
   assert docs.identity.startswith("tfds-")
 
 
-SHARED_PROSE = Path("/work/shared/corpus/prose")
+SHARED_PROSE = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "prose"
 
 
 def test_embedded_corpus_is_small_and_permissive() -> None:
@@ -300,7 +300,7 @@ def test_select_documents_respects_budgets() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SHARED_PROSE.exists(), reason="needs /work/shared/corpus")
+@pytest.mark.skipif(not SHARED_PROSE.exists(), reason="needs ../shared/corpus beside the checkout")
 def test_build_embedded_reproduces_the_shipped_corpus(tmp_path: Path) -> None:
   build_embedded(SHARED_PROSE, tmp_path)
   for split in ("train", "validation"):
@@ -309,7 +309,7 @@ def test_build_embedded_reproduces_the_shipped_corpus(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SHARED_PROSE.exists(), reason="needs /work/shared/corpus")
+@pytest.mark.skipif(not SHARED_PROSE.exists(), reason="needs ../shared/corpus beside the checkout")
 def test_shared_prose_through_local_builder(tmp_path: Path) -> None:
   spec = {"source": "local", "path": str(SHARED_PROSE), "data_dir": str(tmp_path)}
   docs = open_documents(spec, "validation")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hope_jax.tokenizer import (
+from hope_jax.data.tokenizer import (
     BOS_ID,
     EOS_ID,
     PAD_ID,
@@ -109,7 +109,7 @@ def test_cli_trains_a_model(tmp_path: Path) -> None:
       [
           sys.executable,
           "-m",
-          "hope_jax.tokenizer",
+          "hope_jax.data.tokenizer",
           "train",
           f"--input={','.join(inputs)}",
           f"--model_prefix={prefix}",

@@ -11,7 +11,9 @@ import jax
 import numpy as np
 import pytest
 
-from hope_jax import checkpointing, config_base, train
+from hope_jax.training import checkpointing
+from hope_jax.config import base as config_base
+from hope_jax.training import loop as train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

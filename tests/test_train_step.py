@@ -10,7 +10,8 @@ import pytest
 from flax import nnx
 from jax.sharding import PartitionSpec
 
-from hope_jax import sharding, train_step
+from hope_jax.parallel import sharding
+from hope_jax.training import step as train_step
 from hope_jax.model import Transformer, TransformerConfig
 
 ENCODERS = ["rope", "hope", "nope", "p_rope", "partial_rope", "alibi", "kerple"]

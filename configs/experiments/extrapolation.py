@@ -11,7 +11,7 @@ VARIANTS; ``evals`` restricts the evaluations (e.g. ``evals=perplexity``).
 variants of a trained run: they evaluate perplexity and passkey only, into DIR/eval_<scaling>….
 """
 
-from hope_jax import config_base
+from hope_jax.config import base as config_base
 
 # Trained variants: encoder name and parameters.  "hope_p2" is a beyond-the-paper cutoff (bands
 # with at least two full periods within L).

@@ -12,7 +12,7 @@ workplace has no TPU and no network to download PG-19.
 import importlib.util
 import os
 
-from hope_jax import config_base
+from hope_jax.config import base as config_base
 
 
 def _base_protocol():

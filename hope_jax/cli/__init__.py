@@ -1,0 +1,1 @@
+"""The command line: ``python -m hope_jax {train,evaluate,table,demo}``."""

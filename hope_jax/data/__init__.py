@@ -1,0 +1,1 @@
+"""Text sources (embedded, local files, TFDS), the SentencePiece tokenizer, token caches, batches."""

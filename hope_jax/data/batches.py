@@ -1,0 +1,324 @@
+"""Token cache, stateless training batches and evaluation windows.
+
+A split is tokenized once into ``<cache_dir>/<dataset identity>-<split>-<tokenizer
+fingerprint>-<dtype>/``: ``tokens.bin`` (raw ``uint16`` or ``uint32``: every document followed by
+EOS), ``doc_offsets.npy`` (int64 start of each document) and ``meta.json``.  The directory is
+written as ``.tmp-*`` and renamed, so a killed run never leaves a partial cache (only a ``.tmp-*``
+directory that is never read and may be deleted).
+
+Training batches are a pure function of ``(seed, step)``: the token stream is cut into
+non-overlapping chunks of ``seq_len + 1`` tokens, chunk order is a Philox permutation keyed by
+``(seed, epoch)``, and global row ``r`` of step ``s`` is element ``s * batch_size + r`` of the
+infinite sequence of permuted epochs.  Models read ``inputs = tokens[:, :-1]`` and
+``labels = tokens[:, 1:]``; ``segment_ids``/``positions`` are aligned with ``tokens``.
+
+Evaluation windows follow the same convention: a window of ``length`` tokens is scored on
+predicting tokens ``1 .. length-1`` from the tokens before them (``length - 1`` predictions).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from hope_jax.data.text_sources import open_documents
+
+log = logging.getLogger(__name__)
+CACHE_ENV = "HOPE_JAX_CACHE"
+CACHE_FORMAT = 1
+DTYPES: dict[str, int] = {"uint16": 2**16, "uint32": 2**32}
+BATCH_CHARS = 4_000_000  # Documents are encoded in groups of about this many characters...
+BATCH_DOCS = 1024  # ...or this many documents, whichever comes first.
+
+
+class TokenizerLike(Protocol):
+  """What tokenization needs from a tokenizer."""
+
+  vocab_size: int
+  eos_id: int
+  fingerprint: str
+
+  def encode_batch(self, texts: list[str], *, num_threads: int = -1) -> list[list[int]]:
+    ...
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenizedSplit:
+  """A tokenized split: document ``i`` is ``tokens[doc_offsets[i]:doc_ends[i]]``, ending in EOS."""
+
+  tokens: np.ndarray
+  doc_offsets: np.ndarray
+  eos_id: int
+  documents_skipped_empty: int = 0
+  path: Path | None = None
+
+  @property
+  def num_documents(self) -> int:
+    """Number of (non-empty) documents."""
+    return int(self.doc_offsets.shape[0])
+
+  @property
+  def num_tokens(self) -> int:
+    """Number of tokens, EOS separators included."""
+    return int(self.tokens.shape[0])
+
+  @property
+  def doc_ends(self) -> np.ndarray:
+    """Exclusive end of each document (its EOS is at ``doc_ends - 1``)."""
+    return np.append(self.doc_offsets[1:], self.num_tokens).astype(np.int64)
+
+  def document(self, index: int) -> np.ndarray:
+    """Tokens of document ``index`` without its EOS."""
+    return np.asarray(self.tokens[self.doc_offsets[index] : self.doc_ends[index] - 1])
+
+
+def default_cache_dir() -> Path:
+  """``$HOPE_JAX_CACHE`` if set, else ``~/.cache/hope_jax``."""
+  return Path(os.environ.get(CACHE_ENV) or "~/.cache/hope_jax").expanduser()
+
+
+def token_dtype(vocab_size: int, dtype: str | None = None) -> np.dtype:
+  """The storage dtype for ``vocab_size`` (uint16 up to 65,536 ids, else uint32)."""
+  name = dtype or ("uint16" if vocab_size <= DTYPES["uint16"] else "uint32")
+  if name not in DTYPES:
+    raise ValueError(f"dtype={name!r} is not supported; expected one of {sorted(DTYPES)}")
+  if vocab_size > DTYPES[name]:
+    raise ValueError(
+        f"vocab_size={vocab_size} does not fit dtype={name!r} (max {DTYPES[name]} ids)"
+    )
+  return np.dtype(name)
+
+
+def _batches(texts: Iterable[str], *, max_chars: int, max_docs: int) -> Iterable[list[str]]:
+  """Group texts into lists of at most ``max_docs`` documents or about ``max_chars`` characters."""
+  batch: list[str] = []
+  size = 0
+  for text in texts:
+    batch.append(text)
+    size += len(text)
+    if size >= max_chars or len(batch) >= max_docs:
+      yield batch
+      batch, size = [], 0
+  if batch:
+    yield batch
+
+
+def _write_cache(
+    docs: Any, tokenizer: TokenizerLike, tmp: Path, *, dtype: np.dtype, num_threads: int
+) -> dict[str, Any]:
+  """Tokenize ``docs`` into ``tmp``; return the metadata."""
+  offsets: list[int] = []
+  total = 0
+  eos = np.array([tokenizer.eos_id], dtype=dtype)
+  with open(tmp / "tokens.bin", "wb") as f:
+    for batch in _batches(docs, max_chars=BATCH_CHARS, max_docs=BATCH_DOCS):
+      for ids in tokenizer.encode_batch(batch, num_threads=num_threads):
+        arr = np.asarray(ids, dtype=np.int64)
+        if arr.size and (arr.min() < 0 or arr.max() >= DTYPES[dtype.name]):
+          raise ValueError(f"token id out of range for dtype={dtype.name!r}")
+        offsets.append(total)
+        f.write(arr.astype(dtype).tobytes())
+        f.write(eos.tobytes())
+        total += arr.size + 1
+  np.save(tmp / "doc_offsets.npy", np.asarray(offsets, dtype=np.int64))
+  return {"num_tokens": total, "num_documents": len(offsets)}
+
+
+def _load(path: Path) -> TokenizedSplit:
+  """Open a finished cache directory as a memory-mapped :class:`TokenizedSplit`."""
+  meta = json.loads((path / "meta.json").read_text())
+  tokens = np.memmap(
+      path / "tokens.bin", dtype=meta["dtype"], mode="r", shape=(meta["num_tokens"],)
+  )
+  offsets = np.load(path / "doc_offsets.npy")
+  return TokenizedSplit(
+      tokens, offsets, int(meta["eos_id"]), int(meta["documents_skipped_empty"]), path
+  )
+
+
+def tokenize_split(
+    spec: Mapping[str, Any] | Any,
+    split: str,
+    tokenizer: TokenizerLike,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    dtype: str | None = None,
+    num_threads: int = -1,
+) -> TokenizedSplit:
+  """Tokenize ``split`` of ``spec`` once (cached by dataset, split, tokenizer); memory-map it."""
+  docs = open_documents(spec, split)
+  np_dtype = token_dtype(tokenizer.vocab_size, dtype)
+  root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+  final = root / f"{docs.identity}-{tokenizer.fingerprint}-{np_dtype.name}"
+  if (final / "meta.json").exists():
+    return _load(final)
+  root.mkdir(parents=True, exist_ok=True)
+  tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=root))
+  try:
+    start = time.perf_counter()
+    meta = _write_cache(docs, tokenizer, tmp, dtype=np_dtype, num_threads=num_threads)
+    meta.update(
+        format=CACHE_FORMAT,
+        dtype=np_dtype.name,
+        eos_id=int(tokenizer.eos_id),
+        vocab_size=int(tokenizer.vocab_size),
+        tokenizer_fingerprint=tokenizer.fingerprint,
+        identity=docs.identity,
+        documents_skipped_empty=docs.stats.skipped_empty,
+        seconds=round(time.perf_counter() - start, 3),
+    )
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    log.info(
+        "tokenized %s: %d documents, %d tokens in %.1fs",
+        docs.description,
+        meta["num_documents"],
+        meta["num_tokens"],
+        meta["seconds"],
+    )
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a finished cache is readable like any file.
+    try:
+      os.rename(tmp, final)
+    except OSError:
+      if not (final / "meta.json").exists():  # Not a concurrent writer finishing first.
+        raise
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  return _load(final)
+
+
+# ----------------------------------------------------------------------------------------------
+# Training batches.
+
+
+@functools.lru_cache(maxsize=4)
+def epoch_permutation(seed: int, epoch: int, num_chunks: int) -> np.ndarray:
+  """The chunk order of one epoch: a Philox permutation keyed by ``(seed, epoch)`` (memoized)."""
+  rng = np.random.Generator(np.random.Philox(key=np.array([seed, epoch], dtype=np.uint64)))
+  perm = rng.permutation(num_chunks)
+  perm.setflags(write=False)
+  return perm
+
+
+def num_chunks(split: TokenizedSplit, *, seq_len: int) -> int:
+  """Number of non-overlapping ``seq_len + 1`` chunks in the token stream (the tail is dropped)."""
+  return split.num_tokens // (seq_len + 1)
+
+
+def chunk_indices(*, seed: int, rows: np.ndarray, count: int) -> np.ndarray:
+  """Chunk index of each global row of the infinite sequence of permuted epochs."""
+  epochs, within = np.divmod(rows, count)
+  out = np.empty_like(rows)
+  for epoch in np.unique(epochs):
+    sel = epochs == epoch
+    out[sel] = epoch_permutation(seed, int(epoch), count)[within[sel]]
+  return out
+
+
+def segments_and_positions(tokens: np.ndarray, eos_id: int) -> tuple[np.ndarray, np.ndarray]:
+  """Per-row segment ids (1, 2, ... after each EOS) and positions restarting at 0 after each EOS."""
+  rows, width = tokens.shape
+  starts = np.zeros((rows, width), dtype=bool)
+  starts[:, 0] = True
+  starts[:, 1:] = tokens[:, :-1] == eos_id
+  segment_ids = np.cumsum(starts, axis=1, dtype=np.int32)
+  index = np.broadcast_to(np.arange(width, dtype=np.int32), (rows, width))
+  last_start = np.maximum.accumulate(np.where(starts, index, 0), axis=1)
+  return segment_ids, (index - last_start).astype(np.int32)
+
+
+def train_batch(
+    split: TokenizedSplit,
+    *,
+    seed: int,
+    step: int,
+    batch_size: int,
+    seq_len: int,
+    process_index: int = 0,
+    process_count: int = 1,
+    with_segments: bool = False,
+) -> dict[str, np.ndarray]:
+  """This process's rows of the global batch of ``step``: int32 ``tokens`` [rows, seq_len+1]."""
+  for name, value in (("seed", seed), ("step", step)):
+    if value < 0:
+      raise ValueError(f"{name}={value} must be >= 0")
+  for name, value in (
+      ("batch_size", batch_size),
+      ("seq_len", seq_len),
+      ("process_count", process_count),
+  ):
+    if value < 1:
+      raise ValueError(f"{name}={value} must be >= 1")
+  if batch_size % process_count:
+    raise ValueError(f"batch_size={batch_size} must be divisible by process_count={process_count}")
+  if not 0 <= process_index < process_count:
+    raise ValueError(f"process_index={process_index} must be in [0, process_count={process_count})")
+  count = num_chunks(split, seq_len=seq_len)
+  if count == 0:
+    raise ValueError(f"seq_len={seq_len} is too long: the split has only {split.num_tokens} tokens")
+  local = batch_size // process_count
+  rows = step * batch_size + process_index * local + np.arange(local, dtype=np.int64)
+  starts = chunk_indices(seed=seed, rows=rows, count=count) * (seq_len + 1)
+  tokens = np.asarray(split.tokens[starts[:, None] + np.arange(seq_len + 1)], dtype=np.int32)
+  batch = {"tokens": tokens}
+  if with_segments:
+    batch["segment_ids"], batch["positions"] = segments_and_positions(tokens, split.eos_id)
+  return batch
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation windows.
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalWindows:
+  """Non-overlapping windows of exactly ``length`` tokens that never cross a document end."""
+
+  tokens: np.ndarray
+  document_index: np.ndarray
+  offsets: np.ndarray
+  num_documents: int
+
+  @property
+  def num_windows(self) -> int:
+    """Number of windows."""
+    return int(self.tokens.shape[0])
+
+  @property
+  def length(self) -> int:
+    """Tokens per window."""
+    return int(self.tokens.shape[1])
+
+  @property
+  def num_tokens(self) -> int:
+    """Tokens in all windows (``num_windows * length``)."""
+    return int(self.tokens.size)
+
+
+def eval_windows(
+    split: TokenizedSplit, *, length: int, max_windows: int | None = None
+) -> EvalWindows:
+  """Cut every document of at least ``length`` tokens (EOS excluded) into ``length``-windows."""
+  if length < 2:
+    raise ValueError(f"length={length} must be >= 2")
+  doc_lengths = split.doc_ends - split.doc_offsets - 1
+  per_doc = doc_lengths // length
+  document_index = np.repeat(np.arange(split.num_documents, dtype=np.int64), per_doc)
+  first = np.cumsum(per_doc) - per_doc
+  offsets = (np.arange(document_index.size, dtype=np.int64) - np.repeat(first, per_doc)) * length
+  if max_windows is not None:
+    document_index, offsets = document_index[:max_windows], offsets[:max_windows]
+  starts = split.doc_offsets[document_index] + offsets
+  tokens = np.asarray(split.tokens[starts[:, None] + np.arange(length)], dtype=np.int32)
+  tokens = tokens.reshape(-1, length)
+  return EvalWindows(tokens, document_index, offsets, int(np.unique(document_index).size))

@@ -1,0 +1,1 @@
+"""The long-context evaluation suite (perplexity, probes, attention analysis), tables and plots."""

@@ -1,0 +1,245 @@
+"""What every evaluation gets: the restored run, its data, jitted forward passes at each length."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import sys
+from typing import Any, Callable, Hashable
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+
+from hope_jax.config import base as config_base
+from hope_jax.data import batches
+from hope_jax.data import tokenizer
+from hope_jax.evaluation import forward as eval_forward
+from hope_jax import model
+from hope_jax.parallel import sharding
+from hope_jax.training import loop as train
+from hope_jax.training import step as train_step
+
+SCALINGS = ("none", "linear", "ntk", "yarn", "llama3")
+
+
+PAD_MULTIPLE = 64  # probe sequences are right-padded to a multiple of this (fewer compilations)
+
+
+@dataclasses.dataclass
+class EvalContext:
+  """What every evaluation needs: the restored run, its data and where to write."""
+  config: ml_collections.ConfigDict
+  run: train.Run
+  step: int
+  tokenizer: tokenizer.Tokenizer
+  split: batches.TokenizedSplit
+  eval_dir: str
+  verbose: bool = True
+  compiled: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+  @property
+  def train_length(self) -> int:
+    """The run's training length."""
+    return self.run.model_config.train_length
+
+  @property
+  def params(self) -> nnx.State:
+    """The restored parameters."""
+    return self.run.state.params
+
+  @property
+  def batch_divisor(self) -> int:
+    """The number of batch shards; every forward batch is padded to a multiple of it."""
+    return sharding.batch_divisor(self.run.mesh, self.run.rules)
+
+  @property
+  def writes_files(self) -> bool:
+    """Whether this process writes results and figures (process 0)."""
+    return jax.process_index() == 0
+
+  def log(self, message: str) -> None:
+    """Prints a progress message on process 0."""
+    if self.verbose and self.writes_files:
+      print(message, file=sys.stderr, flush=True)
+
+  def scaling_factor(self, length: int) -> float:
+    """The context-extension factor for an evaluation length (1 when not scaling)."""
+    e = self.config.eval
+    if e.scaling == "none":
+      return 1.0
+    return float(e.scaling_factor) if e.scaling_factor else max(1.0, length / self.train_length)
+
+  def model_config(self, length: int) -> model.TransformerConfig:
+    """The model config for an evaluation length, with the configured scaling applied."""
+    cfg = self.run.model_config
+    if self.config.eval.logn_scaling:
+      cfg = dataclasses.replace(cfg, logn_scaling=True)
+    if self.config.eval.scaling == "none":
+      return cfg
+    return dataclasses.replace(cfg, scaling=self.config.eval.scaling,
+                               scaling_factor=self.scaling_factor(length))
+
+  def model_fn(self, length: int, body: eval_forward.Body, *,
+               key: Hashable) -> Callable[..., Any]:
+    """Returns fn(tokens [B, T], positions=None) -> body(model at this length, ...), jitted.
+
+    ``key`` names the body (and its options) for the compilation cache; B must be a multiple of
+    :attr:`batch_divisor`.
+    """
+    cfg = self.model_config(length)
+    if (cfg, key) not in self.compiled:
+      self.compiled[(cfg, key)] = eval_forward.compile_body(
+          body, _graphdef(cfg), self.params, self.run.state.model_state, mesh=self.run.mesh,
+          rules=self.run.rules)
+    return self.compiled[(cfg, key)]
+
+  def _predict_fn(self, length: int) -> Callable[..., dict[str, jax.Array]]:
+    chunk = self.config.eval.logits_chunk
+    return self.model_fn(length, functools.partial(eval_forward.next_token_outputs,
+                                                   chunk_tokens=chunk), key=("predict", chunk))
+
+  def nll_fn(self, length: int) -> Callable[..., jax.Array]:
+    """Returns fn(tokens [B, T]) -> float32 NLL [B, T-1] for the model at this length."""
+    fn = self._predict_fn(length)
+    return lambda tokens: fn(tokens)["nll"]
+
+  def predict(self, tokens: np.ndarray, *, length: int | None = None) -> dict[str, np.ndarray]:
+    """Teacher-forced NLL and greedy argmax [N, T-1] of every row, batched by eval.batch_tokens.
+
+    ``length`` (default T, as for perplexity windows) picks the context-extension factor.
+    """
+    tokens = np.asarray(tokens, np.int32)
+    fn = self._predict_fn(tokens.shape[1] if length is None else length)
+    return eval_forward.batched_call(fn, tokens, batch_size=self.batch_rows(tokens.shape[1]),
+                                     batch_divisor=self.batch_divisor)
+
+  def predict_tokens(self, tokens: np.ndarray, length: int | None = None) -> np.ndarray:
+    """Greedy predictions aligned with tokens [N, T]: column t predicts tokens[:, t] (column 0: -1).
+
+    Rows are right-padded to a multiple of PAD_MULTIPLE tokens first (causal attention: earlier
+    predictions are unchanged), so probes of nearby lengths share one compilation.
+    """
+    tokens = np.asarray(tokens, np.int32)
+    width = tokens.shape[1]
+    padded = np.pad(tokens, ((0, 0), (0, -width % PAD_MULTIPLE)),
+                    constant_values=self.tokenizer.pad_id)
+    argmax = self.predict(padded, length=width if length is None else length)["argmax"]
+    return np.concatenate([np.full((argmax.shape[0], 1), -1, np.int32), argmax[:, :width - 1]],
+                          axis=1)
+
+  def batch_rows(self, length: int) -> int:
+    """Rows per forward pass for sequences of this length: eval.batch_tokens // length (≥ 1)."""
+    return max(1, self.config.eval.batch_tokens // length)
+
+  def run_metadata(self) -> dict[str, Any]:
+    """Describes the run for tables: encoder, label, scaling, seed, training length, step."""
+    cfg = self.run.model_config
+    params = dict(cfg.encoder_params)
+    defaults = config_base.ENCODER_PARAM_DEFAULTS
+    extras = [f"{k}={v}" for k, v in sorted(params.items())
+              if k in defaults and v != defaults[k] and k != "layout"]
+    label = cfg.encoder + (f" ({', '.join(extras)})" if extras else "")
+    return {"encoder": cfg.encoder, "encoder_params": params, "label": label,
+            "scaling": self.config.eval.scaling,
+            "scaling_factor": float(self.config.eval.scaling_factor),
+            "logn_scaling": bool(self.config.eval.logn_scaling or cfg.logn_scaling),
+            "seed": int(self.config.seed), "train_length": self.train_length, "step": self.step,
+            "rotated_bands": cfg.encoding.num_rotated_bands, "head_dim": cfg.head_dim,
+            "num_params": model.num_params(cfg)}
+
+
+@functools.lru_cache(maxsize=16)
+def _graphdef(cfg: model.TransformerConfig) -> nnx.GraphDef:
+  """The graph definition of a model config (no parameters are materialised)."""
+  abstract = nnx.eval_shape(lambda: model.Transformer(cfg, rngs=nnx.Rngs(0)))
+  graphdef, _ = nnx.split(abstract)
+  return graphdef
+
+
+def batched_nll(nll_fn: Callable[..., jax.Array], tokens: np.ndarray, *, batch_size: int,
+                batch_divisor: int = 1) -> np.ndarray:
+  """Runs nll_fn over rows of tokens in batches (padding the last one); returns [N, T-1]."""
+  if tokens.shape[0] == 0:
+    return np.zeros((0, tokens.shape[1] - 1), np.float32)
+  return eval_forward.batched_call(nll_fn, tokens, batch_size=batch_size,
+                                   batch_divisor=batch_divisor)
+
+
+def select_windows(windows: batches.EvalWindows, max_windows: int) -> np.ndarray:
+  """Returns indices of at most max_windows windows spread evenly over all of them (0 = all)."""
+  n = windows.num_windows
+  if not max_windows or n <= max_windows:
+    return np.arange(n)
+  return np.unique(np.linspace(0, n - 1, max_windows).round().astype(np.int64))
+
+
+def check_known_names(field: str, names, known) -> None:
+  """Raises ValueError naming config.eval.<field> when it lists names that are not in known."""
+  unknown = [n for n in names if n not in known]
+  if unknown:
+    raise ValueError(f"config.eval.{field} has unknown name(s) {unknown}; known: {sorted(known)}")
+
+
+def check_eval_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the config.eval field whose value the evaluations cannot use."""
+  e = config.eval
+  if e.scaling not in SCALINGS:
+    raise ValueError(f"config.eval.scaling must be one of {SCALINGS}, got {e.scaling!r}")
+  if not (e.scaling_factor == 0 or e.scaling_factor >= 1):
+    raise ValueError(f"config.eval.scaling_factor must be 0 (= T/L) or >= 1, got "
+                     f"{e.scaling_factor!r}")
+  for key in ("batch_tokens", "logits_chunk", "position_buckets"):
+    if not (isinstance(e[key], int) and e[key] > 0):
+      raise ValueError(f"config.eval.{key} must be a positive integer, got {e[key]!r}")
+
+
+def output_dir(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """The eval dir: eval.output_dir, else DIR/eval, or DIR/eval_<scaling>[_x<factor>] if scaling."""
+  e = config.eval
+  if e.output_dir:
+    return os.path.join(workdir, e.output_dir)
+  logn = "_logn" if e.logn_scaling else ""
+  if e.scaling == "none":
+    return os.path.join(workdir, "eval" + logn)
+  return os.path.join(workdir, f"eval_{e.scaling}" + (f"_x{e.scaling_factor:g}"
+                                                       if e.scaling_factor else "") + logn)
+
+
+def load_context(config: ml_collections.ConfigDict, workdir: str, *,
+                 verbose: bool = True) -> EvalContext:
+  """Restores the run in workdir at eval.step (default: latest) and loads the evaluation split."""
+  check_eval_config(config)
+  run = train.setup(config, workdir, step=config.eval.step if config.eval.step >= 0 else None,
+                    fresh_ok=False)
+  step = run.restored_step
+  run.checkpointer.close()
+  tok = tokenizer.load_tokenizer(config.data.tokenizer)
+  return EvalContext(config, run, int(step), tok,
+                     train.load_split(config, config.eval.split, tok),
+                     output_dir(config, workdir), verbose)
+
+
+def fresh_context(config: ml_collections.ConfigDict, eval_dir: str, *,
+                  devices: list[Any] | None = None, verbose: bool = False) -> EvalContext:
+  """An EvalContext around a randomly initialised model (seed config.seed): baselines and tests.
+
+  ``devices`` (default: all) are the mesh's devices.
+  """
+  check_eval_config(config)
+  config_base.validate(config)
+  mesh = sharding.make_mesh(sharding.MeshConfig.from_mapping(config.mesh), devices)
+  rules = sharding.freeze_rules(config.mesh.rules.to_dict())
+  cfg = train.model_config(config)
+  optimizer = optax.identity()
+  graphdef, state, shardings = train_step.create_train_state(
+      cfg, optimizer, mesh=mesh, rules=rules, seed=config.seed,
+      init_on=config.train.init_on)
+  run = train.Run(config, mesh, rules, cfg, optimizer, graphdef, state, shardings,
+                  checkpointer=None)
+  tok = tokenizer.load_tokenizer(config.data.tokenizer)
+  return EvalContext(config, run, 0, tok, train.load_split(config, config.eval.split, tok),
+                     eval_dir, verbose)

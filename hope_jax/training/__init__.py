@@ -1,0 +1,1 @@
+"""Training: sharded state, the jitted step, the loop, orbax checkpoints and metrics."""
