@@ -4,7 +4,11 @@ A split is tokenized once into ``<cache_dir>/<dataset identity>-<split>-<tokeniz
 fingerprint>-<dtype>/``: ``tokens.bin`` (raw ``uint16`` or ``uint32``: every document followed by
 EOS), ``doc_offsets.npy`` (int64 start of each document) and ``meta.json``.  The directory is
 written as ``.tmp-*`` and renamed, so a killed run never leaves a partial cache (only a ``.tmp-*``
-directory that is never read and may be deleted).
+directory that is never read and may be deleted).  ``meta.json`` records the sha256 of
+``tokens.bin``; loading checks it, the file size, the id range and the EOS after every document,
+so a damaged cache fails naming the file (ids outside the vocabulary would turn into NaN
+embeddings: ``jnp.take`` fills out-of-range rows with NaN).  A source that describes itself (the
+source tree) also gets ``manifest.json``: its corpus manifest with the tokens of this split.
 
 Training batches are a pure function of ``(seed, step)``: the token stream is cut into
 non-overlapping chunks of ``seq_len + 1`` tokens, chunk order is a Philox permutation keyed by
@@ -20,19 +24,21 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import itertools
 import json
 import logging
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from hope_jax.data.text_sources import open_documents
+from hope_jax.data.text_sources import DataFileError, open_documents
 
 log = logging.getLogger(__name__)
 CACHE_ENV = "HOPE_JAX_CACHE"
@@ -114,34 +120,91 @@ def _batches(texts: Iterable[str], *, max_chars: int, max_docs: int) -> Iterable
     yield batch
 
 
+def _encode(batch: list[str], tokenizer: TokenizerLike, *, num_threads: int,
+            segment: Callable[[str], list[str]] | None) -> list[list[int]]:
+  """Encode a batch of texts; with ``segment``, encode every part in parallel and concatenate."""
+  if segment is None:
+    return tokenizer.encode_batch(batch, num_threads=num_threads)
+  parts = [segment(text) for text in batch]
+  encoded = iter(tokenizer.encode_batch([p for ps in parts for p in ps], num_threads=num_threads))
+  return [list(itertools.chain.from_iterable(itertools.islice(encoded, len(ps)))) for ps in parts]
+
+
 def _write_cache(
     docs: Any, tokenizer: TokenizerLike, tmp: Path, *, dtype: np.dtype, num_threads: int
 ) -> dict[str, Any]:
   """Tokenize ``docs`` into ``tmp``; return the metadata."""
   offsets: list[int] = []
   total = 0
-  eos = np.array([tokenizer.eos_id], dtype=dtype)
+  eos = np.array([tokenizer.eos_id], dtype=dtype).tobytes()
+  digest = hashlib.sha256()
+  segment = getattr(docs, "segment", None)
+  doc_key = getattr(docs, "doc_key", None)
+  tokens_by_key: dict[str, int] = {}
   with open(tmp / "tokens.bin", "wb") as f:
     for batch in _batches(docs, max_chars=BATCH_CHARS, max_docs=BATCH_DOCS):
-      for ids in tokenizer.encode_batch(batch, num_threads=num_threads):
+      encoded = _encode(batch, tokenizer, num_threads=num_threads, segment=segment)
+      for text, ids in zip(batch, encoded):
         arr = np.asarray(ids, dtype=np.int64)
         if arr.size and (arr.min() < 0 or arr.max() >= DTYPES[dtype.name]):
           raise ValueError(f"token id out of range for dtype={dtype.name!r}")
         offsets.append(total)
-        f.write(arr.astype(dtype).tobytes())
-        f.write(eos.tobytes())
+        data = arr.astype(dtype).tobytes() + eos
+        digest.update(data)
+        f.write(data)
         total += arr.size + 1
+        if doc_key is not None:
+          key = doc_key(text)
+          tokens_by_key[key] = tokens_by_key.get(key, 0) + int(arr.size)
   np.save(tmp / "doc_offsets.npy", np.asarray(offsets, dtype=np.int64))
-  return {"num_tokens": total, "num_documents": len(offsets)}
+  manifest = getattr(docs, "manifest", None)
+  if manifest is not None:
+    (tmp / "manifest.json").write_text(json.dumps(manifest(tokens_by_key), indent=1))
+  return {"num_tokens": total, "num_documents": len(offsets), "sha256": digest.hexdigest()}
+
+
+def _file_sha256(path: Path) -> str:
+  """Hex sha256 of a file, read in 16 MiB blocks."""
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(functools.partial(f.read, 1 << 24), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def _check_cache(path: Path, meta: dict[str, Any], tokens: np.ndarray,
+                 offsets: np.ndarray) -> None:
+  """Fail naming the file if the cache is not what ``meta.json`` says was written."""
+  redo = f"delete {str(path)!r} to tokenize again"
+  bin_path = path / "tokens.bin"
+  if "sha256" in meta and _file_sha256(bin_path) != meta["sha256"]:
+    raise DataFileError(bin_path, f"contents differ from the sha256 in meta.json; {redo}")
+  vocab = int(meta["vocab_size"])
+  if tokens.size and int(tokens.max()) >= vocab:
+    index = int(np.argmax(tokens >= vocab))
+    raise DataFileError(bin_path, f"token {index} has id {int(tokens[index])}, outside the "
+                        f"tokenizer's vocabulary of {vocab}; {redo}")
+  if offsets.shape != (meta["num_documents"],) or (
+      offsets.size and (offsets[0] != 0 or np.any(np.diff(offsets) < 1))):
+    raise DataFileError(path / "doc_offsets.npy", f"does not hold {meta['num_documents']} "
+                        f"increasing document starts from 0; {redo}")
+  ends = np.append(offsets[1:], tokens.size) - 1
+  if offsets.size and not np.all(tokens[ends] == int(meta["eos_id"])):
+    raise DataFileError(bin_path, f"a document does not end in EOS; {redo}")
 
 
 def _load(path: Path) -> TokenizedSplit:
-  """Open a finished cache directory as a memory-mapped :class:`TokenizedSplit`."""
+  """Open a finished cache directory as a memory-mapped :class:`TokenizedSplit` (checked)."""
   meta = json.loads((path / "meta.json").read_text())
-  tokens = np.memmap(
-      path / "tokens.bin", dtype=meta["dtype"], mode="r", shape=(meta["num_tokens"],)
-  )
+  dtype = np.dtype(meta["dtype"])
+  size = (path / "tokens.bin").stat().st_size
+  if size != meta["num_tokens"] * dtype.itemsize:
+    raise DataFileError(path / "tokens.bin", f"{size} bytes, but meta.json says "
+                        f"{meta['num_tokens']} tokens of {dtype.name}; delete {str(path)!r} "
+                        "to tokenize again")
+  tokens = np.memmap(path / "tokens.bin", dtype=dtype, mode="r", shape=(meta["num_tokens"],))
   offsets = np.load(path / "doc_offsets.npy")
+  _check_cache(path, meta, tokens, offsets)
   return TokenizedSplit(
       tokens, offsets, int(meta["eos_id"]), int(meta["documents_skipped_empty"]), path
   )

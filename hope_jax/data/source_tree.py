@@ -227,8 +227,20 @@ def segments(text: str) -> list[str]:
   return [text[a:b] for a, b in zip(starts, starts[1:] + [len(text)])]
 
 
-def manifest(options: SourceTreeOptions) -> dict[str, Any]:
-  """What the corpus is: options, packages (split, files, bytes, characters), sha256, drops."""
+def package_of(text: str) -> str:
+  """The package a document belongs to, read from its first header line."""
+  if not text.startswith("==> "):
+    raise ValueError(f"not a source_tree document: it starts with {text[:40]!r}")
+  return text[4:text.index(" <==\n")].split("/", 1)[0]
+
+
+def manifest(options: SourceTreeOptions, *, tokens: Mapping[str, int] | None = None
+             ) -> dict[str, Any]:
+  """What the corpus is: options, packages (split, files, bytes, characters), sha256, drops.
+
+  ``tokens`` (package -> tokens, EOS excluded) adds each tokenized package's tokens and each
+  split's tokens and characters per token.
+  """
   dropped: list[dict[str, Any]] = []
   p = plan(options)
   dropped.extend({"path": f.path, "bytes": f.size, "reason": f"over max_file_bytes="
@@ -240,11 +252,18 @@ def manifest(options: SourceTreeOptions) -> dict[str, Any]:
     corpus.update(doc.id.encode("utf-8") + b"\0" + doc.text.encode("utf-8") + b"\0")
     packages.append({"name": doc.id, "split": package.split, "files": package.files,
                      "bytes": package.bytes, "characters": len(doc.text)})
-  splits = {
-      s: {key: sum(pk[key] if key != "packages" else 1 for pk in packages if pk["split"] == s)
-          for key in ("packages", "files", "bytes", "characters")}
-      for s in SPLITS
-  }
+    if tokens is not None and doc.id in tokens:
+      packages[-1]["tokens"] = int(tokens[doc.id])
+  splits: dict[str, dict[str, Any]] = {}
+  for split in SPLITS:
+    members = [pk for pk in packages if pk["split"] == split]
+    splits[split] = {key: sum(pk[key] for pk in members)
+                     for key in ("files", "bytes", "characters")}
+    splits[split]["packages"] = len(members)
+    if members and all("tokens" in pk for pk in members):
+      splits[split]["tokens"] = sum(pk["tokens"] for pk in members)
+      splits[split]["characters_per_token"] = round(
+          splits[split]["characters"] / max(splits[split]["tokens"], 1), 4)
   return {
       "source": "source_tree",
       "options": dataclasses.asdict(options),

@@ -61,17 +61,20 @@ class Documents:
       identity: str,
       description: str,
       segment: Callable[[str], list[str]] | None = None,
-      manifest: Callable[[], dict[str, Any]] | None = None,
+      doc_key: Callable[[str], str] | None = None,
+      manifest: Callable[[dict[str, int]], dict[str, Any]] | None = None,
   ) -> None:
     """Wrap a zero-argument callable returning an iterator of texts (empty ones included).
 
     ``segment`` cuts a text into parts that are tokenized independently (in parallel) and
-    concatenated; ``manifest`` describes the corpus for the token cache's ``manifest.json``.
+    concatenated; ``manifest`` describes the corpus for the token cache's ``manifest.json``,
+    given the tokens of each document by its ``doc_key``.
     """
     self._texts = texts
     self.identity = identity
     self.description = description
     self.segment = segment
+    self.doc_key = doc_key
     self.manifest = manifest
     self.stats = ReadStats()
 
@@ -192,7 +195,8 @@ def _open_source_tree(spec: dict[str, Any], split: str) -> Documents:
       identity=f"tree-{name}-{split}",
       description=description,
       segment=source_tree.segments,
-      manifest=lambda: source_tree.manifest(options),
+      doc_key=source_tree.package_of,
+      manifest=lambda tokens: source_tree.manifest(options, tokens=tokens),
   )
 
 
