@@ -266,7 +266,8 @@ def manifest(options: SourceTreeOptions, *, tokens: Mapping[str, int] | None = N
           splits[split]["characters"] / max(splits[split]["tokens"], 1), 4)
   return {
       "source": "source_tree",
-      "options": dataclasses.asdict(options),
+      "options": {k: list(v) if isinstance(v, tuple) else v
+                  for k, v in dataclasses.asdict(options).items()},
       "sha256": corpus.hexdigest(),
       "splits": splits,
       "packages": packages,
