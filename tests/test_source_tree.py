@@ -149,7 +149,7 @@ def test_through_tfds_and_the_token_cache(tmp_path: Path) -> None:
   seen = set()
   for split in ("train", "validation"):
     tokenized = tokenize_split(spec, split, tok, cache_dir=tmp_path / "cache")
-    manifest = json.loads((tokenized.path / "manifest.json").read_text())
+    manifest = tokenized.manifest
     listed = [p for p in manifest["packages"] if p["split"] == split]
     assert tokenized.num_documents == len(listed) == manifest["splits"][split]["packages"] > 0
     assert manifest["splits"][split]["tokens"] == tokenized.num_tokens - tokenized.num_documents
@@ -179,6 +179,9 @@ def test_bad_options_are_named(tree: Path, tmp_path: Path) -> None:
     open_documents({"source": "source_tree", "path": ""}, "train")
   with pytest.raises(FileNotFoundError, match="path=.*missing"):
     open_documents({"source": "source_tree", "path": str(tmp_path / "missing")}, "train")
+  with pytest.raises(ValueError, match=r"path='sysconfig:nowhere'.*purelib"):
+    _options(tree, path="sysconfig:nowhere")
+  assert _options(tree, path="sysconfig:stdlib").root == str(STDLIB.resolve())
   with pytest.raises(ValueError, match="max_file_bytes=-5"):
     _options(tree, max_file_bytes=-5)
   with pytest.raises(ValueError, match="validation_percent=120"):

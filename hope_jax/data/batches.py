@@ -84,6 +84,12 @@ class TokenizedSplit:
     """Exclusive end of each document (its EOS is at ``doc_ends - 1``)."""
     return np.append(self.doc_offsets[1:], self.num_tokens).astype(np.int64)
 
+  @property
+  def manifest(self) -> dict[str, Any] | None:
+    """The corpus manifest written beside the cache (source_tree), or None."""
+    path = self.path / "manifest.json" if self.path else None
+    return json.loads(path.read_text()) if path and path.exists() else None
+
   def document(self, index: int) -> np.ndarray:
     """Tokens of document ``index`` without its EOS."""
     return np.asarray(self.tokens[self.doc_offsets[index] : self.doc_ends[index] - 1])

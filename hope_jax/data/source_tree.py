@@ -1,6 +1,8 @@
 """A tree of source files as a corpus: one document per package, split by package.
 
-A package is a top-level directory of the root (a top-level file is a package of its own).  Its
+The root is a directory, or ``sysconfig:<name>`` for a directory of this machine's Python
+(``sysconfig:stdlib``, ``sysconfig:purelib``: site-packages).  A package is a top-level
+directory of the root (a top-level file is a package of its own).  Its
 document is its files concatenated in path order, each preceded by a header line
 ``==> <path relative to the root> <==``.  Files are those whose names end with one of the
 suffixes; a file is left out when it or a directory above it is hidden (its name starts with
@@ -19,6 +21,7 @@ import fnmatch
 import hashlib
 import os
 import re
+import sysconfig
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,18 @@ def _names(value: str | Sequence[str] | None, *, field: str) -> tuple[str, ...]:
   if not all(isinstance(item, str) for item in items):
     raise ValueError(f"data spec field {field!r} must hold strings, got {field}={value!r}")
   return tuple(item.strip() for item in items if item.strip())
+
+
+def resolve_root(path: str) -> str:
+  """The absolute root: a directory, or ``sysconfig:<name>`` for one of this Python's paths."""
+  if path.startswith("sysconfig:"):
+    paths = sysconfig.get_paths()
+    name = path.split(":", 1)[1]
+    if name not in paths:
+      raise ValueError(f"data spec field 'path' names no sysconfig path: path={path!r}; "
+                       f"known: {sorted(paths)}")
+    path = paths[name]
+  return str(Path(path).expanduser().resolve())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +88,7 @@ class SourceTreeOptions:
       raise ValueError("data spec field 'path' (the root) is required for source='source_tree'")
     percent = spec.get("validation_percent")
     return cls(
-        root=str(Path(path).expanduser().resolve()),
+        root=resolve_root(path),
         suffixes=_names(spec.get("suffixes"), field="suffixes") or DEFAULT_SUFFIXES,
         max_file_bytes=spec.get("max_file_bytes") or DEFAULT_MAX_FILE_BYTES,
         exclude=_names(spec.get("exclude"), field="exclude"),
@@ -198,13 +213,15 @@ def _read_package(root: Path, name: str, split: str, files: list[TreeFile],
   return Package(split, Document(name, "".join(parts)), len(parts) // 2, size)
 
 
-def iter_packages(options: SourceTreeOptions, *,
+def iter_packages(options: SourceTreeOptions, *, split: str | None = None,
                   dropped: list[dict[str, Any]] | None = None) -> Iterator[Package]:
-  """Yield every package with at least one readable file, in name order (id = the name)."""
+  """Yield the packages (of ``split``, or all) with a readable file, in name order (id = name)."""
   dropped = dropped if dropped is not None else []
   p = plan(options)
   root = Path(options.root)
   for name in sorted(p.packages):
+    if split is not None and p.split_of[name] != split:
+      continue
     package = _read_package(root, name, p.split_of[name], p.packages[name], dropped)
     if package.files:
       yield package
@@ -214,9 +231,8 @@ def iter_split(options: SourceTreeOptions, split: str) -> Iterator[Document]:
   """Yield the documents (packages) of one split."""
   if split not in SPLITS:
     raise ValueError(f"split={split!r} not in source_tree {options.root!r}; available: {SPLITS}")
-  for package in iter_packages(options):
-    if package.split == split:
-      yield package.document
+  for package in iter_packages(options, split=split):
+    yield package.document
 
 
 def segments(text: str) -> list[str]:
