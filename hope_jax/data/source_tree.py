@@ -1,17 +1,19 @@
 """A tree of source files as a corpus: one document per package, split by package.
 
 The root is a directory, or ``sysconfig:<name>`` for a directory of this machine's Python
-(``sysconfig:stdlib``, ``sysconfig:purelib``: site-packages).  A package is a top-level
-directory of the root (a top-level file is a package of its own).  Its
-document is its files concatenated in path order, each preceded by a header line
-``==> <path relative to the root> <==``.  Files are those whose names end with one of the
-suffixes; a file is left out when it or a directory above it is hidden (its name starts with
-``.``) or matched by an ``exclude`` glob (on its path relative to the root or on its name), when
-it is larger than ``max_file_bytes`` (generated files), or when it is not UTF-8.  Packages go to ``validation`` in the order of the
-sha256 of their names while they fit in ``validation_percent`` of the corpus's bytes (bytes
-stand in for tokens: about 3 characters per token throughout source code); no package is in
-both splits.  Everything is a function of the files, so the :func:`manifest` (packages, files,
-bytes, the sha256 of the corpus, what was left out and why) names exactly the corpus trained on.
+(``sysconfig:stdlib``, ``sysconfig:purelib``: site-packages).  A package is a top-level directory
+of the root (a top-level file is a package of its own).  Its document is its files concatenated
+in path order, each preceded by a header line ``==> <path relative to the root> <==``.  Files
+are those whose names end with one of the suffixes; a file is left out when it or a directory
+above it is hidden (its name starts with ``.``) or matched by an ``exclude`` glob (on its path
+relative to the root or on its name), when it is larger than ``max_file_bytes`` (generated
+files), or when it is not UTF-8.  Packages go to ``validation`` in the order of the sha256 of
+their names while they fit in ``validation_percent`` of the corpus's bytes (bytes stand in for
+tokens: about 3.3 characters per token throughout source code); no package is in both splits.
+Everything is a function of the files, so the :func:`manifest` (packages, files, bytes, the
+sha256 of the corpus, what was left out and why) names exactly the corpus trained on; the token
+cache adds the tokens of each package.  The shipped tokenizer keeps text exactly
+(``decode(encode(text)) == text``), so documents are stored and tokenized as they are.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ DEFAULT_SUFFIXES: tuple[str, ...] = (".py",)
 DEFAULT_MAX_FILE_BYTES = 500_000
 DEFAULT_VALIDATION_PERCENT = 5
 HEADER = "==> {path} <==\n"
+FORMAT = 1  # Part of the fingerprint: bump it when documents or their tokenization change.
 _HEADER_START = re.compile(r"^==> ", re.MULTILINE)
 
 
@@ -139,7 +142,7 @@ def candidate_files(options: SourceTreeOptions) -> list[TreeFile]:
 
 def fingerprint(options: SourceTreeOptions) -> str:
   """Hash of the options and every candidate file's path, size and mtime."""
-  h = hashlib.sha1(repr(dataclasses.astuple(options)).encode())
+  h = hashlib.sha1(f"{FORMAT}\0{dataclasses.astuple(options)!r}".encode())
   for f in candidate_files(options):
     h.update(f"\0{f.path}\0{f.size}\0{f.mtime_ns}".encode())
   return h.hexdigest()[:16]
@@ -282,6 +285,7 @@ def manifest(options: SourceTreeOptions, *, tokens: Mapping[str, int] | None = N
           splits[split]["characters"] / max(splits[split]["tokens"], 1), 4)
   return {
       "source": "source_tree",
+      "format": FORMAT,
       "options": {k: list(v) if isinstance(v, tuple) else v
                   for k, v in dataclasses.asdict(options).items()},
       "sha256": corpus.hexdigest(),
