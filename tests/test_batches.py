@@ -99,7 +99,8 @@ class Killer:
     if self.calls == 2:
       os.kill(os.getpid(), signal.SIGKILL)
     return tok.encode_batch(texts, num_threads=num_threads)
-batches.BATCH_DOCS = 4
+from hope_jax.data import token_cache
+token_cache.BATCH_DOCS = 4
 batches.tokenize_split({"source": "embedded"}, "validation", Killer(), cache_dir=sys.argv[1])
 """
 

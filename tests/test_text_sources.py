@@ -18,6 +18,7 @@ import tensorflow_datasets as tfds
 
 from hope_jax.data.corpus_tools import LICENSES, build_embedded, select_documents
 from hope_jax.data.text_sources import (
+    DataFileError,
     Document,
     ReadStats,
     embedded_corpus_dir,
@@ -100,7 +101,7 @@ def test_corrupt_json_names_file_and_line(tmp_path: Path) -> None:
 
 def test_missing_text_field_names_file_and_line(tmp_path: Path) -> None:
   path = _jsonl(tmp_path / "nofield.jsonl", [{"text": "ok"}, {"content": "wrong field"}])
-  with pytest.raises(KeyError, match=r"'text'.*nofield\.jsonl.*line 2"):
+  with pytest.raises(DataFileError, match=r"nofield\.jsonl' line 2: .*'text'"):
     list(iter_documents(path))
 
 

@@ -1,10 +1,4 @@
-"""Token cache, stateless training batches and evaluation windows.
-
-A split is tokenized once into ``<cache_dir>/<dataset identity>-<split>-<tokenizer
-fingerprint>-<dtype>/``: ``tokens.bin`` (raw ``uint16`` or ``uint32``: every document followed by
-EOS), ``doc_offsets.npy`` (int64 start of each document) and ``meta.json``.  The directory is
-written as ``.tmp-*`` and renamed, so a killed run never leaves a partial cache (only a ``.tmp-*``
-directory that is never read and may be deleted).
+"""Stateless training batches and evaluation windows over a tokenized split.
 
 Training batches are a pure function of ``(seed, step)``: the token stream is cut into
 non-overlapping chunks of ``seq_len + 1`` tokens, chunk order is a Philox permutation keyed by
@@ -14,188 +8,26 @@ infinite sequence of permuted epochs.  Models read ``inputs = tokens[:, :-1]`` a
 
 Evaluation windows follow the same convention: a window of ``length`` tokens is scored on
 predicting tokens ``1 .. length-1`` from the tokens before them (``length - 1`` predictions).
+The token cache lives in :mod:`hope_jax.data.token_cache`; its names are re-exported here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import logging
-import os
-import shutil
-import tempfile
-import time
-from collections.abc import Iterable, Mapping
-from pathlib import Path
-from typing import Any, Protocol
 
 import numpy as np
 
-from hope_jax.data.text_sources import open_documents
-
-log = logging.getLogger(__name__)
-CACHE_ENV = "HOPE_JAX_CACHE"
-CACHE_FORMAT = 1
-DTYPES: dict[str, int] = {"uint16": 2**16, "uint32": 2**32}
-BATCH_CHARS = 4_000_000  # Documents are encoded in groups of about this many characters...
-BATCH_DOCS = 1024  # ...or this many documents, whichever comes first.
-
-
-class TokenizerLike(Protocol):
-  """What tokenization needs from a tokenizer."""
-
-  vocab_size: int
-  eos_id: int
-  fingerprint: str
-
-  def encode_batch(self, texts: list[str], *, num_threads: int = -1) -> list[list[int]]:
-    ...
-
-
-@dataclasses.dataclass(frozen=True)
-class TokenizedSplit:
-  """A tokenized split: document ``i`` is ``tokens[doc_offsets[i]:doc_ends[i]]``, ending in EOS."""
-
-  tokens: np.ndarray
-  doc_offsets: np.ndarray
-  eos_id: int
-  documents_skipped_empty: int = 0
-  path: Path | None = None
-
-  @property
-  def num_documents(self) -> int:
-    """Number of (non-empty) documents."""
-    return int(self.doc_offsets.shape[0])
-
-  @property
-  def num_tokens(self) -> int:
-    """Number of tokens, EOS separators included."""
-    return int(self.tokens.shape[0])
-
-  @property
-  def doc_ends(self) -> np.ndarray:
-    """Exclusive end of each document (its EOS is at ``doc_ends - 1``)."""
-    return np.append(self.doc_offsets[1:], self.num_tokens).astype(np.int64)
-
-  def document(self, index: int) -> np.ndarray:
-    """Tokens of document ``index`` without its EOS."""
-    return np.asarray(self.tokens[self.doc_offsets[index] : self.doc_ends[index] - 1])
-
-
-def default_cache_dir() -> Path:
-  """``$HOPE_JAX_CACHE`` if set, else ``~/.cache/hope_jax``."""
-  return Path(os.environ.get(CACHE_ENV) or "~/.cache/hope_jax").expanduser()
-
-
-def token_dtype(vocab_size: int, dtype: str | None = None) -> np.dtype:
-  """The storage dtype for ``vocab_size`` (uint16 up to 65,536 ids, else uint32)."""
-  name = dtype or ("uint16" if vocab_size <= DTYPES["uint16"] else "uint32")
-  if name not in DTYPES:
-    raise ValueError(f"dtype={name!r} is not supported; expected one of {sorted(DTYPES)}")
-  if vocab_size > DTYPES[name]:
-    raise ValueError(
-        f"vocab_size={vocab_size} does not fit dtype={name!r} (max {DTYPES[name]} ids)"
-    )
-  return np.dtype(name)
-
-
-def _batches(texts: Iterable[str], *, max_chars: int, max_docs: int) -> Iterable[list[str]]:
-  """Group texts into lists of at most ``max_docs`` documents or about ``max_chars`` characters."""
-  batch: list[str] = []
-  size = 0
-  for text in texts:
-    batch.append(text)
-    size += len(text)
-    if size >= max_chars or len(batch) >= max_docs:
-      yield batch
-      batch, size = [], 0
-  if batch:
-    yield batch
-
-
-def _write_cache(
-    docs: Any, tokenizer: TokenizerLike, tmp: Path, *, dtype: np.dtype, num_threads: int
-) -> dict[str, Any]:
-  """Tokenize ``docs`` into ``tmp``; return the metadata."""
-  offsets: list[int] = []
-  total = 0
-  eos = np.array([tokenizer.eos_id], dtype=dtype)
-  with open(tmp / "tokens.bin", "wb") as f:
-    for batch in _batches(docs, max_chars=BATCH_CHARS, max_docs=BATCH_DOCS):
-      for ids in tokenizer.encode_batch(batch, num_threads=num_threads):
-        arr = np.asarray(ids, dtype=np.int64)
-        if arr.size and (arr.min() < 0 or arr.max() >= DTYPES[dtype.name]):
-          raise ValueError(f"token id out of range for dtype={dtype.name!r}")
-        offsets.append(total)
-        f.write(arr.astype(dtype).tobytes())
-        f.write(eos.tobytes())
-        total += arr.size + 1
-  np.save(tmp / "doc_offsets.npy", np.asarray(offsets, dtype=np.int64))
-  return {"num_tokens": total, "num_documents": len(offsets)}
-
-
-def _load(path: Path) -> TokenizedSplit:
-  """Open a finished cache directory as a memory-mapped :class:`TokenizedSplit`."""
-  meta = json.loads((path / "meta.json").read_text())
-  tokens = np.memmap(
-      path / "tokens.bin", dtype=meta["dtype"], mode="r", shape=(meta["num_tokens"],)
-  )
-  offsets = np.load(path / "doc_offsets.npy")
-  return TokenizedSplit(
-      tokens, offsets, int(meta["eos_id"]), int(meta["documents_skipped_empty"]), path
-  )
-
-
-def tokenize_split(
-    spec: Mapping[str, Any] | Any,
-    split: str,
-    tokenizer: TokenizerLike,
-    *,
-    cache_dir: str | os.PathLike[str] | None = None,
-    dtype: str | None = None,
-    num_threads: int = -1,
-) -> TokenizedSplit:
-  """Tokenize ``split`` of ``spec`` once (cached by dataset, split, tokenizer); memory-map it."""
-  docs = open_documents(spec, split)
-  np_dtype = token_dtype(tokenizer.vocab_size, dtype)
-  root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-  final = root / f"{docs.identity}-{tokenizer.fingerprint}-{np_dtype.name}"
-  if (final / "meta.json").exists():
-    return _load(final)
-  root.mkdir(parents=True, exist_ok=True)
-  tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=root))
-  try:
-    start = time.perf_counter()
-    meta = _write_cache(docs, tokenizer, tmp, dtype=np_dtype, num_threads=num_threads)
-    meta.update(
-        format=CACHE_FORMAT,
-        dtype=np_dtype.name,
-        eos_id=int(tokenizer.eos_id),
-        vocab_size=int(tokenizer.vocab_size),
-        tokenizer_fingerprint=tokenizer.fingerprint,
-        identity=docs.identity,
-        documents_skipped_empty=docs.stats.skipped_empty,
-        seconds=round(time.perf_counter() - start, 3),
-    )
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-    log.info(
-        "tokenized %s: %d documents, %d tokens in %.1fs",
-        docs.description,
-        meta["num_documents"],
-        meta["num_tokens"],
-        meta["seconds"],
-    )
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a finished cache is readable like any file.
-    try:
-      os.rename(tmp, final)
-    except OSError:
-      if not (final / "meta.json").exists():  # Not a concurrent writer finishing first.
-        raise
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
-  return _load(final)
-
+from hope_jax.data.token_cache import (  # noqa: F401  (re-exported)
+  CACHE_ENV,
+  CACHE_FORMAT,
+  DTYPES,
+  TokenizedSplit,
+  TokenizerLike,
+  default_cache_dir,
+  token_dtype,
+  tokenize_split,
+)
 
 # ----------------------------------------------------------------------------------------------
 # Training batches.
