@@ -18,6 +18,63 @@ def series_style(index: int) -> dict[str, Any]:
           "marker": _MARKERS[index // 10 % len(_MARKERS)]}
 
 
+def format_length(tokens: float) -> str:
+  """A token count as people say it: 512, 1k, 1.5k, 32k, 1M."""
+  for unit, size in (("M", 1 << 20), ("k", 1 << 10)):
+    if tokens >= size:
+      return f"{tokens / size:.3g}{unit}"
+  return f"{tokens:.3g}"
+
+
+def length_axis(ax, lengths: Sequence[float] | None = None, *, axis: str = "x") -> None:
+  """Makes an axis of token counts log-2 with ticks 512, 1k, 2k… (at lengths, if given), no minor."""
+  ticker = matplotlib_ticker()
+  which = ax.xaxis if axis == "x" else ax.yaxis
+  (ax.set_xscale if axis == "x" else ax.set_yscale)("log", base=2)
+  if lengths is not None:
+    which.set_major_locator(ticker.FixedLocator(sorted(set(lengths))))
+  which.set_major_formatter(ticker.FuncFormatter(lambda value, _: format_length(value)))
+  which.set_minor_locator(ticker.NullLocator())
+
+
+def log_value_axis(ax) -> None:
+  """Makes the y axis logarithmic with plain labels (20, 50, 100) and unlabelled minor ticks."""
+  ticker = matplotlib_ticker()
+  ax.set_yscale("log")
+  ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+  ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+
+
+def mark_training_length(ax, train_length: float | None) -> None:
+  """Draws the training length L as a labelled dashed vertical line."""
+  if train_length:
+    ax.axvline(train_length, color="gray", linestyle="--", linewidth=1,
+               label=f"training length L = {format_length(train_length)}")
+
+
+def mean_with_band(ax, xs: Sequence[float], means: Sequence[float], spreads: Sequence[float], *,
+                   label: str, index: int) -> None:
+  """Plots one run's means as a line and, where seeds give a spread, a shaded ±spread band."""
+  style = series_style(index)
+  ax.plot(xs, means, markersize=4, label=label, **style)
+  if any(spreads):
+    low = np.asarray(means, np.float64) - np.asarray(spreads, np.float64)
+    high = np.asarray(means, np.float64) + np.asarray(spreads, np.float64)
+    ax.fill_between(xs, low, high, color=style["color"], alpha=0.15, linewidth=0)
+
+
+def figure_legend(fig, axes: Sequence[Any]) -> None:
+  """One legend for the whole figure, below the panels, with each label once."""
+  entries: dict[str, Any] = {}
+  for ax in axes:
+    for handle, label in zip(*ax.get_legend_handles_labels()):
+      entries.setdefault(label, handle)
+  if entries:
+    fig.legend(list(entries.values()), list(entries), loc="lower center", fontsize=7,
+               ncol=min(len(entries), 4), frameon=False)
+    fig.subplots_adjust(bottom=0.1 + 0.04 * math.ceil(len(entries) / 4))
+
+
 def pyplot():
   """Returns matplotlib.pyplot on the Agg (file-only) backend, imported on first use."""
   import matplotlib  # pylint: disable=import-outside-toplevel
@@ -26,9 +83,17 @@ def pyplot():
   return plt
 
 
+def matplotlib_ticker():
+  """Returns matplotlib.ticker (after the Agg backend is chosen)."""
+  pyplot()
+  import matplotlib.ticker  # pylint: disable=import-outside-toplevel
+  return matplotlib.ticker
+
+
 def save_figure(fig, path: str) -> None:
-  """Lays out fig, writes it to path and closes it."""
-  fig.tight_layout()
+  """Lays out fig (leaving room for a figure legend), writes it to path and closes it."""
+  legend_height = 0.04 * (1 + len(fig.legends[0].get_texts()) // 4) + 0.02 if fig.legends else 0
+  fig.tight_layout(rect=(0, legend_height, 1, 1))
   fig.savefig(path)
   pyplot().close(fig)
 
@@ -71,7 +136,7 @@ def distance_curves(path: str, distances: Sequence[float], curves: Mapping[str, 
   ax.set_xlim(left=0)
   positive = [y for ys in curves.values() for y in ys if y > 0]
   if positive and max(positive) / min(positive) > 10:
-    ax.set_yscale("log")
+    log_value_axis(ax)
   ax.set_xlabel("relative distance n − m (tokens)")
   ax.set_ylabel(y_label)
   ax.set_title(title, fontsize=9)
@@ -119,28 +184,37 @@ def band_panels(path: str, result: Mapping[str, Any], *, centers: Sequence[float
 
 def metric_panels(path: str, panels: Mapping[str, Mapping[str, tuple[list, list, list]]], *,
                   marker: float | None = None) -> None:
-  """Writes one panel per metric family: lines of (x, mean, spread) per run, log-x when spread."""
+  """Writes one panel per metric family: each run's mean (x = the variable) with a seed band.
+
+  The runs share one legend for the whole figure; variables that are token counts get the log-2
+  length axis (512, 1k, 2k…), and the training length is marked where the variable is a length.
+  """
   plt = pyplot()
   names = list(panels)
   cols = min(3, len(names))
   rows = -(-len(names) // cols)
-  fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), dpi=110, squeeze=False)
-  for ax, name in zip(axes.ravel(), names):
+  fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows + 0.8), dpi=110,
+                           squeeze=False)
+  shown = list(axes.ravel()[:len(names)])
+  for ax, name in zip(shown, names):
     xs_all = []
     for index, (label, (xs, means, spreads)) in enumerate(panels[name].items()):
-      ax.errorbar(xs, means, yerr=spreads if any(spreads) else None, capsize=3, label=label,
-                  **series_style(index))
+      mean_with_band(ax, xs, means, spreads, label=label, index=index)
       xs_all += list(xs)
     positive = [x for x in xs_all if x > 0]
-    if positive and max(positive) / min(positive) >= 4:
-      ax.set_xscale("symlog" if min(xs_all) <= 0 else "log", **(
-          {"linthresh": min(positive)} if min(xs_all) <= 0 else {}))
-    if marker and name.endswith("@T"):
-      ax.axvline(marker, color="gray", linestyle="--", linewidth=1)
+    if positive and min(xs_all) > 0 and max(positive) / min(positive) >= 4:
+      length_axis(ax, xs_all)
+    elif positive and max(positive) / min(positive) >= 4:
+      ax.set_xscale("symlog", linthresh=min(positive))
+      ax.xaxis.set_major_formatter(matplotlib_ticker().FuncFormatter(
+          lambda value, _: format_length(value)))
+      ax.xaxis.set_minor_locator(matplotlib_ticker().NullLocator())
+    if name.endswith("@T"):
+      mark_training_length(ax, marker)
     ax.set_title(name, fontsize=9)
     ax.set_ylim(-0.03, 1.03)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=6)
   for ax in axes.ravel()[len(names):]:
     ax.set_visible(False)
+  figure_legend(fig, shown)
   save_figure(fig, path)

@@ -137,17 +137,13 @@ def plot_perplexity(path: str, lengths: list[int], train_length: int, rows: list
   fig, ax = plots.pyplot().subplots(figsize=(7, 4.5), dpi=120)
   for index, row in enumerate(rows):
     xs = [n for n in lengths if math.isfinite(row["cells"][n]["mean"])]
-    ys = [row["cells"][n]["mean"] for n in xs]
-    errs = [row["cells"][n]["spread"] for n in xs]
-    ax.errorbar(xs, ys, yerr=errs if any(errs) else None, capsize=3, label=row["label"],
-                **plots.series_style(index))
-  if train_length:
-    ax.axvline(train_length, color="gray", linestyle="--", linewidth=1, label="training length")
-  ax.set_xscale("log", base=2)
-  ax.set_xticks(lengths, [f"{n:,}" for n in lengths])
+    plots.mean_with_band(ax, xs, [row["cells"][n]["mean"] for n in xs],
+                         [row["cells"][n]["spread"] for n in xs], label=row["label"], index=index)
+  plots.mark_training_length(ax, train_length)
+  plots.length_axis(ax, lengths)
   finite = [c["mean"] for row in rows for c in row["cells"].values() if math.isfinite(c["mean"])]
   if finite and max(finite) / min(finite) > 10:  # log only where the range calls for it
-    ax.set_yscale("log")
+    plots.log_value_axis(ax)
   ax.set_xlabel("evaluation length (tokens)")
   ax.set_ylabel("perplexity")
   ax.set_title(title)
@@ -298,10 +294,8 @@ def plot_position_loss(path: str, results: list[dict]) -> bool:
     buckets = entry["position_buckets"]
     ax.plot([(b["start"] + b["end"]) / 2 for b in buckets], [b["nll"] for b in buckets],
             label=label, **plots.series_style(len(seen) - 1))
-  train_length = results[0]["run"].get("train_length")
-  if train_length:
-    ax.axvline(train_length, color="gray", linestyle="--", linewidth=1, label="training length")
-  ax.set_xscale("log", base=2)
+  plots.mark_training_length(ax, results[0]["run"].get("train_length"))
+  plots.length_axis(ax)
   ax.set_xlabel("position inside the window (tokens, bucket centre)")
   ax.set_ylabel("mean token NLL (nats)")
   ax.set_title(f"Loss versus position, windows of {length:,} tokens")
