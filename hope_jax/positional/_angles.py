@@ -18,6 +18,8 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy.typing as npt
+from jax.typing import ArrayLike
 
 DIGIT_BITS = 12
 _INVERSE_TWO_PI_BITS = 256
@@ -43,9 +45,9 @@ def _inverse_two_pi() -> int:
   return (1 << (_INVERSE_TWO_PI_BITS + guard)) // (2 * pi)
 
 
-def num_digits(dtype) -> int:
+def num_digits(dtype: npt.DTypeLike) -> int:
   """Returns how many 12-bit digits cover the magnitude of every value of an integer dtype."""
-  return math.ceil(8 * np.dtype(dtype).itemsize / DIGIT_BITS)
+  return math.ceil(8 * int(np.dtype(dtype).itemsize) / DIGIT_BITS)
 
 
 @functools.lru_cache(maxsize=128)
@@ -71,7 +73,7 @@ def turn_constants(freqs: np.ndarray, digits: int) -> tuple[np.ndarray, np.ndarr
   return _turn_constants(np.ascontiguousarray(freqs, np.float32).tobytes(), int(digits))
 
 
-def check_positions(positions) -> jax.Array:
+def check_positions(positions: ArrayLike) -> jax.Array:
   """Returns integer positions as a JAX array, or raises when they are not integers or would wrap.
 
   Host (NumPy or Python) values are checked against the dtype JAX would give them: with
@@ -91,13 +93,14 @@ def check_positions(positions) -> jax.Array:
             f"[{low}, {high}]; enable it (jax.config.update('jax_enable_x64', True)) for 64-bit "
             f"positions")
     positions = jnp.asarray(host, target)
-  if not jnp.issubdtype(positions.dtype, jnp.integer):
-    raise ValueError(f"positions must be integers, got dtype {positions.dtype}")
-  return positions
+  checked: jax.Array = positions
+  if not jnp.issubdtype(checked.dtype, jnp.integer):
+    raise ValueError(f"positions must be integers, got dtype {checked.dtype}")
+  return checked
 
 
 def reduced_angles(positions: jax.Array, freqs: np.ndarray) -> jax.Array:
-  """Returns float32 angles position · θ_i in [−π, π] for checked integer positions and float32 θ."""
+  """Returns float32 angles position · θ_i in [−π, π] for checked integer positions, float32 θ."""
   wide = positions.dtype.itemsize == 8
   digits = num_digits(positions.dtype if wide else np.int32)
   unsigned = jnp.uint64 if wide else jnp.uint32
@@ -121,4 +124,5 @@ def reduced_angles(positions: jax.Array, freqs: np.ndarray) -> jax.Array:
   if negative is not None:
     turns = jnp.where(negative, -turns, turns)
   turns = turns - jnp.round(turns)  # [-0.5, 0.5]: smaller angles, smaller rounding in sin/cos
-  return turns * jnp.float32(2.0 * math.pi)
+  angles: jax.Array = turns * jnp.float32(2.0 * math.pi)
+  return angles

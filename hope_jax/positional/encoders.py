@@ -4,7 +4,8 @@ A rotary encoder is described by a frequency array ``θ`` of shape ``[head_dim /
 of a query or key is rotated by the angle ``position · θ_i``.  A band whose frequency is exactly 0
 is left unrotated (position-independent, like a NoPE channel); HoPE, NoPE, p-RoPE and partial
 rotary are all expressed this way, and the context-extension transforms in
-:mod:`hope_jax.positional.scaling` map one frequency array to another, so they apply to RoPE and HoPE alike.
+:mod:`hope_jax.positional.scaling` map one frequency array to another, so they apply to RoPE and
+HoPE alike.
 
 Numerics: angles are computed from integer positions with exact range reduction
 (:mod:`hope_jax.positional._angles`): every position of every integer dtype — int32, uint32 and,
@@ -24,11 +25,13 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from hope_jax.positional import _angles
 
 Layout = Literal["split_half", "interleaved"]
 LAYOUTS: tuple[str, ...] = ("split_half", "interleaved")
+Plan = tuple[str, tuple[bool, ...]]  # (layout, whether each band rotates): static
 
 
 # ----------------------------------------------------------------------------------------------
@@ -63,7 +66,7 @@ def _check_train_length(train_length: int) -> int:
   return int(train_length)
 
 
-def concrete_frequencies(frequencies) -> np.ndarray:
+def concrete_frequencies(frequencies: ArrayLike) -> np.ndarray:
   """Returns the frequency array as float32 NumPy, or raises if it is a tracer or malformed."""
   try:
     freqs = np.asarray(frequencies)
@@ -170,7 +173,7 @@ def partial_rotary_frequencies(head_dim: int, *, fraction: float,
 # Rotation.
 
 
-def rotation_angles(positions, frequencies) -> jax.Array:
+def rotation_angles(positions: ArrayLike, frequencies: ArrayLike) -> jax.Array:
   """Returns float32 angles position · θ_i reduced to [−π, π], shape positions.shape + [bands].
 
   positions: integers of any dtype (64-bit ones need ``jax_enable_x64``; host values that would
@@ -181,8 +184,9 @@ def rotation_angles(positions, frequencies) -> jax.Array:
   return _angles.reduced_angles(_angles.check_positions(positions), freqs)
 
 
-def rotation_cos_sin(positions, frequencies) -> tuple[jax.Array, jax.Array, tuple[bool, ...]]:
-  """Returns float32 cos and sin of rotation_angles [..., bands] and which bands rotate (θ_i > 0)."""
+def rotation_cos_sin(positions: ArrayLike,
+                     frequencies: ArrayLike) -> tuple[jax.Array, jax.Array, tuple[bool, ...]]:
+  """Returns float32 cos and sin of rotation_angles [..., bands], and which bands rotate (θ > 0)."""
   freqs = concrete_frequencies(frequencies)
   angles = rotation_angles(positions, freqs)
   return jnp.cos(angles), jnp.sin(angles), tuple(bool(f > 0) for f in freqs)
@@ -203,7 +207,7 @@ def _merge_pairs(first: jax.Array, second: jax.Array, layout: str) -> jax.Array:
   return jnp.stack([first, second], axis=-1).reshape(*first.shape[:-1], -1)
 
 
-def _rotate_pairs(x: jax.Array, cos: jax.Array, sin: jax.Array, plan: tuple) -> jax.Array:
+def _rotate_pairs(x: jax.Array, cos: jax.Array, sin: jax.Array, plan: Plan) -> jax.Array:
   """Rotates x's pairs by the angles whose cos/sin (every band) are given; plan is static.
 
   plan = (layout, rotating): ``rotating`` holds one boolean per band.  Every band goes through the
@@ -222,8 +226,8 @@ def _rotate_pairs(x: jax.Array, cos: jax.Array, sin: jax.Array, plan: tuple) -> 
   return _merge_pairs(new_a, new_b, layout)
 
 
-def _rotate_linear(x: jax.Array, cos: jax.Array, sin: jax.Array, plan: tuple) -> jax.Array:
-  """The rotation as a linear map of x whose transpose is again one rotation (by the negated angles).
+def _rotate_linear(x: jax.Array, cos: jax.Array, sin: jax.Array, plan: Plan) -> jax.Array:
+  """The rotation as a linear map of x whose transpose is one rotation too (by the negated angles).
 
   Each head is viewed as pairs [..., 2, bands] (split-half) or [..., bands, 2] (interleaved), and
   rotated as x · cos + flip(x) · (∓sin): reshapes, a reverse and elementwise math, which transpose
@@ -246,7 +250,7 @@ def _rotate_linear(x: jax.Array, cos: jax.Array, sin: jax.Array, plan: tuple) ->
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
-def _rotate(x: jax.Array, cos: jax.Array, sin: jax.Array, plan: tuple) -> jax.Array:
+def _rotate(x: jax.Array, cos: jax.Array, sin: jax.Array, plan: Plan) -> jax.Array:
   """_rotate_pairs with a tangent rule that rotates the tangent (``_rotate_linear``).
 
   Forward-mode autodiff (``jax.jvp``, ``jacfwd``) works, and reverse mode transposes the tangent
@@ -257,15 +261,16 @@ def _rotate(x: jax.Array, cos: jax.Array, sin: jax.Array, plan: tuple) -> jax.Ar
 
 
 @_rotate.defjvp
-def _rotate_jvp(plan, primals, tangents):
-  """Tangent rule of _rotate: the primal rotation, and the tangent of x rotated by the same angles."""
+def _rotate_jvp(plan: Plan, primals: tuple[jax.Array, jax.Array, jax.Array],
+                tangents: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+  """Tangent rule of _rotate: the primal rotation, and x's tangent rotated by the same angles."""
   x, cos, sin = primals
   return _rotate_pairs(x, cos, sin, plan), _rotate_linear(tangents[0], cos, sin, plan)
 
 
-def apply_rotary(x: jax.Array, positions, frequencies, *,
+def apply_rotary(x: jax.Array, positions: ArrayLike, frequencies: ArrayLike, *,
                  layout: Layout = "split_half") -> jax.Array:
-  """Rotates each pair i of x's last axis by position · frequencies[i]; 0-frequency pairs pass through.
+  """Rotates each pair i of x's last axis by position · frequencies[i]; 0-frequency pairs pass.
 
   x: ``[..., seq, heads, head_dim]``; positions: integers ``[..., seq]`` broadcastable to
   ``x.shape[:-2]``; frequencies: concrete ``[head_dim // 2]``.  ``layout="split_half"`` pairs
@@ -286,16 +291,17 @@ def apply_rotary(x: jax.Array, positions, frequencies, *,
   if not (freqs > 0).any():
     return x
   cos, sin, rotating = rotation_cos_sin(positions, freqs)
-  return _rotate(x, cos[..., None, :], sin[..., None, :], (layout, rotating))  # [..., seq, 1, bands]
+  cos, sin = cos[..., None, :], sin[..., None, :]  # [..., seq, 1, bands]: one angle for all heads
+  return _rotate(x, cos, sin, (layout, rotating))
 
 
-def apply_rope(x: jax.Array, positions, *, base: float = 10000.0,
+def apply_rope(x: jax.Array, positions: ArrayLike, *, base: float = 10000.0,
                layout: Layout = "split_half") -> jax.Array:
   """Applies RoPE with θ_i = base^(−2i/head_dim) to x [..., seq, heads, head_dim]."""
   return apply_rotary(x, positions, rope_frequencies(x.shape[-1], base=base), layout=layout)
 
 
-def apply_hope(x: jax.Array, positions, *, train_length: int, base: float = 10000.0,
+def apply_hope(x: jax.Array, positions: ArrayLike, *, train_length: int, base: float = 10000.0,
                layout: Layout = "split_half") -> jax.Array:
   """Applies HoPE (RoPE's bands with ≥ 1 period within train_length; others unrotated) to x."""
   freqs = hope_frequencies(x.shape[-1], train_length=train_length, base=base)
