@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from device_helpers import kernel_mesh
 from flax import nnx
 
 from hope_jax.kernels import loss as fused_loss
@@ -75,12 +76,12 @@ def test_token_nll_and_gradient_are_the_same_with_either_implementation(dtype):
 
 
 def _mesh(shape):
-  return sharding.make_mesh(sharding.MeshConfig(*shape))
+  return kernel_mesh(*shape)
 
 
 @needs_pallas
 def test_pallas_under_a_mesh_and_a_sharded_vocabulary():
-  """shard_mapped over batch and length on 8 CPU devices; a sharded vocabulary is refused."""
+  """shard_mapped over batch and length on 8 devices; a sharded vocabulary is refused."""
   logits, labels = _inputs((8, 4, 300), seed=7)
   x, labels = jnp.asarray(logits, jnp.float32), jnp.asarray(labels)
   expected = fused_loss.logsumexp_and_label(x, labels, implementation="xla")

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from device_helpers import kernel_mesh
 from flax import nnx
 
 from hope_jax.kernels import norm as fused_norm
@@ -89,12 +90,12 @@ def test_plain_norm_without_update():
 
 
 def _mesh(shape):
-  return sharding.make_mesh(sharding.MeshConfig(*shape))
+  return kernel_mesh(*shape)
 
 
 @needs_pallas
 def test_pallas_under_a_mesh_matches_unsharded():
-  """shard_mapped over batch and length on 8 CPU devices, the scale sharded over fsdp."""
+  """shard_mapped over batch and length on 8 devices, the scale sharded over fsdp."""
   x, update, scale, ws, wn = _inputs((4, 8, 48), seed=3)
   expected = _loss_and_grads("pallas", x, update, scale, ws, wn)
   mesh = _mesh((2, 2, 2))

@@ -80,7 +80,8 @@ def test_hope_bands_come_from_config_train_length(tiny_config):
   model = Transformer(cfg, rngs=nnx.Rngs(0))
   forward = _jit_forward(model)
   tokens = _tokens(1, 64)  # longer than train_length: the cutoff must not move
-  np.testing.assert_allclose(forward(tokens)[:, :8], forward(tokens[:, :8]), rtol=1e-5, atol=1e-6)
+  # Float32 at two sequence lengths: a GPU sums the products in another order (~1e-6 apart).
+  np.testing.assert_allclose(forward(tokens)[:, :8], forward(tokens[:, :8]), rtol=1e-5, atol=1e-5)
   other = dataclasses.replace(cfg, train_length=4096)
   assert other.encoding.num_rotated_bands > kept
   # Same parameters, longer training length: more bands rotate, so the output changes.
@@ -159,8 +160,8 @@ def test_remat_gives_the_same_gradients(tiny_config):
       grads(tiny_config(encoder="kerple")), grads(tiny_config(encoder="kerple", remat=True)))
   is_remat = lambda jaxpr: "remat" in jaxpr or "checkpoint" in jaxpr  # noqa: E731
   assert is_remat(checkpointed) and not is_remat(plain)
-  for a, b in zip(jax.tree.leaves(base), jax.tree.leaves(rematted)):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+  for a, b in zip(jax.tree.leaves(base), jax.tree.leaves(rematted)):  # fused differently on a GPU
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   assert any(float(jnp.abs(a).max()) > 0 for a in jax.tree.leaves(base))
 
 
@@ -262,8 +263,8 @@ def test_float32_logits_forward_and_bf16_backward_match_float64(spec):
   xf, wf = x.astype(jnp.float32), w.astype(jnp.float32)
   grads = jax.grad(lambda x, w: jnp.sum(float32_logits(spec, x, w) ** 2), (0, 1))(xf, wf)
   plain = jax.grad(lambda x, w: jnp.sum(jnp.einsum(spec, x, w) ** 2), (0, 1))(xf, wf)
-  for a, b in zip(grads, plain):
-    np.testing.assert_allclose(a, b, rtol=1e-6)
+  for a, b in zip(grads, plain):  # two float32 programs: ~1e-7 relative, more near 0 on a GPU
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()))
 
 
 def test_kerple_parameters_are_learnable_and_clamped(tiny_config):
@@ -341,7 +342,7 @@ def test_logn_scaling_is_a_no_op_within_the_training_length_and_changes_beyond()
                     state)
   tokens = jax.random.randint(jax.random.key(1), (1, 16), 0, 64)
   a, b = model(tokens), other(tokens)
-  np.testing.assert_allclose(a[:, :8], b[:, :8], rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(a[:, :8], b[:, :8], rtol=1e-5, atol=1e-5)
   assert not np.allclose(a[:, 9:], b[:, 9:], atol=1e-4)
   factors = np.asarray(attention.logn_factor(jnp.arange(16), 8))
   assert np.all(factors[:8] == 1.0) and factors[15] == pytest.approx(np.log(16) / np.log(8))
@@ -371,8 +372,9 @@ def test_mlp_stacked_product_equals_separate_gate_and_up(tiny_config):
   def separate(m, x):
     return (jax.nn.silu(x @ m.gate[...]) * (x @ m.up[...])) @ m.down[...]
 
-  np.testing.assert_allclose(mlp(x), separate(mlp, x), rtol=1e-6, atol=1e-6)
+  # One stacked product against two: other shapes, so another summation order on a GPU.
+  np.testing.assert_allclose(mlp(x), separate(mlp, x), rtol=1e-5, atol=1e-5)
   grads = [nnx.grad(lambda m, f=f: jnp.sum(f(m, x) ** 2))(mlp)
            for f in (lambda m, x: m(x), separate)]
   for a, b in zip(*map(jax.tree.leaves, grads)):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()))

@@ -1,11 +1,14 @@
 """The q/k projection with its rotation: the kernel's autodiff and project_qkv against the XLA
 path (interpret mode on the CPU), the implementation choice and tiling, the model with it."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from device_helpers import cpu_mesh, on_cpu
 from rotary_helpers import SMALL, bf16_inputs, needs_mosaic
 
 from hope_jax.positional import encoders
@@ -138,14 +141,16 @@ def test_sharded_projection_matches_xla(tiny_config, monkeypatch, mesh_shape):
   """The kernel's shard_map wiring on 8 devices (rows split by data and fsdp, heads by tensor).
 
   The kernel itself is replaced by the XLA product + rotation: Mosaic GPU's interpret mode hung
-  intermittently with several devices (a barrier left allocated on device 1).
+  intermittently with several devices (a barrier left allocated on device 1).  So it is XLA only:
+  CPU devices, and the other implementations "xla" as "auto" picks them there.
   """
   monkeypatch.setattr(rp, "_kernel_call", lambda x, w, cos, sin, *, head_dim, tiles:
                       rp.xla_rotary_matmul(x, w, cos, sin, head_dim=head_dim,
                                            rotating=(True,) * (head_dim // 2)))
   tokens = np.random.default_rng(5).integers(0, 128, (8, 65), dtype=np.int32)
-  mesh = sharding.make_mesh(sharding.MeshConfig(*mesh_shape))
+  mesh = cpu_mesh(*mesh_shape)
   results = _train_step_results(
-      lambda impl: tiny_config(embed_dim=256, num_heads=4, num_kv_heads=4, dtype="bfloat16",
-                               encoder="rope", projection_impl=impl), mesh, tokens)
+      lambda impl: dataclasses.replace(on_cpu(tiny_config(
+          embed_dim=256, num_heads=4, num_kv_heads=4, dtype="bfloat16", encoder="rope")),
+          projection_impl=impl), mesh, tokens)
   assert results["pallas"] == pytest.approx(results["xla"], rel=1e-3)

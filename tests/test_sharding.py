@@ -1,5 +1,6 @@
 """Tests of meshes, sharding rules, sharded training equivalence and multi-process start-up."""
 
+import dataclasses
 import os
 import socket
 import subprocess
@@ -18,13 +19,14 @@ from hope_jax.parallel import distributed
 from hope_jax.parallel import sharding
 from hope_jax.training import step as train_step
 from hope_jax.model import Transformer, create_sharded_model
+from device_helpers import cpu_devices, cpu_mesh, on_cpu
 
 RULES = sharding.DEFAULT_RULES
 MESHES = [(8, 1, 1), (2, 4, 1), (2, 2, 2)]
 
 
 def _mesh(shape) -> jax.sharding.Mesh:
-  return sharding.make_mesh(sharding.MeshConfig(*shape), jax.devices()[:int(np.prod(shape))])
+  return cpu_mesh(*shape)
 
 
 def _batch(seed: int = 0) -> dict:
@@ -50,9 +52,9 @@ def _sgd_step(config, shape):
 @pytest.fixture(scope="module")
 def single_device_step():
   from hope_jax.model import TransformerConfig
-  config = TransformerConfig(vocab_size=128, num_layers=2, embed_dim=64, num_heads=4,
-                             num_kv_heads=2, mlp_dim=128, dtype="float32", train_length=32,
-                             encoder="kerple")
+  config = on_cpu(TransformerConfig(vocab_size=128, num_layers=2, embed_dim=64, num_heads=4,
+                                    num_kv_heads=2, mlp_dim=128, dtype="float32",
+                                    train_length=32, encoder="kerple"))
   return config, _sgd_step(config, (1, 1, 1))
 
 
@@ -94,7 +96,8 @@ def test_splash_attention_on_a_mesh_matches_xla(tiny_config):
            "segment_ids": (np.arange(129)[None] >= rng.integers(10, 120, (4, 1))).astype(np.int32)}
   results = {}
   for impl, shape in (("splash", (2, 1, 2)), ("xla", (1, 1, 1))):
-    config = tiny_config(num_layers=1, encoder="hope", train_length=128, attention_impl=impl)
+    config = dataclasses.replace(on_cpu(tiny_config(num_layers=1, encoder="hope",
+                                                    train_length=128)), attention_impl=impl)
     mesh, optimizer = _mesh(shape), optax.sgd(1.0)
     graphdef, state, shardings = train_step.create_train_state(config, optimizer, mesh=mesh)
     step = train_step.make_train_step(graphdef, optimizer, mesh=mesh, state_shardings=shardings)
@@ -108,8 +111,8 @@ def test_splash_attention_on_a_mesh_matches_xla(tiny_config):
 
 def test_optimizer_state_is_sharded_like_params():
   from hope_jax.model import TransformerConfig
-  config = TransformerConfig(vocab_size=128, num_layers=1, embed_dim=64, num_heads=4,
-                             mlp_dim=128, dtype="float32")
+  config = on_cpu(TransformerConfig(vocab_size=128, num_layers=1, embed_dim=64, num_heads=4,
+                                    mlp_dim=128, dtype="float32"))
   mesh = _mesh((2, 2, 2))
   _, state, shardings = train_step.create_train_state(config, optax.adam(1e-3), mesh=mesh,
                                                       rules=RULES)
@@ -155,7 +158,7 @@ def test_logical_specs_and_constrain_outside_a_mesh(tiny_config):
 ])
 def test_bad_mesh_configs_name_the_field(mesh_fields, message):
   with pytest.raises(ValueError, match=message):
-    sharding.make_mesh(sharding.MeshConfig(**mesh_fields))
+    sharding.make_mesh(sharding.MeshConfig(**mesh_fields), cpu_devices(8))
   with pytest.raises(ValueError, match="unknown MeshConfig field"):
     sharding.MeshConfig.from_mapping({"model": 2})
 
@@ -169,7 +172,7 @@ def test_bad_mesh_configs_name_the_field(mesh_fields, message):
 ])
 def test_unshardable_models_fail_before_compiling(tiny_config, monkeypatch, shape, overrides,
                                                   message):
-  config, mesh = tiny_config(**overrides), _mesh(shape)
+  config, mesh = on_cpu(tiny_config(**overrides)), _mesh(shape)
 
   def no_compiling(*args, **kwargs):
     raise AssertionError("compiled before validating")
@@ -240,7 +243,7 @@ def test_two_processes_match_single_process(tiny_config, tmp_path):
   results = [[float(x) for x in line.split()[1:]] for out in outputs
              for line in out.splitlines() if line.startswith("LOSS")]
   assert len(results) == 2 and results[0] == results[1]
-  config = tiny_config()
+  config = on_cpu(tiny_config())
   mesh = _mesh((1, 1, 1))
   graphdef, state, shardings = train_step.create_train_state(config, optax.sgd(1.0), mesh=mesh)
   step = train_step.make_train_step(graphdef, optax.sgd(1.0), mesh=mesh,
@@ -253,8 +256,8 @@ def test_two_processes_match_single_process(tiny_config, tmp_path):
 
 def test_host_init_matches_device_init_and_shards():
   from hope_jax.model import TransformerConfig
-  config = TransformerConfig(vocab_size=128, num_layers=2, embed_dim=64, num_heads=4,
-                             mlp_dim=128, dtype="float32")
+  config = on_cpu(TransformerConfig(vocab_size=128, num_layers=2, embed_dim=64, num_heads=4,
+                                    mlp_dim=128, dtype="float32"))
   mesh = _mesh((2, 2, 2))
   built = {place: train_step.create_train_state(config, optax.adam(1e-3), mesh=mesh, rules=RULES,
                                                 seed=3, init_on=place)

@@ -10,6 +10,7 @@ import time
 import jax
 import numpy as np
 import pytest
+from device_helpers import needs_default_devices
 
 from hope_jax.training import checkpointing
 from hope_jax.config import base as config_base
@@ -67,6 +68,7 @@ def test_nan_loss_stops_with_step_and_checkpoint(tmp_path):
 
 
 def test_restore_onto_a_different_mesh(tmp_path):
+  needs_default_devices(8)  # the loop meshes jax.devices(): 8 CPU devices in CI
   config = small_config(steps=2, checkpoint_every=2)
   config.mesh.update(dict(data=8, fsdp=1, tensor=1))
   train.train(config, str(tmp_path), verbose=False)

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from device_helpers import cpu_mesh, on_cpu
 from flax import nnx
 from jax.sharding import PartitionSpec
 
@@ -19,8 +20,7 @@ RULES = sharding.DEFAULT_RULES
 
 
 def _mesh(data: int = 1, fsdp: int = 1, tensor: int = 1) -> jax.sharding.Mesh:
-  count = data * fsdp * tensor
-  return sharding.make_mesh(sharding.MeshConfig(data, fsdp, tensor), jax.devices()[:count])
+  return cpu_mesh(data, fsdp, tensor)
 
 
 def _batch(batch: int, length: int, *, seed: int = 0, segments: bool = False) -> dict:
@@ -37,8 +37,9 @@ def _batch(batch: int, length: int, *, seed: int = 0, segments: bool = False) ->
 @pytest.fixture(scope="module")
 def adam_state():
   """A 1-layer rope TrainState for Adam on one device; encoders without parameters share it."""
-  config = TransformerConfig(vocab_size=128, num_layers=1, embed_dim=64, num_heads=4,
-                             num_kv_heads=2, mlp_dim=128, dtype="float32", train_length=32)
+  config = on_cpu(TransformerConfig(vocab_size=128, num_layers=1, embed_dim=64, num_heads=4,
+                                    num_kv_heads=2, mlp_dim=128, dtype="float32",
+                                    train_length=32))
   _, state, shardings = train_step.create_train_state(config, optax.adam(1e-2), mesh=_mesh(),
                                                       rules=RULES, seed=0)
   return config, state, shardings
@@ -68,8 +69,9 @@ def test_every_encoder_trains(adam_state, encoder):
 @pytest.fixture(scope="module")
 def sgd_run():
   """A rope TrainState for SGD(lr=1) on a data=2 mesh, and a cache of its step functions."""
-  config = TransformerConfig(vocab_size=128, num_layers=2, embed_dim=64, num_heads=4,
-                             num_kv_heads=2, mlp_dim=128, dtype="float32", train_length=32)
+  config = on_cpu(TransformerConfig(vocab_size=128, num_layers=2, embed_dim=64, num_heads=4,
+                                    num_kv_heads=2, mlp_dim=128, dtype="float32",
+                                    train_length=32))
   mesh = _mesh(2)
   graphdef, state, shardings = train_step.create_train_state(config, optax.sgd(1.0), mesh=mesh,
                                                              rules=RULES, seed=0)

@@ -4,16 +4,16 @@ A rotary encoder is described by a frequency array ``θ`` of shape ``[head_dim /
 of a query or key is rotated by the angle ``position · θ_i``.  A band whose frequency is exactly 0
 is left unrotated (position-independent, like a NoPE channel); HoPE, NoPE, p-RoPE and partial
 rotary are all expressed this way, and the context-extension transforms in
-:mod:`hope_jax.positional.scaling` map one frequency array to another, so they apply to RoPE and HoPE alike.
+:mod:`hope_jax.positional.scaling` map one frequency array to another, so they apply to RoPE and
+HoPE alike.
 
-Numerics: angles are computed from integer positions with exact range reduction.  A position is
-split into 12-bit digits ``p = Σ_j b_j 2^{12j}``; for each band the host precomputes, in float64,
-the turns ``f_ij = frac(2^{12j} θ_i / 2π)`` and splits each into a 12-bit head (so ``b_j · head`` is
-exact in float32) and a float32 tail below 2^-12.  The device accumulates ``frac(b_j · head) +
-b_j · tail`` in float32, reducing modulo one turn after every digit, so the angle error stays
-near 1e-6 rad for every int32 position, where a float32 ``position * θ`` drifts by ~0.02 rad near
-10^6 and breaks the relative-position property.  No sin/cos table is indexed by position.  Frequencies are static configuration constants: the
-rotation needs them as concrete arrays (NumPy or concrete JAX arrays), not tracers.
+Numerics: angles are computed from integer positions with exact range reduction
+(:mod:`hope_jax.positional._angles`): every position of every integer dtype — int32, uint32 and,
+with ``jax_enable_x64``, int64 and uint64 — gets its angle within a few 1e-6 rad, where a float32
+``position * θ`` drifts by ~0.02 rad near 10^6 and breaks the relative-position property; sin and
+cos are taken in float32 and only the rotated result is cast back.  No sin/cos table is indexed
+by position.  Frequencies are static configuration constants: the rotation needs them as
+concrete arrays (NumPy or concrete JAX arrays), not tracers.
 """
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
+
+from hope_jax.positional import _angles
 
 Layout = Literal["split_half", "interleaved"]
 LAYOUTS: tuple[str, ...] = ("split_half", "interleaved")
-
-_DIGIT_BITS = 12
-_NUM_DIGITS = 3  # covers |position| < 2**36, all int32 positions
+Plan = tuple[str, tuple[bool, ...]]  # (layout, whether each band rotates): static
 
 
 # ----------------------------------------------------------------------------------------------
@@ -65,7 +66,7 @@ def _check_train_length(train_length: int) -> int:
   return int(train_length)
 
 
-def concrete_frequencies(frequencies) -> np.ndarray:
+def concrete_frequencies(frequencies: ArrayLike) -> np.ndarray:
   """Returns the frequency array as float32 NumPy, or raises if it is a tracer or malformed."""
   try:
     freqs = np.asarray(frequencies)
@@ -172,46 +173,20 @@ def partial_rotary_frequencies(head_dim: int, *, fraction: float,
 # Rotation.
 
 
-def _turn_constants(freqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Returns float32 [NUM_DIGITS, bands] heads and tails of frac(2^{12j} θ_i / 2π), from float64."""
-  theta = freqs.astype(np.float64)
-  scales = 2.0 ** (_DIGIT_BITS * np.arange(_NUM_DIGITS, dtype=np.float64))
-  turns = np.mod(np.outer(scales, theta) / (2.0 * math.pi), 1.0)
-  heads = np.floor(turns * 2.0**_DIGIT_BITS) / 2.0**_DIGIT_BITS  # 12 significant bits: exact
-  return heads.astype(np.float32), (turns - heads).astype(np.float32)
+def rotation_angles(positions: ArrayLike, frequencies: ArrayLike) -> jax.Array:
+  """Returns float32 angles position · θ_i reduced to [−π, π], shape positions.shape + [bands].
 
-
-def _check_positions(positions) -> jax.Array:
-  """Returns positions as an int32 array, or raises when they are not integers."""
-  positions = jnp.asarray(positions)
-  if not jnp.issubdtype(positions.dtype, jnp.integer):
-    raise ValueError(f"positions must be integers, got dtype {positions.dtype}")
-  return positions.astype(jnp.int32)
-
-
-def rotation_angles(positions, frequencies) -> jax.Array:
-  """Returns float32 angles position · θ_i reduced to [−π, π), shape positions.shape + [bands].
-
-  Exact range reduction (see the module docstring); the result differs from the float64 product
-  position × θ_i (θ_i as the float32 array holds it) by a few 1e-6 rad modulo 2π.
+  positions: integers of any dtype (64-bit ones need ``jax_enable_x64``; host values that would
+  wrap raise).  Exact range reduction (see the module docstring); the result differs from the
+  exact position × θ_i (θ_i as the float32 array holds it) by a few 1e-6 rad modulo 2π.
   """
   freqs = concrete_frequencies(frequencies)
-  positions = _check_positions(positions)
-  magnitude = jnp.abs(positions).astype(jnp.uint32)  # |INT32_MIN| = 2^31 fits in uint32.
-  heads, tails = (jnp.asarray(c) for c in _turn_constants(freqs))
-  turns = jnp.zeros(positions.shape + freqs.shape, jnp.float32)
-  for j in range(_NUM_DIGITS):
-    digit = ((magnitude >> (_DIGIT_BITS * j)) & (2**_DIGIT_BITS - 1)).astype(jnp.float32)[..., None]
-    exact = digit * heads[j]  # < 2^24 units of 2^-12: exact, and so is its fractional part.
-    turns = turns + (exact - jnp.floor(exact)) + digit * tails[j]
-    turns = turns - jnp.floor(turns)  # back to [0, 1) after every digit
-  turns = jnp.where(positions[..., None] < 0, -turns, turns)
-  turns = turns - jnp.round(turns)  # [-0.5, 0.5]: smaller angles, smaller rounding in sin/cos
-  return turns * jnp.float32(2.0 * math.pi)
+  return _angles.reduced_angles(_angles.check_positions(positions), freqs)
 
 
-def rotation_cos_sin(positions, frequencies) -> tuple[jax.Array, jax.Array, tuple[bool, ...]]:
-  """Returns float32 cos and sin of rotation_angles [..., bands] and which bands rotate (θ_i > 0)."""
+def rotation_cos_sin(positions: ArrayLike,
+                     frequencies: ArrayLike) -> tuple[jax.Array, jax.Array, tuple[bool, ...]]:
+  """Returns float32 cos and sin of rotation_angles [..., bands], and which bands rotate (θ > 0)."""
   freqs = concrete_frequencies(frequencies)
   angles = rotation_angles(positions, freqs)
   return jnp.cos(angles), jnp.sin(angles), tuple(bool(f > 0) for f in freqs)
@@ -232,7 +207,7 @@ def _merge_pairs(first: jax.Array, second: jax.Array, layout: str) -> jax.Array:
   return jnp.stack([first, second], axis=-1).reshape(*first.shape[:-1], -1)
 
 
-def _rotate_pairs(x: jax.Array, cos: jax.Array, sin: jax.Array, plan: tuple) -> jax.Array:
+def _rotate_pairs(x: jax.Array, cos: jax.Array, sin: jax.Array, plan: Plan) -> jax.Array:
   """Rotates x's pairs by the angles whose cos/sin (every band) are given; plan is static.
 
   plan = (layout, rotating): ``rotating`` holds one boolean per band.  Every band goes through the
@@ -251,41 +226,59 @@ def _rotate_pairs(x: jax.Array, cos: jax.Array, sin: jax.Array, plan: tuple) -> 
   return _merge_pairs(new_a, new_b, layout)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _rotate(x: jax.Array, cos: jax.Array, sin: jax.Array, plan: tuple) -> jax.Array:
-  """_rotate_pairs with a backward pass that is itself one rotation (by the negated angles).
+def _rotate_linear(x: jax.Array, cos: jax.Array, sin: jax.Array, plan: Plan) -> jax.Array:
+  """The rotation as a linear map of x whose transpose is one rotation too (by the negated angles).
 
-  A rotation is orthogonal, so its vector-Jacobian product is the inverse rotation: one fused
-  elementwise pass over the cotangent, where autodiff of the slices and concatenations would
-  pad, add and copy.  Angles come from integer positions, so cos/sin get no gradient.
+  Each head is viewed as pairs [..., 2, bands] (split-half) or [..., bands, 2] (interleaved), and
+  rotated as x · cos + flip(x) · (∓sin): reshapes, a reverse and elementwise math, which transpose
+  into the same (autodiff of the slices and concatenation of ``_rotate_pairs`` would pad, select
+  and add).  Unrotated bands get cos 1 and sin 0, so a finite tangent passes them unchanged.
+  """
+  layout, rotating = plan
+  if not all(rotating):
+    mask = np.asarray(rotating)
+    cos, sin = jnp.where(mask, cos, 1.0), jnp.where(mask, sin, 0.0)
+  half = x.shape[-1] // 2
+  if layout == "split_half":
+    pair_axis, pairs_shape, signs = -2, (2, half), np.array([[-1.0], [1.0]], np.float32)
+  else:
+    pair_axis, pairs_shape, signs = -1, (half, 2), np.array([-1.0, 1.0], np.float32)
+  cos, sin = jnp.expand_dims(cos, pair_axis), jnp.expand_dims(sin, pair_axis) * signs
+  pairs = x.reshape(x.shape[:-1] + pairs_shape).astype(jnp.float32)
+  turned = pairs * cos + jnp.flip(pairs, axis=pair_axis) * sin
+  return turned.astype(x.dtype).reshape(x.shape)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
+def _rotate(x: jax.Array, cos: jax.Array, sin: jax.Array, plan: Plan) -> jax.Array:
+  """_rotate_pairs with a tangent rule that rotates the tangent (``_rotate_linear``).
+
+  Forward-mode autodiff (``jax.jvp``, ``jacfwd``) works, and reverse mode transposes the tangent
+  rule: the gradient is the cotangent rotated back in one fused elementwise pass.  Angles come
+  from integer positions, so cos/sin are treated as constants (their tangents are ignored).
   """
   return _rotate_pairs(x, cos, sin, plan)
 
 
-def _rotate_fwd(x, cos, sin, plan):
-  """Forward pass of _rotate: keeps only cos and sin for the backward pass."""
-  return _rotate_pairs(x, cos, sin, plan), (cos, sin)
+@_rotate.defjvp
+def _rotate_jvp(plan: Plan, primals: tuple[jax.Array, jax.Array, jax.Array],
+                tangents: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+  """Tangent rule of _rotate: the primal rotation, and x's tangent rotated by the same angles."""
+  x, cos, sin = primals
+  return _rotate_pairs(x, cos, sin, plan), _rotate_linear(tangents[0], cos, sin, plan)
 
 
-def _rotate_bwd(plan, residuals, cotangent):
-  """Backward pass of _rotate: rotates the cotangent back; cos and sin get zero cotangents."""
-  cos, sin = residuals
-  return (_rotate_pairs(cotangent, cos, -sin, plan), jnp.zeros_like(cos), jnp.zeros_like(sin))
-
-
-_rotate.defvjp(_rotate_fwd, _rotate_bwd)
-
-
-def apply_rotary(x: jax.Array, positions, frequencies, *,
+def apply_rotary(x: jax.Array, positions: ArrayLike, frequencies: ArrayLike, *,
                  layout: Layout = "split_half") -> jax.Array:
-  """Rotates each pair i of x's last axis by position · frequencies[i]; 0-frequency pairs pass through.
+  """Rotates each pair i of x's last axis by position · frequencies[i]; 0-frequency pairs pass.
 
   x: ``[..., seq, heads, head_dim]``; positions: integers ``[..., seq]`` broadcastable to
   ``x.shape[:-2]``; frequencies: concrete ``[head_dim // 2]``.  ``layout="split_half"`` pairs
   channel i with i + head_dim/2 (Llama/GPT-NeoX); ``"interleaved"`` pairs 2i with 2i + 1 (GPT-J).
   Sin and cos are computed in float32 and only the result is cast back to x.dtype.  Pairs whose
-  frequency is 0 come out bit-identical to the input.  The gradient with respect to x is the
-  inverse rotation of the cotangent (a custom VJP: one pass, like the forward).
+  frequency is 0 come out bit-identical to the input.  Forward- and reverse-mode autodiff work;
+  the gradient with respect to x is the inverse rotation of the cotangent (one pass, like the
+  forward).
   """
   if layout not in LAYOUTS:
     raise ValueError(f"layout must be one of {LAYOUTS}, got layout={layout!r}")
@@ -294,20 +287,21 @@ def apply_rotary(x: jax.Array, positions, frequencies, *,
   if x.ndim < 3 or x.shape[-1] != 2 * freqs.shape[0]:
     raise ValueError(f"x must be [..., seq, heads, head_dim] with head_dim = 2 × "
                      f"{freqs.shape[0]} bands, got x.shape={x.shape}")
-  positions = _check_positions(positions)
+  positions = _angles.check_positions(positions)
   if not (freqs > 0).any():
     return x
   cos, sin, rotating = rotation_cos_sin(positions, freqs)
-  return _rotate(x, cos[..., None, :], sin[..., None, :], (layout, rotating))  # [..., seq, 1, bands]
+  cos, sin = cos[..., None, :], sin[..., None, :]  # [..., seq, 1, bands]: one angle for all heads
+  return _rotate(x, cos, sin, (layout, rotating))
 
 
-def apply_rope(x: jax.Array, positions, *, base: float = 10000.0,
+def apply_rope(x: jax.Array, positions: ArrayLike, *, base: float = 10000.0,
                layout: Layout = "split_half") -> jax.Array:
   """Applies RoPE with θ_i = base^(−2i/head_dim) to x [..., seq, heads, head_dim]."""
   return apply_rotary(x, positions, rope_frequencies(x.shape[-1], base=base), layout=layout)
 
 
-def apply_hope(x: jax.Array, positions, *, train_length: int, base: float = 10000.0,
+def apply_hope(x: jax.Array, positions: ArrayLike, *, train_length: int, base: float = 10000.0,
                layout: Layout = "split_half") -> jax.Array:
   """Applies HoPE (RoPE's bands with ≥ 1 period within train_length; others unrotated) to x."""
   freqs = hope_frequencies(x.shape[-1], train_length=train_length, base=base)
