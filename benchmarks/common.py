@@ -16,7 +16,6 @@ import jax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from hope_jax.config import base as config_base
 from hope_jax.config import base as config_base  # noqa: E402
 from hope_jax.kernels import projection  # noqa: E402
 
