@@ -9,12 +9,19 @@ import pytest
 from flax import nnx
 
 from hope_jax import kernels
-from hope_jax.kernels import selector
-from hope_jax.model import analysis_forward, attention
-from hope_jax.positional import encoders
 from hope_jax.kernels import norm as fused_norm
-from hope_jax.model import Transformer, TransformerConfig, flops_per_token, generate, num_params
+from hope_jax.kernels import selector
+from hope_jax.model import (
+  Transformer,
+  TransformerConfig,
+  analysis_forward,
+  attention,
+  flops_per_token,
+  generate,
+  num_params,
+)
 from hope_jax.model.layers import float32_logits
+from hope_jax.positional import encoders
 
 ENCODERS = ["rope", "hope", "nope", "p_rope", "partial_rope", "alibi", "kerple"]
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from rotary_helpers import SMALL, bf16_inputs, needs_mosaic
 
-from hope_jax.positional import encoders
 from hope_jax.kernels import rotary_kernel as rk
+from hope_jax.positional import encoders
 
 
 def _reference(x, w, positions, freqs, head_dim):

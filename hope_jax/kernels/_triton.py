@@ -1,4 +1,4 @@
-"""What the Pallas Triton kernels (norm, loss) share: the guarded import, sharding checks, block sizes."""
+"""What the Pallas Triton kernels (norm, loss) share: the guarded import, checks, block sizes."""
 
 from __future__ import annotations
 

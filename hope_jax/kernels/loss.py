@@ -1,4 +1,4 @@
-"""The token loss: per-token NLL whose forward reduction (logsumexp, the label's logit) is XLA or Pallas.
+"""The token loss: per-token NLL, its reduction (logsumexp, the label's logit) XLA or Pallas.
 
 ``token_nll(logits, labels)`` is the entry point: float32 NLL of integer labels ``[...]`` under
 logits ``[..., vocab]``.  Its forward is ``logsumexp_and_label``, float32 ``(lse, label_logit)``,

@@ -37,7 +37,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hope_jax.kernels.rotary_kernel import DEFAULT_TILES, TileConfig, pallas_rotary_matmul, tiling_problem
+from hope_jax.kernels.rotary_kernel import (
+  DEFAULT_TILES,
+  TileConfig,
+  pallas_rotary_matmul,
+  tiling_problem,
+)
 from hope_jax.kernels.selector import select
 from hope_jax.parallel import sharding
 from hope_jax.positional import encoders

@@ -24,7 +24,7 @@ from hope_jax.parallel import sharding
 
 
 def broadcast_positions(positions: jax.Array | None, shape: tuple[int, int]) -> jax.Array:
-  """Returns int32 positions [B, T] for tokens of this shape: arange(T) when None, else broadcast."""
+  """Returns int32 positions [B, T] for tokens of this shape: arange(T) when None."""
   batch, length = shape
   if positions is None:
     positions = jnp.arange(length, dtype=jnp.int32)

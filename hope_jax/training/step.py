@@ -26,8 +26,8 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 from hope_jax.kernels import token_nll
-from hope_jax.parallel import sharding
 from hope_jax.model.transformer import Transformer, TransformerConfig
+from hope_jax.parallel import sharding
 
 Batch = Mapping[str, jax.Array]
 
@@ -74,7 +74,8 @@ def create_train_state(model_config: TransformerConfig, optimizer: optax.Gradien
 
   ``init_on="host"`` compiles the initialiser for the host CPU and copies each process's shards
   to its devices (it needs the whole state in host memory); ``"device"`` runs it jitted on the
-  mesh, so the state is born sharded, but on GPUs that compile is far longer (benchmarks/RESULTS.md §1.5).
+  mesh, so the state is born sharded, but on GPUs that compile is far longer
+  (benchmarks/RESULTS.md §1.5).
   """
   if init_on not in INIT_PLACES:
     raise ValueError(f"init_on must be one of {INIT_PLACES}, got {init_on!r}")
