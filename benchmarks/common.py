@@ -16,9 +16,8 @@ import jax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from hope_jax.config import base as config_base
 from hope_jax.config import base as config_base  # noqa: E402
-from hope_jax.kernels import rotary_projection  # noqa: E402
+from hope_jax.kernels import projection  # noqa: E402
 
 # The PyTorch peer's shapes (../shared/bench/torch_peer.py): SwiGLU widths and heads per preset.
 PEER_SHAPES = {"110m": dict(layers=12, dim=768, heads=12, ff=2048),
@@ -83,7 +82,7 @@ def add_projection_args(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_overrides(text: str, default):
-  """'tile_m=128,minor_n=False,schedule=pingpong' -> the dataclass default with those fields
+  """'tile_m=128,minor_n=False,grid_tile_width=8' -> the dataclass default with those fields
   replaced (True/False as booleans, numbers as ints, anything else as a string)."""
   def value_of(text: str):
     if text in ("True", "False"):
@@ -96,8 +95,7 @@ def parse_overrides(text: str, default):
 def set_projection_tiles(args: argparse.Namespace) -> None:
   """Makes --projection_tiles the fused projection's default tiling in this process."""
   if args.projection_tiles:
-    rotary_projection.DEFAULT_TILES = parse_overrides(args.projection_tiles,
-                                                      rotary_projection.DEFAULT_TILES)
+    projection.DEFAULT_TILES = parse_overrides(args.projection_tiles, projection.DEFAULT_TILES)
 
 
 def time_steps(fn: Callable[[], Any], *, warmup: int, steps: int) -> list[float]:

@@ -2,7 +2,7 @@
 
     python3 benchmarks/loss_cost.py --batch 16 --seq 4096 --vocab 16384
 
-Times jitted ``train_step.token_nll`` on bf16 (or ``--dtype float32``) logits [B, T, V], forward
+Times jitted ``kernels.token_nll`` on bf16 (or ``--dtype float32``) logits [B, T, V], forward
 alone and forward + backward, for each ``fused_loss`` implementation, as the mean over calls
 issued back to back, and reports the achieved bandwidth against the least traffic: the forward
 reads the logits once; the backward reads them again and writes their gradient.  It prints the
@@ -19,8 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from common import time_pipelined, write_json  # noqa: I001
+from hope_jax import kernels
 from hope_jax.kernels import loss as fused_loss
-from hope_jax.training import step as train_step
 
 
 def main() -> None:
@@ -39,12 +39,12 @@ def main() -> None:
   unit = logits.size * logits.dtype.itemsize
 
   def loss_and_grad(x, impl):
-    return jax.value_and_grad(lambda x: jnp.mean(train_step.token_nll(x, labels, impl)))(x)
+    return jax.value_and_grad(lambda x: jnp.mean(kernels.token_nll(x, labels, impl)))(x)
 
   nll = {}
   record = {"shape": list(shape), "dtype": args.dtype, "device": jax.devices()[0].device_kind}
   for impl in ("xla", "pallas"):
-    forward = jax.jit(lambda x, impl=impl: train_step.token_nll(x, labels, impl))
+    forward = jax.jit(lambda x, impl=impl: kernels.token_nll(x, labels, impl))
     both = jax.jit(lambda x, impl=impl: loss_and_grad(x, impl))
     nll[impl] = forward(logits)
     for name, fn, arrays in (("forward", forward, 1), ("forward+backward", both, 3)):
@@ -55,7 +55,7 @@ def main() -> None:
   write_json(args.out, {"max_abs_nll_difference_xla_vs_pallas": diff})
   for kernel in filter(None, args.sweep.split(",")):
     fused_loss.ROWS, fused_loss.CHUNK, fused_loss.WARPS = map(int, kernel.split("x"))
-    forward = jax.jit(lambda x: train_step.token_nll(x, labels, "pallas"))  # traced anew
+    forward = jax.jit(lambda x: kernels.token_nll(x, labels, "pallas"))  # traced anew
     ms = 1e3 * time_pipelined(lambda: forward(logits), steps=args.steps)
     write_json(args.out, {"impl": "pallas", "pass": "forward", "kernel": kernel, **record,
                           "ms": round(ms, 4), "gb_per_s": round(unit / (ms / 1e3) / 1e9, 1)})

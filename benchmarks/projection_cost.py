@@ -8,7 +8,7 @@ and forward + backward.  Rows: ``matmul`` (the product alone: the floor), ``xla`
 the rotation pass: the model's ``projection_impl="xla"``), ``mgpu_matmul`` (JAX's Hopper Mosaic
 GPU matmul that the fused kernel copies, no rotation; also with CTA pairs along M sharing the
 weight's tile by TMA multicast), and ``pallas`` with each ``--tiles``
-(``rotary_projection``).  It also prints the largest difference between ``pallas`` and ``xla``.
+(``projection.rotary_matmul``).  It also prints the largest difference between ``pallas`` and ``xla``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 from common import (add_projection_args, parse_overrides, summary,  # noqa: I001
                     time_steps, write_json)
 from hope_jax.positional import encoders
-from hope_jax.kernels import rotary_projection as rp
+from hope_jax.kernels import projection as rp
 
 
 def main() -> None:
@@ -58,7 +58,7 @@ def main() -> None:
     pass
   for text in args.tiles:
     tiles = parse_overrides(text, rp.DEFAULT_TILES)
-    cases[f"pallas[{text}]"] = (lambda t: lambda x, w, cos, sin: rp.rotary_projection(
+    cases[f"pallas[{text}]"] = (lambda t: lambda x, w, cos, sin: rp.rotary_matmul(
         x, w, cos, sin, head_dim=hd, rotating=rotating, impl="pallas", tiles=t))(tiles)
 
   flops = 2 * m * d * n * args.repeat

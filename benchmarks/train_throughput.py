@@ -27,7 +27,8 @@ from common import (PEER_SHAPES, add_model_args, model_fields, parse_shape,  # n
                     run_config, set_projection_tiles, summary, time_pipelined, time_steps,
                     write_json)
 from hope_jax import model
-from hope_jax.kernels import rotary_projection
+from hope_jax import kernels
+from hope_jax.kernels import projection
 from hope_jax.training import loop as train
 from hope_jax.training import step as train_step
 
@@ -80,10 +81,10 @@ def ours(size: str, encoder: str, seq_len: int, batch: int, *, steps: int, warmu
           **stats, "tokens_per_s": round(tokens_per_s), "mfu": round(flops / PEAK, 4),
           "devices": jax.device_count(), "device": jax.devices()[0].device_kind,
           "params": model.num_params(cfg), "rotated_bands": cfg.encoding.num_rotated_bands,
-          **fields, "projection_resolved": rotary_projection.resolve_implementation(
-              cfg.projection_impl, dtype=cfg.compute_jnp_dtype, layout=cfg.encoding.layout,
-              rotates=cfg.encoding.rotates),
-          "projection_tiles": str(rotary_projection.DEFAULT_TILES),
+          **fields, "projection_resolved": kernels.select(
+              "projection_impl", cfg.projection_impl, dtype=cfg.compute_jnp_dtype,
+              layout=cfg.encoding.layout, rotates=cfg.encoding.rotates, tiling_problem=None),
+          "projection_tiles": str(projection.DEFAULT_TILES),
           "layout": cfg.encoding.layout, "mesh": dict(mesh.shape), "init_on": init_on,
           "setup_and_compile_s": round(compile_s, 1),
           "xla_flags": os.environ.get("XLA_FLAGS", "")}

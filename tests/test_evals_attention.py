@@ -14,15 +14,14 @@ from hope_jax.config import base as config_base
 from hope_jax.evaluation import attention as evals_attention
 from hope_jax.evaluation import context as eval_context
 from hope_jax.evaluation import runner as evaluate
-from hope_jax.model import Transformer
+from hope_jax.model import Transformer, analysis_forward
 
 LENGTH = 24
 
 
 def _forward(model, tokens, positions):
   graphdef, state = nnx.split(model)
-  fn = jax.jit(lambda s, t, p: nnx.merge(graphdef, s)(t, p, return_attention=True,
-                                                       return_qk=True))
+  fn = jax.jit(lambda s, t, p: analysis_forward(nnx.merge(graphdef, s), t, p))
   return fn(state, tokens, positions)[1]
 
 

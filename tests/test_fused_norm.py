@@ -111,6 +111,5 @@ def test_pallas_refuses_a_sharded_embedding_axis():
   rules = tuple((name, "tensor" if name == "act_embed" else target)
                 for name, target in sharding.DEFAULT_RULES)
   with jax.set_mesh(_mesh((2, 2, 2))), nnx.logical_axis_rules(rules):
-    assert fused_norm.resolve_implementation("auto", backend="gpu") == "xla"
     with pytest.raises(ValueError, match="act_embed"):
       _loss_and_grads("pallas", x, update, scale, ws, wn)

@@ -8,11 +8,20 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from hope_jax.model import attention
-from hope_jax.positional import encoders
+from hope_jax import kernels
 from hope_jax.kernels import norm as fused_norm
-from hope_jax.model import Transformer, TransformerConfig, flops_per_token, generate, num_params
+from hope_jax.kernels import selector
+from hope_jax.model import (
+  Transformer,
+  TransformerConfig,
+  analysis_forward,
+  attention,
+  flops_per_token,
+  generate,
+  num_params,
+)
 from hope_jax.model.layers import float32_logits
+from hope_jax.positional import encoders
 
 ENCODERS = ["rope", "hope", "nope", "p_rope", "partial_rope", "alibi", "kerple"]
 
@@ -21,10 +30,12 @@ def _tokens(batch: int, length: int, seed: int = 0) -> jax.Array:
   return jax.random.randint(jax.random.key(seed), (batch, length), 0, 128, jnp.int32)
 
 
-def _jit_forward(model: Transformer, **flags):
-  """Returns a jitted fn(tokens, positions=None, segment_ids=None) -> the model's output."""
+def _jit_forward(model: Transformer, *, analysis: bool = False):
+  """Returns a jitted fn(tokens, positions=None, segment_ids=None) -> the model's logits, or
+  (logits, extras) of the analysis forward."""
   graphdef, state = nnx.split(model)
-  fn = jax.jit(lambda s, *args: nnx.merge(graphdef, s)(*args, **flags))
+  forward = analysis_forward if analysis else lambda net, *args: net(*args)
+  fn = jax.jit(lambda s, *args: forward(nnx.merge(graphdef, s), *args))
   return lambda *args: fn(state, *args)
 
 
@@ -165,22 +176,26 @@ def test_remat_gives_the_same_gradients(tiny_config):
   assert any(float(jnp.abs(a).max()) > 0 for a in jax.tree.leaves(base))
 
 
-def test_attention_and_prerotation_qk_outputs(tiny_config):
-  cfg = tiny_config(encoder="hope")
+@pytest.mark.parametrize("overrides", [dict(encoder="hope"),
+                                       dict(encoder="kerple", logn_scaling=True)])
+def test_analysis_forward_outputs(tiny_config, overrides):
+  """The analysis forward's logits are the model's; its probabilities are causal and sum to 1;
+  with a rotary encoder they are rebuilt from its pre-rotation q and k."""
+  cfg = tiny_config(**overrides)
   model = Transformer(cfg, rngs=nnx.Rngs(0))
   tokens = _tokens(2, 10)
-  logits, extras = _jit_forward(model, return_attention=True, return_qk=True)(tokens)
+  logits, extras = _jit_forward(model, analysis=True)(tokens)
   np.testing.assert_allclose(logits, _jit_forward(model)(tokens), rtol=1e-5, atol=1e-5)
   probs, q, k = extras["attention"], extras["q"], extras["k"]
   assert probs.shape == (2, 2, 4, 10, 10) and q.shape == k.shape == (2, 2, 10, 4, 16)
   np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
   assert float(jnp.abs(jnp.triu(probs, k=1)).max()) == 0.0
-  # Analysis tools rebuild the attention from the pre-rotation q, k and the encoder.
-  pos = jnp.arange(10)[None]
-  qr, kr = cfg.encoding.rotate(q[0], pos), cfg.encoding.rotate(k[0], pos)
-  scores = jnp.einsum("bthd,bshd->bhts", qr, kr) / np.sqrt(cfg.head_dim)
-  scores = jnp.where(jnp.tril(jnp.ones((10, 10), bool)), scores, -jnp.inf)
-  np.testing.assert_allclose(jax.nn.softmax(scores, -1), probs[0], rtol=1e-4, atol=1e-6)
+  if cfg.encoding.bias is None:  # rebuilt from the pre-rotation q, k and the encoder
+    pos = jnp.arange(10)[None]
+    qr, kr = cfg.encoding.rotate(q[0], pos), cfg.encoding.rotate(k[0], pos)
+    scores = jnp.einsum("bthd,bshd->bhts", qr, kr) / np.sqrt(cfg.head_dim)
+    scores = jnp.where(jnp.tril(jnp.ones((10, 10), bool)), scores, -jnp.inf)
+    np.testing.assert_allclose(jax.nn.softmax(scores, -1), probs[0], rtol=1e-4, atol=1e-6)
 
 
 def test_segments_block_attention_across_documents(tiny_config):
@@ -195,7 +210,7 @@ def test_segments_block_attention_across_documents(tiny_config):
   one_segment = jnp.zeros_like(segments)
   assert not np.allclose(forward(tokens, positions, one_segment)[:, 5:],
                          forward(changed, positions, one_segment)[:, 5:], atol=1e-5)
-  _, extras = _jit_forward(model, return_attention=True)(tokens, positions, segments)
+  _, extras = _jit_forward(model, analysis=True)(tokens, positions, segments)
   assert float(extras["attention"][:, :, :, 5:, :5].max()) == 0.0
 
 
@@ -211,7 +226,6 @@ def test_bfloat16_compute_keeps_float32_params_and_logits(tiny_config):
 @pytest.mark.parametrize("tie", [False, True])
 def test_bfloat16_logits_are_the_float32_ones_rounded(tiny_config, tie):
   """logits_dtype="bfloat16" rounds the head's output; the loss and its gradient follow closely."""
-  from hope_jax.training import step as train_step
   tokens = _tokens(2, 8)
   models = {d: Transformer(tiny_config(dtype="bfloat16", logits_dtype=d, tie_embeddings=tie),
                            rngs=nnx.Rngs(0)) for d in ("float32", "bfloat16")}
@@ -224,7 +238,7 @@ def test_bfloat16_logits_are_the_float32_ones_rounded(tiny_config, tie):
     graphdef, state = nnx.split(model)
     def loss(s):
       logits = nnx.merge(graphdef, s)(tokens[:, :-1])
-      return jnp.mean(train_step.token_nll(logits, tokens[:, 1:]))
+      return jnp.mean(kernels.token_nll(logits, tokens[:, 1:]))
     return jax.jit(jax.value_and_grad(loss))(state)
 
   (l32, g32), (l16, g16) = (loss_and_grads(models[d]) for d in ("float32", "bfloat16"))
@@ -280,26 +294,42 @@ def test_kerple_parameters_are_learnable_and_clamped(tiny_config):
 
 
 def test_auto_attention_implementation_rule():
-  pick = lambda **kw: attention.resolve_implementation(  # noqa: E731
-      "auto", **{"dtype": jnp.bfloat16, "head_dim": 64, "has_bias": False,
-                 "has_segments": False, "backend": "gpu", **kw})
+  facts = dict(dtype=jnp.bfloat16, head_dim=64, length=64, has_bias=False, has_segments=False)
+  pick = lambda requested="auto", **kw: kernels.select(  # noqa: E731
+      "attention_impl", requested, **{**facts, "backend": "gpu", **kw})
   assert pick() == "cudnn"
   assert pick(dtype=jnp.float32) == "xla"
   assert pick(head_dim=256) == "xla" and pick(head_dim=60) == "xla"
   assert pick(has_bias=True) == "xla" and pick(has_segments=True) == "xla"
   assert pick(backend="cpu") == "xla" and pick(backend="tpu") == "xla"
-  assert attention.resolve_implementation("splash", dtype=jnp.float32, head_dim=7,
-                                          has_bias=False, has_segments=False) == "splash"
+  # cuDNN refused a 7-token sequence on an H200: "auto" falls back to XLA; explicit stays.
+  assert pick(length=7) == "xla" and pick(length=8) == "cudnn"
+  assert pick("cudnn", length=7) == "cudnn"
+  assert pick("splash", dtype=jnp.float32, head_dim=7, length=128) == "splash"
+  with pytest.raises(ValueError, match="multiple of 128, got length=16"):
+    pick("splash", length=16)
+  with pytest.raises(ValueError, match="splash' cannot take a logit bias"):
+    pick("splash", length=128, has_bias=True)
+  with pytest.raises(ValueError, match="attention_impl='flash'"):
+    pick("flash")
+
+
+def test_selector_names_an_unknown_field():
+  with pytest.raises(ValueError, match="field='mlp_impl'"):
+    kernels.select("mlp_impl", "auto")
+  assert selector.IMPLEMENTATIONS["attention_impl"][0] == "auto"
 
 
 def test_splash_kernel_in_interpret_mode_matches_xla():
   q, k, v = (jax.random.normal(jax.random.key(i), (1, 128, h, 16)) for i, h in enumerate((4, 2, 2)))
   segments = jnp.asarray([[0] * 50 + [1] * 78], jnp.int32)
-  args = dict(bias=None, segment_ids=segments, scale=0.25)
-  np.testing.assert_allclose(attention.KERNELS["splash"](q, k, v, **args),
-                             attention.KERNELS["xla"](q, k, v, **args), rtol=1e-5, atol=1e-5)
+  args = dict(segment_ids=segments, scale=0.25)
+  np.testing.assert_allclose(
+      kernels.dot_product_attention(q, k, v, implementation="splash", **args),
+      kernels.dot_product_attention(q, k, v, implementation="xla", **args), rtol=1e-5, atol=1e-5)
   with pytest.raises(ValueError, match="multiple of 128"):
-    attention.KERNELS["splash"](q[:, :16], k[:, :16], v[:, :16], **args)
+    kernels.dot_product_attention(q[:, :16], k[:, :16], v[:, :16], implementation="splash",
+                                  segment_ids=segments[:, :16], scale=0.25)
 
 
 @pytest.mark.parametrize("overrides, field", [

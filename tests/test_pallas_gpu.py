@@ -6,37 +6,38 @@ import optax
 import pytest
 from flax import nnx
 
-from hope_jax.kernels import loss as fused_loss
-from hope_jax.kernels import norm as fused_norm
+from hope_jax import kernels
 from hope_jax.kernels import _triton as pallas_gpu
 from hope_jax.parallel import sharding
 from hope_jax.training import step as train_step
 
 needs_pallas = pytest.mark.skipif(pallas_gpu.plgpu is None,
                                   reason="this JAX has no Pallas Triton backend")
-MODULES = [(fused_norm, "norm_impl"), (fused_loss, "loss_impl")]
+FIELDS = ["norm_impl", "loss_impl"]
 
 
-@pytest.mark.parametrize("module, field", MODULES)
-def test_resolve_implementation(module, field):
-  assert module.resolve_implementation("auto", backend="cpu") == "xla"
-  assert module.resolve_implementation("auto", backend="gpu") == (
-      "xla" if pallas_gpu.plgpu is None else "pallas")
-  assert module.resolve_implementation("pallas", backend="cpu") == "pallas"
+@pytest.mark.parametrize("field", FIELDS)
+def test_selector_rule(field):
+  pick = lambda requested, **kw: kernels.select(  # noqa: E731
+      field, requested, **{"feature_sharded": False, **kw})
+  assert pick("auto", backend="cpu") == "xla"
+  assert pick("auto", backend="gpu") == ("xla" if pallas_gpu.plgpu is None else "pallas")
+  assert pick("auto", backend="gpu", feature_sharded=True) == "xla"
+  assert pick("pallas", backend="cpu") == "pallas"
   with pytest.raises(ValueError, match=f"{field}='fused'"):
-    module.resolve_implementation("fused")
+    pick("fused")
 
 
-@needs_pallas
-@pytest.mark.parametrize("module, axis", [(fused_norm, "act_embed"), (fused_loss, "vocab")])
-def test_auto_counts_an_axis_as_sharded_only_across_several_devices(module, axis):
-  """The kernel's feature axis mapped to a mesh axis of size 1 still runs the kernel; of size 2 not."""
+@pytest.mark.parametrize("axis", ["act_embed", "vocab"])
+def test_an_axis_counts_as_sharded_only_across_several_devices(axis):
+  """A feature axis mapped to a mesh axis of size 1 is whole (the kernel runs); of size 2 not."""
   rules = tuple((name, "tensor" if name == axis else target)
                 for name, target in sharding.DEFAULT_RULES)
-  for shape, expected in (((4, 2, 1), "pallas"), ((2, 2, 2), "xla")):
+  axes = ("batch", "length", axis)
+  for shape, shards in (((4, 2, 1), 1), ((2, 2, 2), 2)):
     with jax.set_mesh(sharding.make_mesh(sharding.MeshConfig(*shape))), \
         nnx.logical_axis_rules(rules):
-      assert module.resolve_implementation("auto", backend="gpu") == expected
+      assert pallas_gpu.feature_shards(axes) == shards
 
 
 @pytest.mark.parametrize("field", ["norm_impl", "loss_impl"])

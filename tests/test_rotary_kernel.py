@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from rotary_helpers import SMALL, bf16_inputs, needs_mosaic
 
-from hope_jax.positional import encoders
 from hope_jax.kernels import rotary_kernel as rk
+from hope_jax.positional import encoders
 
 
 def _reference(x, w, positions, freqs, head_dim):
@@ -27,10 +27,8 @@ def _reference(x, w, positions, freqs, head_dim):
     (64, "hope", 256, 256, SMALL),  # 4 × 2 tiles over the grid of 4: the cos/sin buffer reused
     (32, "rope", 64, 128, dataclasses.replace(SMALL, stages=3, delay_release=1)),
     (128, "hope", 64, 256, dataclasses.replace(SMALL, tile_n=128)),
-    # pingpong: 2 × 3 tiles over 4 CTAs, so both consumers of CTAs 0 and 1 take a tile, the
-    # ring wraps and each epilogue has two 64-row rounds through one store slot
-    (64, "hope", 256, 192, dataclasses.replace(SMALL, schedule="pingpong", tile_m=128)),
-    (32, "rope", 128, 128, dataclasses.replace(SMALL, schedule="pingpong", stages=3)),
+    # 2 × 1 tiles of 128 rows: each epilogue has two 64-row rounds through one store slot
+    (64, "hope", 256, 128, dataclasses.replace(SMALL, tile_m=128)),
 ])
 def test_kernel_matches_float64(head_dim, encoder, m, n, tiles):
   """Forward against float64 at positions up to 10^6, one bf16 rounding of the output."""
@@ -51,10 +49,8 @@ def test_kernel_matches_float64(head_dim, encoder, m, n, tiles):
 
 def test_tiling_problems():
   """What tiling_problem rejects, each naming the field; the shared-memory budget."""
-  pingpong = dataclasses.replace(rk.DEFAULT_TILES, schedule="pingpong")
   assert rk.tiling_problem(65536, 768, 768, 64) is None
-  assert rk.tiling_problem(65536, 768, 384, 64, pingpong) is None  # one warpgroup's tile_n
-  assert "multiple of 256" in rk.tiling_problem(65536, 768, 384, 64)  # both warpgroups'
+  assert "multiple of 256" in rk.tiling_problem(65536, 768, 384, 64)  # both warpgroups' tile_n
   assert "tokens=100" in rk.tiling_problem(100, 768, 768, 64)
   assert "head_dim=48" in rk.tiling_problem(65536, 768, 768, 48)
   assert rk.shared_memory_bytes(rk.DEFAULT_TILES, 64) == 3 * 48 * 1024 + 32 * 1024 + 32 * 1024
@@ -64,5 +60,3 @@ def test_tiling_problems():
       65536, 768, 768, 64, dataclasses.replace(rk.DEFAULT_TILES, store_slots=0))
   assert "epi_m=32" in rk.tiling_problem(
       65536, 768, 768, 64, dataclasses.replace(rk.DEFAULT_TILES, epi_m=32))
-  assert "schedule='zigzag'" in rk.tiling_problem(
-      65536, 768, 768, 64, dataclasses.replace(pingpong, schedule="zigzag"))

@@ -1,5 +1,6 @@
 """The q/k projection with its rotation: the kernel's autodiff and project_qkv against the XLA
-path (interpret mode on the CPU), the implementation choice and tiling, the model with it."""
+path (interpret mode on the CPU), the entry point, the implementation choice and tiling, the
+model with it."""
 
 import dataclasses
 
@@ -11,16 +12,17 @@ import pytest
 from device_helpers import cpu_mesh, on_cpu
 from rotary_helpers import SMALL, bf16_inputs, needs_mosaic
 
-from hope_jax.positional import encoders
-from hope_jax.kernels import rotary_projection as rp
+from hope_jax import kernels
+from hope_jax.kernels import projection as rp
+from hope_jax.kernels import rotary_kernel
 from hope_jax.parallel import sharding
+from hope_jax.positional import encoders
 from hope_jax.training import step as train_step
 
 
 @needs_mosaic
 def test_fused_gradients_match_the_xla_path():
-  """Value and VJP of projection_impl pallas against xla (HoPE: some bands unrotated); the
-  backward does not depend on the kernel's schedule, whose forward test_rotary_kernel checks."""
+  """Value and VJP of rotary_matmul pallas against xla (HoPE: some bands unrotated)."""
   m, d, n, head_dim = 128, 128, 128, 64
   x, w = bf16_inputs(m, d, n, seed=1)
   freqs = encoders.hope_frequencies(head_dim, train_length=32)
@@ -31,8 +33,8 @@ def test_fused_gradients_match_the_xla_path():
   cotangent = jnp.asarray(np.random.default_rng(2).standard_normal((m, n)), jnp.bfloat16)
   results = {}
   for impl in ("xla", "pallas"):
-    f = lambda x, w, impl=impl: rp.rotary_projection(x, w, cos, sin, head_dim=head_dim,
-                                                     rotating=rotating, impl=impl, tiles=SMALL)
+    f = lambda x, w, impl=impl: rp.rotary_matmul(x, w, cos, sin, head_dim=head_dim,
+                                                 rotating=rotating, impl=impl, tiles=SMALL)
     out, vjp = jax.vjp(f, x, w)
     results[impl] = [np.asarray(a, np.float32) for a in (out, *vjp(cotangent))]
   for fused, xla in zip(results["pallas"], results["xla"]):
@@ -70,27 +72,32 @@ def test_qkv_projection_gradients_match_the_xla_path():
     np.testing.assert_allclose(got, want, atol=0.05, rtol=2 ** -7)
 
 
-def test_resolve_implementation(monkeypatch):
-  kwargs = dict(dtype=jnp.bfloat16, layout="split_half", rotates=True)
-  assert rp.resolve_implementation("auto", backend="cpu", **kwargs) == "xla"
-  assert rp.resolve_implementation("xla", **kwargs) == "xla"
-  assert rp.resolve_implementation("pallas", **{**kwargs, "rotates": False}) == "xla"
-  if rp.plgpu is not None:
-    assert rp.resolve_implementation("pallas", **kwargs) == "pallas"
+def test_selector_rule(monkeypatch):
+  facts = dict(dtype=jnp.bfloat16, layout="split_half", rotates=True, tiling_problem=None)
+  pick = lambda requested, **kw: kernels.select("projection_impl", requested,  # noqa: E731
+                                                **{**facts, **kw})
+  assert pick("auto", backend="cpu") == "xla"
+  assert pick("xla") == "xla"
+  assert pick("pallas", rotates=False) == "xla"
+  if rotary_kernel.plgpu is not None:
+    assert pick("pallas") == "pallas"
   with pytest.raises(ValueError, match="projection_impl='triton'"):
-    rp.resolve_implementation("triton", **kwargs)
+    pick("triton")
   with pytest.raises(ValueError, match="layout='interleaved'"):
-    rp.resolve_implementation("pallas", **{**kwargs, "layout": "interleaved"})
+    pick("pallas", layout="interleaved")
   with pytest.raises(ValueError, match="dtype=float32"):
-    rp.resolve_implementation("pallas", **{**kwargs, "dtype": jnp.float32})
-  monkeypatch.setattr(rp, "on_hopper", lambda: False)  # a GPU without WGMMA
-  assert rp.resolve_implementation("auto", backend="gpu", **kwargs) == "xla"
-  if rp.plgpu is not None:
+    pick("pallas", dtype=jnp.float32)
+  with pytest.raises(ValueError, match="cannot tile this projection: tokens=100"):
+    pick("pallas", tiling_problem="tokens=100 is not a multiple of tile_m=64")
+  monkeypatch.setattr(rotary_kernel, "on_hopper", lambda: False)  # a GPU without WGMMA
+  assert pick("auto", backend="gpu") == "xla"
+  if rotary_kernel.plgpu is not None:
     with pytest.raises(ValueError, match="needs a Hopper GPU"):
-      rp.resolve_implementation("pallas", backend="gpu", **kwargs)
-  monkeypatch.setattr(rp, "on_hopper", lambda: True)
-  expected = "xla" if rp.plgpu is None else "pallas"
-  assert rp.resolve_implementation("auto", backend="gpu", **kwargs) == expected
+      pick("pallas", backend="gpu")
+  monkeypatch.setattr(rotary_kernel, "on_hopper", lambda: True)
+  expected = "xla" if rotary_kernel.plgpu is None else "pallas"
+  assert pick("auto", backend="gpu") == expected
+  assert pick("auto", backend="gpu", tiling_problem="tokens=100") == "xla"
 
 
 def test_tiling_choice_and_errors():
@@ -98,13 +105,34 @@ def test_tiling_choice_and_errors():
   assert rp.choose_tiles(64, 128, 128, 64).tile_m == 64
   assert rp.choose_tiles(100, 128, 128, 64) is None
   shape = dict(batch=1, length=100, embed=128, heads=2, head_dim=64, heads_axis="heads")
-  assert rp.plan("pallas", requested="auto", **shape) is None
-  assert rp.plan("xla", requested="xla", **shape) is None
+  tiles, problem = rp.plan(**shape)
+  assert tiles is None and "tokens=100" in problem
+  assert rp.plan(**{**shape, "length": 128}) == (rp.choose_tiles(128, 128, 128, 64), None)
+  x = jnp.zeros((1, 100, 128), jnp.bfloat16)
+  wq = jnp.zeros((128, 2, 64), jnp.bfloat16)
   with pytest.raises(ValueError, match="tokens=100"):
-    rp.plan("pallas", requested="pallas", **shape)
+    rp.rotary_projection(x, wq, wq, wq, jnp.zeros((1, 100), jnp.int32),
+                         encoders.rope_frequencies(64), implementation="pallas")
   with pytest.raises(ValueError, match="cos/sin must be"):
-    rp.rotary_projection(jnp.zeros((64, 128)), jnp.zeros((128, 128)), jnp.zeros((64, 8)),
-                         jnp.zeros((64, 8)), head_dim=64, rotating=(True,) * 32)
+    rp.rotary_matmul(jnp.zeros((64, 128)), jnp.zeros((128, 128)), jnp.zeros((64, 8)),
+                     jnp.zeros((64, 8)), head_dim=64, rotating=(True,) * 32)
+
+
+@needs_mosaic
+def test_entry_point_matches_the_xla_path():
+  """kernels.rotary_projection, pallas against xla: it computes its cos/sin from positions."""
+  b, t, d, head_dim = 1, 64, 128, 64
+  rng = np.random.default_rng(6)
+  x = jnp.asarray(rng.standard_normal((b, t, d)), jnp.bfloat16)
+  wq, wk, wv = (jnp.asarray(rng.standard_normal((d, h, head_dim)) / np.sqrt(d), jnp.bfloat16)
+                for h in (2, 2, 2))
+  positions = 3 + jnp.broadcast_to(jnp.arange(t), (b, t))
+  freqs = encoders.hope_frequencies(head_dim, train_length=32)
+  results = [kernels.rotary_projection(x, wq, wk, wv, positions, freqs, implementation=impl)
+             for impl in ("pallas", "xla")]
+  for got, want in zip(*results, strict=True):
+    np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want, np.float32),
+                               atol=0.05, rtol=2 ** -7)
 
 
 def test_config_rejects_an_unknown_projection_impl(tiny_config):

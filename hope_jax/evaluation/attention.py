@@ -82,7 +82,7 @@ def attention_statistics(net: model.Transformer, tokens: jax.Array,
   at each distance), ``q_energy`` and ``k_energy`` [B, layers, bands] (mean |q⁽ⁱ⁾|², |k⁽ⁱ⁾|² over
   positions and heads).  Positions must be contiguous in every row (distance = index difference).
   """
-  _, extras = net(tokens, positions, return_attention=True, return_qk=True)
+  _, extras = model.analysis_forward(net, tokens, positions)
   encoding = net.config.encoding
   attention = shear(extras["attention"]).sum(axis=(2, 3))  # [layers, B, T]
   angles = encoders.rotation_angles(jnp.arange(tokens.shape[1]), encoding.frequencies).T

@@ -18,9 +18,8 @@ import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding
 
-from hope_jax import model
+from hope_jax import kernels, model
 from hope_jax.parallel import sharding
-from hope_jax.training import step as train_step
 
 Body = Callable[[model.Transformer, jax.Array, "jax.Array | None"], dict[str, jax.Array]]
 
@@ -63,7 +62,7 @@ def next_token_outputs(net: model.Transformer, tokens: jax.Array,
 
   def head(x_slice, label_slice):
     logits = net.logits(x_slice)
-    return (train_step.token_nll(logits, label_slice, net.config.loss_impl),
+    return (kernels.token_nll(logits, label_slice, net.config.loss_impl),
             jnp.argmax(logits, axis=-1).astype(jnp.int32))
 
   if slices == 1:

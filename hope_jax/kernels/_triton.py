@@ -1,5 +1,4 @@
-"""What the Pallas GPU kernels (fused_norm, fused_loss) share: the guarded import, the choice of
-implementation, block sizes."""
+"""What the Pallas Triton kernels (norm, loss) share: the guarded import, checks, block sizes."""
 
 from __future__ import annotations
 
@@ -15,28 +14,14 @@ try:  # The Triton backend of Pallas is deprecated (JAX 0.11) and may be removed
 except ImportError:  # pragma: no cover
   pl = plgpu = None
 
-IMPLS: tuple[str, ...] = ("auto", "xla", "pallas")
-
-
 def available(backend: str | None = None) -> bool:
   """Whether the kernels run compiled here: a GPU backend and Pallas' Triton backend."""
   return (backend or jax.default_backend()) in ("gpu", "cuda") and plgpu is not None
 
 
-def _feature_shards(axes: Sequence[str | None]) -> int:
+def feature_shards(axes: Sequence[str | None]) -> int:
   """Shards of the last (feature) dimension of an activation with these logical axes."""
   return sharding.dimension_shards(axes, len(axes) - 1)
-
-
-def resolve(requested: str, *, field: str, axes: Sequence[str | None],
-            backend: str | None = None) -> str:
-  """Returns ``requested`` unless it is "auto": then "pallas" where the kernels run compiled and
-  the kernel's feature dimension (the last of ``axes``) is unsharded, else "xla"."""
-  if requested not in IMPLS:
-    raise ValueError(f"{field} must be one of {IMPLS}, got {field}={requested!r}")
-  if requested != "auto":
-    return requested
-  return "pallas" if available(backend) and _feature_shards(axes) == 1 else "xla"
 
 
 def check_runnable(axes: Sequence[str | None], *, field: str, what: str) -> None:
@@ -45,7 +30,7 @@ def check_runnable(axes: Sequence[str | None], *, field: str, what: str) -> None
   if plgpu is None:  # pragma: no cover
     raise ValueError(f"{field}='pallas' needs jax.experimental.pallas.triton, which this JAX "
                      f"lacks; use {field}='xla'")
-  if _feature_shards(axes) > 1:
+  if feature_shards(axes) > 1:
     raise ValueError(f"{field}='pallas' needs {what} unsharded, got {axes[-1]} -> "
                      f"{sharding.logical_spec(axes, dedupe=True)[-1]}")
 

@@ -1,8 +1,8 @@
-"""The forward reduction of the token loss: logsumexp and the label's logit, as XLA or Pallas.
+"""The token loss: per-token NLL, its reduction (logsumexp, the label's logit) XLA or Pallas.
 
-``logsumexp_and_label(logits, labels)`` returns float32 ``(lse, label_logit)`` of logits
-``[..., vocab]`` and integer labels ``[...]``; the negative log-likelihood is their difference
-(:func:`hope_jax.training.step.token_nll`, whose backward pass stays one XLA elementwise pass).
+``token_nll(logits, labels)`` is the entry point: float32 NLL of integer labels ``[...]`` under
+logits ``[..., vocab]``.  Its forward is ``logsumexp_and_label``, float32 ``(lse, label_logit)``,
+whose difference is the NLL; its backward pass is one XLA elementwise pass.
 
 Implementations (``implementation=``):
 
@@ -12,7 +12,7 @@ Implementations (``implementation=``):
   with an online (running-max) logsumexp, so the logits are read once.  Under a mesh it is
   ``shard_map``ped over batch and length; the vocabulary axis must be unsharded.
 * ``"auto"`` — ``"pallas"`` on GPU when the Triton backend exists and the vocabulary axis of the
-  logits is unsharded, else ``"xla"``.
+  logits is unsharded, else ``"xla"`` (:func:`hope_jax.kernels.selector.select`).
 """
 
 from __future__ import annotations
@@ -24,19 +24,14 @@ import jax
 import jax.numpy as jnp
 
 from hope_jax.kernels import _triton as pallas_gpu
-from hope_jax.parallel import sharding
 from hope_jax.kernels._triton import block_rows, interpret, padded, pl, plgpu
+from hope_jax.kernels.selector import select
+from hope_jax.parallel import sharding
 
-LOSS_IMPLS = pallas_gpu.IMPLS
 # Kernel shape (benchmarks/loss_cost.py --sweep times alternatives): rows per program, vocabulary
 # columns per loop step (a power of two), warps.
 ROWS, CHUNK, WARPS = 2, 2048, 4
 _LOGIT_AXES = ("batch", "length", "vocab")
-
-
-def resolve_implementation(requested: str, *, backend: str | None = None) -> str:
-  """Returns the implementation to use: ``requested`` itself unless it is "auto"."""
-  return pallas_gpu.resolve(requested, field="loss_impl", axes=_LOGIT_AXES, backend=backend)
 
 
 def xla_logsumexp_and_label(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -110,4 +105,37 @@ IMPLEMENTATIONS: dict[str, Callable[[jax.Array, jax.Array], tuple[jax.Array, jax
 def logsumexp_and_label(logits: jax.Array, labels: jax.Array, *,
                         implementation: str = "auto") -> tuple[jax.Array, jax.Array]:
   """Returns float32 (logsumexp over the last axis, logits at labels), shapes labels.shape."""
-  return IMPLEMENTATIONS[resolve_implementation(implementation)](logits, labels)
+  impl = select("loss_impl", implementation,
+                feature_sharded=pallas_gpu.feature_shards(_LOGIT_AXES) > 1)
+  return IMPLEMENTATIONS[impl](logits, labels)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def token_nll(logits: jax.Array, labels: jax.Array, implementation: str = "auto") -> jax.Array:
+  """Returns float32 per-token negative log-likelihood [..., T] of integer labels under logits.
+
+  The forward reduction is :func:`logsumexp_and_label` (``implementation``: "auto", "xla" or
+  "pallas").  The backward pass forms softmax − one-hot in one elementwise pass (autodiff
+  scattered the one-hot into a materialised float32 gradient, which kept the cast to bf16 a
+  pass of its own).
+  """
+  return _token_nll_fwd(logits, labels, implementation)[0]
+
+
+def _token_nll_fwd(logits, labels, implementation):
+  """Forward pass of token_nll: NLL = logsumexp − label logit; keeps logits, labels, logsumexp."""
+  lse, label_logit = logsumexp_and_label(logits, labels, implementation=implementation)
+  return lse - label_logit, (logits, labels, lse[..., None])
+
+
+def _token_nll_bwd(implementation, residuals, g):
+  """Backward pass of token_nll: g · (softmax − one-hot), in the logits' dtype."""
+  del implementation
+  logits, labels, lse = residuals
+  classes = jax.lax.broadcasted_iota(labels.dtype, logits.shape, logits.ndim - 1)
+  one_hot = (classes == labels[..., None]).astype(jnp.float32)
+  probs = jnp.exp(logits.astype(jnp.float32) - lse)
+  return ((probs - one_hot) * g[..., None]).astype(logits.dtype), None
+
+
+token_nll.defvjp(_token_nll_fwd, _token_nll_bwd)

@@ -16,7 +16,7 @@ Implementations (``TransformerConfig.norm_impl``):
   ``shard_map``ped over batch and length (the embedding axis must be unsharded).  JAX 0.11
   deprecated the Triton backend of Pallas; where it is missing, ``"auto"`` falls back to XLA.
 * ``"auto"`` — ``"pallas"`` on GPU when the activations' embedding axis is unsharded, else
-  ``"xla"``.
+  ``"xla"`` (:func:`hope_jax.kernels.selector.select`).
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ import jax
 import jax.numpy as jnp
 
 from hope_jax.kernels import _triton as pallas_gpu
-from hope_jax.parallel import sharding
 from hope_jax.kernels._triton import block_rows, interpret, padded, pl, plgpu
+from hope_jax.kernels.selector import select
+from hope_jax.parallel import sharding
 
-NORM_IMPLS = pallas_gpu.IMPLS
 # Kernel shapes (benchmarks/norm_cost.py --sweep times alternatives): rows per program, warps.
 FORWARD_ROWS, FORWARD_WARPS = 4, 4
 BACKWARD_ROWS = 64  # rows per backward program (one partial sum of the scale's gradient each)
@@ -39,11 +39,6 @@ BACKWARD_CHUNK = 4  # rows the backward program holds in registers at a time
 BACKWARD_WARPS = 4
 _ROW_AXES = ("batch", "length")
 _ACTIVATION_AXES = (*_ROW_AXES, "act_embed")
-
-
-def resolve_implementation(requested: str, *, backend: str | None = None) -> str:
-  """Returns the implementation to use: ``requested`` itself unless it is "auto"."""
-  return pallas_gpu.resolve(requested, field="norm_impl", axes=_ACTIVATION_AXES, backend=backend)
 
 
 def xla_add_rms_norm(x: jax.Array, update: jax.Array | None, scale: jax.Array, *, eps: float,
@@ -221,5 +216,6 @@ IMPLEMENTATIONS: dict[str, Callable[..., tuple[jax.Array, jax.Array]]] = {
 def add_rms_norm(x: jax.Array, update: jax.Array | None, scale: jax.Array, *, eps: float,
                  out_dtype: Any, implementation: str = "auto") -> tuple[jax.Array, jax.Array]:
   """Returns (s, n): s = x + update (x when update is None), n = rms_norm(s) · scale in out_dtype."""
-  impl = resolve_implementation(implementation)
+  impl = select("norm_impl", implementation,
+                feature_sharded=pallas_gpu.feature_shards(_ACTIVATION_AXES) > 1)
   return IMPLEMENTATIONS[impl](x, update, scale, eps=eps, out_dtype=out_dtype)

@@ -5,15 +5,13 @@ width), w [d, heads · head_dim], cos/sin float32 [M, head_dim / 2] (one angle p
 split-half pairs (channel i with i + head_dim / 2).  The forward rotation happens in registers on
 the float32 accumulator before the one store, so it moves no bytes besides cos/sin.
 
-The default "cooperative" schedule follows JAX's ``pallas/ops/gpu/hopper_matmul_mgpu.py``
-(warp-specialised TMA + WGMMA pipeline, two consumer warpgroups side by side along N; Apache 2.0,
-The JAX Authors); its epilogue rotates each head's two halves from the accumulator and stores
-them, and each tile's cos/sin rows are copied in while its product runs.  The "pingpong" schedule
-(consumers on alternate tiles, one ring of TMA buffers) is a tested option that measured no
-faster (benchmarks/RESULTS.md 10.1).  Hopper only (WGMMA); on the CPU it runs in Mosaic GPU's
-interpret mode, which is how the tests check it — interpret mode does not check what the GPU's
-layout inference accepts (RESULTS.md 10.1), so the kernel tests also run natively with
-``JAX_PLATFORMS=cuda``.
+The kernel follows JAX's ``pallas/ops/gpu/hopper_matmul_mgpu.py`` (warp-specialised TMA + WGMMA
+pipeline, two consumer warpgroups side by side along N; Apache 2.0, The JAX Authors); its
+epilogue rotates each head's two halves from the accumulator and stores them, and each tile's
+cos/sin rows are copied in while its product runs.  Hopper only (WGMMA); on the CPU it runs in
+Mosaic GPU's interpret mode, which is how the tests check it — interpret mode does not check
+what the GPU's layout inference accepts (benchmarks/RESULTS.md §2.3), so the kernel tests also
+run natively with ``JAX_PLATFORMS=cuda``.
 """
 
 from __future__ import annotations
@@ -30,17 +28,12 @@ try:
 except ImportError:  # pragma: no cover
   pl = plgpu = None
 
-SCHEDULES: tuple[str, ...] = ("cooperative", "pingpong")
-
-
 @dataclasses.dataclass(frozen=True)
 class TileConfig:
-  """Kernel tiling: each of the two consumer warpgroups owns a tile_m × tile_n output tile.
+  """Kernel tiling: the two consumer warpgroups work side by side on one tile_m × 2·tile_n tile.
 
-  schedule "cooperative": the two warpgroups work side by side on one tile_m × 2·tile_n tile,
-  product then epilogue in lockstep (the tensor cores idle during the epilogue).  "pingpong":
-  each warpgroup takes every other tile of its CTA, so one's epilogue runs during the other's
-  product; they share one ring of ``stages`` TMA buffers (cooperative: ``stages`` per tile pair).
+  Each owns a tile_m × tile_n half; product then epilogue run in lockstep (the tensor cores idle
+  during the epilogue, benchmarks/RESULTS.md §2.3).
   """
   tile_m: int = 128
   tile_n: int = 128
@@ -48,15 +41,14 @@ class TileConfig:
   stages: int = 3  # TMA pipeline depth (4 overflows shared memory at 128 × 128, cooperative)
   epi_m: int = 64  # rows per epilogue round (a multiple of 64: WGMMA accumulator rows)
   store_slots: int = 1  # epilogue rounds whose stores may be in flight (2 overflows at 64 rows)
-  grid_tile_width: int = 4  # planar-snake band width (L2 reuse; 4 was fastest, RESULTS.md 8)
+  grid_tile_width: int = 4  # planar-snake band width (L2 reuse; 4 was fastest, RESULTS.md §2.3)
   minor_n: bool = True  # walk N fastest (consecutive tiles share x's rows and cos/sin)
-  delay_release: int = 0  # WGMMAs left in flight per step (cooperative: stages released later)
-  schedule: str = "cooperative"
+  delay_release: int = 0  # WGMMAs left in flight per step (no gain measured: RESULTS.md §5)
 
   @property
   def cta_tile_n(self) -> int:
-    """Output columns one CTA covers per tile step: both warpgroups' (cooperative) or one's."""
-    return 2 * self.tile_n if self.schedule == "cooperative" else self.tile_n
+    """Output columns one CTA covers per tile step: both warpgroups'."""
+    return 2 * self.tile_n
 
 
 DEFAULT_TILES = TileConfig()
@@ -79,8 +71,6 @@ def on_hopper() -> bool:
 def tiling_problem(m: int, d: int, n: int, head_dim: int,
                    tiles: TileConfig = DEFAULT_TILES) -> str | None:
   """Returns why (m, d) @ (d, n) with this head_dim cannot use these tiles, or None when it can."""
-  if tiles.schedule not in SCHEDULES:
-    return f"schedule={tiles.schedule!r} (needs one of {SCHEDULES})"
   if head_dim not in (32, 64, 128):
     return f"head_dim={head_dim} (needs 32, 64 or 128)"
   if tiles.tile_n % head_dim:
@@ -106,14 +96,9 @@ _SHARED_MEMORY_BYTES = 227 * 1024 - 1024  # an H100's per-block limit, less room
 def shared_memory_bytes(tiles: TileConfig, head_dim: int, itemsize: int = 2) -> int:
   """Shared memory of the kernel's buffers: TMA ring, cos/sin (float32), epilogue stores."""
   ring = tiles.stages * (tiles.tile_m * tiles.tile_k + tiles.tile_k * tiles.cta_tile_n) * itemsize
-  cos_sin = 2 * tiles.tile_m * (head_dim // 2) * 4 * _cos_sin_copies(tiles)
+  cos_sin = 2 * tiles.tile_m * (head_dim // 2) * 4  # one buffer: both warpgroups' rows
   stores = 2 * tiles.store_slots * tiles.epi_m * tiles.tile_n * itemsize
   return ring + cos_sin + stores
-
-
-def _cos_sin_copies(tiles: TileConfig) -> int:
-  """Cooperative warpgroups share one tile's rows, so one cos/sin buffer; pingpong ones need two."""
-  return 1 if tiles.schedule == "cooperative" else 2
 
 
 def _transforms(minor: int, dtype) -> tuple:
@@ -153,24 +138,12 @@ def _store_rotated(acc, cs_smem, out_smem, out_tile, *, epi_m: int, head_dim: in
                               commit_group=piece == pieces - 1)
 
 
-def _epilogue_scratch(tiles: TileConfig, head_dim: int, dtype) -> dict:
-  """Each consumer warpgroup's store slots; the cos/sin buffers and their "loaded" barriers."""
-  half, copies = head_dim // 2, _cos_sin_copies(tiles)
-  return dict(
-      out_smem=plgpu.SMEM((2, tiles.store_slots, 2 * tiles.tile_n // head_dim, tiles.epi_m, half),
-                          dtype, transforms=_transforms(half, dtype)),
-      cs_smem=plgpu.SMEM((copies, 2, tiles.tile_m, half), jnp.float32,
-                         transforms=_transforms(half, jnp.float32)),
-      cs_barrier=plgpu.Barrier(num_barriers=copies))
-
-
-def _cooperative_kernel(x_gmem, w_gmem, cs_gmem, out_gmem, *, tiles: TileConfig, head_dim: int,
-                        num_ctas: int):
+def _kernel(x_gmem, w_gmem, cs_gmem, out_gmem, *, tiles: TileConfig, head_dim: int):
   """One CTA: a persistent loop over output tiles, each pipelined WGMMAs and a rotating epilogue."""
-  del num_ctas  # nd_loop spreads the tiles over the grid
   m, k = x_gmem.shape
   n = w_gmem.shape[1]
   tile_m, tile_n, tile_k, cta_tile_n = tiles.tile_m, tiles.tile_n, tiles.tile_k, tiles.cta_tile_n
+  half = head_dim // 2
   m_iters, n_iters, k_iters = m // tile_m, n // cta_tile_n, k // tile_k
   in_transforms = _transforms(tile_k, x_gmem.dtype)
 
@@ -190,12 +163,16 @@ def _cooperative_kernel(x_gmem, w_gmem, cs_gmem, out_gmem, *, tiles: TileConfig,
   @functools.partial(
       pl.run_scoped,
       pipeline_allocs=get_pipeline(ignore, ignore).get_allocations(x_gmem, w_gmem),
-      **_epilogue_scratch(tiles, head_dim, out_gmem.dtype),
+      # Each consumer warpgroup's store slots: one piece per half head and epilogue round.
+      out_smem=plgpu.SMEM((2, tiles.store_slots, 2 * tiles.tile_n // head_dim, tiles.epi_m, half),
+                          out_gmem.dtype, transforms=_transforms(half, out_gmem.dtype)),
+      # The tile's cos and sin, both warpgroups' rows, and the barriers of its reuse.
+      cs_smem=plgpu.SMEM((2, tile_m, half), jnp.float32, transforms=_transforms(half, jnp.float32)),
+      cs_loaded=plgpu.Barrier(),
       cs_consumed=plgpu.Barrier(num_arrivals=2),
       collective_axes="wg")
-  def _scope(pipeline_allocs, out_smem, cs_smem, cs_barrier, cs_consumed):
+  def _scope(pipeline_allocs, out_smem, cs_smem, cs_loaded, cs_consumed):
     wg = jax.lax.axis_index("wg")
-    cs_smem, cs_loaded = cs_smem.at[0], cs_barrier.at[0]  # both warpgroups' rows
 
     @plgpu.nd_loop((m_iters * n_iters,), collective_axes="cluster_grid")
     def _tile_loop(info):
@@ -216,13 +193,11 @@ def _cooperative_kernel(x_gmem, w_gmem, cs_gmem, out_gmem, *, tiles: TileConfig,
 
         @functools.partial(pl.run_scoped, acc_ref=plgpu.ACC((tile_m, tile_n), jnp.float32))
         def _acc_scope(acc_ref):
-          with jax.named_scope("product"):  # regions of the kernel's timeline (profile_dir)
-            eval_pipeline(acc_ref)
-          with jax.named_scope("epilogue"):
-            plgpu.barrier_wait(cs_loaded)
-            _store_rotated(acc_ref[...], cs_smem, out_smem.at[wg], out_gmem.at[rows, cols],
-                           epi_m=tiles.epi_m, head_dim=head_dim)
-            plgpu.barrier_arrive(cs_consumed)
+          eval_pipeline(acc_ref)
+          plgpu.barrier_wait(cs_loaded)
+          _store_rotated(acc_ref[...], cs_smem, out_smem.at[wg], out_gmem.at[rows, cols],
+                         epi_m=tiles.epi_m, head_dim=head_dim)
+          plgpu.barrier_arrive(cs_consumed)
 
       def mma_body(_, x_smem, w_smem, acc_ref):
         plgpu.wgmma(acc_ref, x_smem, w_smem.at[:, pl.ds(wg * tile_n, tile_n)])
@@ -240,123 +215,9 @@ def _cooperative_kernel(x_gmem, w_gmem, cs_gmem, out_gmem, *, tiles: TileConfig,
   plgpu.wait_smem_to_gmem(0, wait_read_only=True)
 
 
-_PRODUCER_REGISTERS, _CONSUMER_REGISTERS = 40, 232  # of 512 per lane: 40 + 2 × 232 ≤ 512
-
-
-def _pingpong_kernel(x_gmem, w_gmem, cs_gmem, out_gmem, *, tiles: TileConfig, head_dim: int,
-                     num_ctas: int):
-  """One CTA: a producer warpgroup fills a ring of TMA buffers, tile after tile; consumer
-  warpgroup 0 takes the CTA's even tiles and 1 its odd ones, so one's epilogue overlaps the
-  other's product.
-
-  CTA c's j-th tile is the planar-snake tile c + j · num_ctas.  Global step s (tile j, k-block kk)
-  uses ring buffer s % stages; its "loaded" barrier belongs to the consumer of tile j (each
-  warpgroup waits only on its own, so the barriers' phases follow its steps), and its "consumed"
-  barrier is waited on by the producer before the buffer is refilled.
-  """
-  m, k = x_gmem.shape
-  n = w_gmem.shape[1]
-  tile_m, tile_n, tile_k, stages = tiles.tile_m, tiles.tile_n, tiles.tile_k, tiles.stages
-  m_iters, n_iters, k_iters = m // tile_m, n // tile_n, k // tile_k
-  cta = jax.lax.axis_index("cluster_grid")
-  num_tiles = (m_iters * n_iters - cta + num_ctas - 1) // num_ctas  # this CTA's
-  transforms = _transforms(tile_k, x_gmem.dtype)
-
-  def tile_origin(j):
-    """Row and column where this CTA's j-th output tile starts."""
-    m_idx, n_idx = plgpu.planar_snake(cta + j * num_ctas, (m_iters, n_iters), int(tiles.minor_n),
-                                      tiles.grid_tile_width)
-    return m_idx * tile_m, n_idx * tile_n
-
-  @functools.partial(
-      pl.run_scoped,
-      x_smem=plgpu.SMEM((stages, tile_m, tile_k), x_gmem.dtype, transforms=transforms),
-      w_smem=plgpu.SMEM((stages, tile_k, tile_n), w_gmem.dtype, transforms=transforms),
-      x_loaded=plgpu.Barrier(num_barriers=2 * stages),  # [consumer, buffer]
-      w_loaded=plgpu.Barrier(num_barriers=2 * stages),
-      consumed=plgpu.Barrier(num_barriers=stages),
-      **_epilogue_scratch(tiles, head_dim, out_gmem.dtype),
-      collective_axes="wg")
-  def _scope(x_smem, w_smem, x_loaded, w_loaded, consumed, out_smem, cs_smem, cs_barrier):
-    wg = jax.lax.axis_index("wg")
-
-    @pl.when(wg < 2)
-    def _consumer():
-      plgpu.set_max_registers(_CONSUMER_REGISTERS, action="increase")
-
-      @pl.loop(0, (num_tiles - wg + 1) // 2)
-      def _tile(pair):
-        j = 2 * pair + wg
-        row, col = tile_origin(j)
-        plgpu.copy_gmem_to_smem(cs_gmem.at[:, pl.ds(row, tile_m)], cs_smem.at[wg],
-                                cs_barrier.at[wg])
-
-        def product(acc_ref):
-          @pl.loop(0, k_iters)
-          def _k_step(kk):
-            step = j * k_iters + kk
-            slot = jax.lax.rem(step, stages)
-            plgpu.barrier_wait(x_loaded.at[wg * stages + slot])
-            plgpu.barrier_wait(w_loaded.at[wg * stages + slot])
-            plgpu.wgmma(acc_ref, x_smem.at[slot], w_smem.at[slot])
-            plgpu.wgmma_wait(1)  # the previous step's WGMMA is done with its buffer
-
-            @pl.when(kk > 0)
-            def _release_previous():
-              plgpu.barrier_arrive(consumed.at[jax.lax.rem(step + stages - 1, stages)])
-
-          plgpu.wgmma_wait(0)
-          plgpu.barrier_arrive(consumed.at[jax.lax.rem(j * k_iters + k_iters - 1, stages)])
-          return acc_ref[...]
-
-        with jax.named_scope("product"):  # regions of the kernel's timeline (profile_dir)
-          acc = pl.run_scoped(product, plgpu.ACC((tile_m, tile_n), jnp.float32))
-        with jax.named_scope("epilogue"):
-          plgpu.barrier_wait(cs_barrier.at[wg])
-          _store_rotated(acc, cs_smem.at[wg], out_smem.at[wg],
-                         out_gmem.at[pl.ds(row, tile_m), pl.ds(col, tile_n)],
-                         epi_m=tiles.epi_m, head_dim=head_dim)
-
-      plgpu.wait_smem_to_gmem(0, wait_read_only=True)
-
-    @pl.when(wg == 2)
-    def _producer():
-      plgpu.set_max_registers(_PRODUCER_REGISTERS, action="decrease")
-
-      @pl.loop(0, num_tiles * k_iters)
-      def _load(step):
-        j, kk = step // k_iters, jax.lax.rem(step, k_iters)
-        slot, consumer = jax.lax.rem(step, stages), jax.lax.rem(j, 2)
-        row, col = tile_origin(j)
-
-        @pl.when(step >= stages)
-        def _wait_for_buffer():
-          plgpu.barrier_wait(consumed.at[slot])
-
-        ks = pl.ds(kk * tile_k, tile_k)
-        plgpu.copy_gmem_to_smem(x_gmem.at[pl.ds(row, tile_m), ks], x_smem.at[slot],
-                                x_loaded.at[consumer * stages + slot])
-        plgpu.copy_gmem_to_smem(w_gmem.at[ks, pl.ds(col, tile_n)], w_smem.at[slot],
-                                w_loaded.at[consumer * stages + slot])
-
-      total = num_tiles * k_iters
-
-      @pl.loop(jnp.maximum(total - stages, 0), total)
-      def _drain(step):  # the last steps' releases: every phase of a barrier is waited on
-        plgpu.barrier_wait(consumed.at[jax.lax.rem(step, stages)])
-
-
-_KERNELS = {"cooperative": _cooperative_kernel, "pingpong": _pingpong_kernel}
-
-
 def pallas_rotary_matmul(x: jax.Array, w: jax.Array, cos: jax.Array, sin: jax.Array, *,
-                         head_dim: int, tiles: TileConfig = DEFAULT_TILES,
-                         profile_dir: str = "") -> jax.Array:
-  """Returns rotate(x @ w) [M, N] in x's dtype from the Mosaic GPU kernel (no autodiff rule).
-
-  profile_dir: where Mosaic GPU's profiler writes each call's per-warpgroup timeline of the
-  "product" and "epilogue" regions (a GPU only; benchmarks/kernel_timeline.py reads it).
-  """
+                         head_dim: int, tiles: TileConfig = DEFAULT_TILES) -> jax.Array:
+  """Returns rotate(x @ w) [M, N] in x's dtype from the Mosaic GPU kernel (no autodiff rule)."""
   m, d = x.shape
   n = w.shape[1]
   problem = tiling_problem(m, d, n, head_dim, tiles)
@@ -371,14 +232,12 @@ def pallas_rotary_matmul(x: jax.Array, w: jax.Array, cos: jax.Array, sin: jax.Ar
                      f"mode), got {jax.devices()[0].device_kind}")
   cs = jnp.stack([cos, sin]).astype(jnp.float32)  # [2, M, half]: one copy per output tile
   call = plgpu.kernel(
-      functools.partial(_KERNELS[tiles.schedule], tiles=tiles, head_dim=head_dim, num_ctas=grid),
+      functools.partial(_kernel, tiles=tiles, head_dim=head_dim),
       out_type=jax.ShapeDtypeStruct((m, n), x.dtype),
       grid=(grid,), grid_names=("cluster_grid",),
       num_threads=3, thread_name="wg",
       compiler_params=plgpu.CompilerParams(
-          lowering_semantics=plgpu.LoweringSemantics.Warpgroup,
-          **(dict(profile_space=40, profile_dir=profile_dir, profile_bounds_check=True)
-             if profile_dir else {})),
+          lowering_semantics=plgpu.LoweringSemantics.Warpgroup),
       interpret=interpret)
   return call(x, w.astype(x.dtype), cs)
 

@@ -11,9 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hope_jax import _mappings as mappings
-from hope_jax.kernels import loss as fused_loss
-from hope_jax.kernels import norm as fused_norm
-from hope_jax.kernels import rotary_projection
+from hope_jax import kernels
 from hope_jax.positional import registry
 
 DTYPES: dict[str, Any] = {"bfloat16": jnp.bfloat16, "float32": jnp.float32,
@@ -24,7 +22,6 @@ REMAT_POLICIES: dict[str, Any] = {
     "dots": jax.checkpoint_policies.checkpoint_dots,
     "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
 }
-ATTENTION_IMPLS: tuple[str, ...] = ("auto", "cudnn", "xla", "splash")
 LOGITS_DTYPES: tuple[str, ...] = ("float32", "bfloat16")
 _POSITIVE_INTS = ("vocab_size", "num_layers", "embed_dim", "num_heads", "num_kv_heads",
                   "head_dim", "mlp_dim", "train_length")
@@ -59,7 +56,7 @@ class TransformerConfig:
   norm_impl: str = "auto"  # "auto" | "xla" | "pallas": see hope_jax.kernels.norm
   logits_dtype: str = "float32"  # "float32" | "bfloat16": see Transformer.logits
   loss_impl: str = "auto"  # "auto" | "xla" | "pallas": the token loss, see hope_jax.kernels.loss
-  projection_impl: str = "auto"  # "auto" | "xla" | "pallas": q/k rotation, hope_jax.kernels.rotary_projection
+  projection_impl: str = "auto"  # "auto" | "xla" | "pallas": q/k rotation, hope_jax.kernels.projection
   logn_scaling: bool = False  # scale queries by max(1, log(n+1)/log(train_length)) beyond L
   norm_eps: float = 1e-5
   init_std: float = 0.02
@@ -92,14 +89,8 @@ class TransformerConfig:
              f"one of {sorted(DTYPES)}")
     _require(self.remat in REMAT_POLICIES, "remat", self.remat,
              f"a bool or one of {sorted(REMAT_POLICIES)}")
-    _require(self.attention_impl in ATTENTION_IMPLS, "attention_impl", self.attention_impl,
-             f"one of {ATTENTION_IMPLS}")
-    _require(self.norm_impl in fused_norm.NORM_IMPLS, "norm_impl", self.norm_impl,
-             f"one of {fused_norm.NORM_IMPLS}")
-    _require(self.loss_impl in fused_loss.LOSS_IMPLS, "loss_impl", self.loss_impl,
-             f"one of {fused_loss.LOSS_IMPLS}")
-    _require(self.projection_impl in rotary_projection.PROJECTION_IMPLS, "projection_impl",
-             self.projection_impl, f"one of {rotary_projection.PROJECTION_IMPLS}")
+    for field, choices in kernels.IMPLEMENTATIONS.items():
+      _require(getattr(self, field) in choices, field, getattr(self, field), f"one of {choices}")
     _require(self.logits_dtype in LOGITS_DTYPES, "logits_dtype", self.logits_dtype,
              f"one of {LOGITS_DTYPES}")
     _require(isinstance(self.tie_embeddings, bool), "tie_embeddings", self.tie_embeddings, "a bool")

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from hope_jax.kernels import norm as fused_norm
+from hope_jax import kernels
 from hope_jax.model.config import TransformerConfig
 from hope_jax.parallel import sharding
 
@@ -66,7 +66,7 @@ class RMSNorm(nnx.Module):
 
   def add_and_norm(self, x: jax.Array, update: jax.Array | None) -> tuple[jax.Array, jax.Array]:
     """Returns (x + update, the norm of that sum) from one fused op; update None adds nothing."""
-    return fused_norm.add_rms_norm(x, update, self.scale[...], eps=self.eps, out_dtype=self.dtype,
+    return kernels.add_rms_norm(x, update, self.scale[...], eps=self.eps, out_dtype=self.dtype,
                                    implementation=self.impl)
 
 

@@ -23,6 +23,14 @@ from hope_jax.model.layers import MLP, RMSNorm, float32_logits, param
 from hope_jax.parallel import sharding
 
 
+def broadcast_positions(positions: jax.Array | None, shape: tuple[int, int]) -> jax.Array:
+  """Returns int32 positions [B, T] for tokens of this shape: arange(T) when None."""
+  batch, length = shape
+  if positions is None:
+    positions = jnp.arange(length, dtype=jnp.int32)
+  return jnp.broadcast_to(jnp.asarray(positions, jnp.int32), (batch, length))
+
+
 class Block(nnx.Module):
   """One pre-norm decoder block: attention then SwiGLU, each with a residual connection."""
 
@@ -34,20 +42,18 @@ class Block(nnx.Module):
     self.mlp = MLP(config, rngs=rngs)
 
   def __call__(self, x: jax.Array, update: jax.Array | None, positions: jax.Array,
-               segment_ids: jax.Array | None, *, return_attention: bool = False,
-               return_qk: bool = False) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
-    """Returns (x', update', extras) for a full causal sequence.
+               segment_ids: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+    """Returns (x', update') for a full causal sequence.
 
     The block's input is x + update (update: the previous block's MLP output, or None); its
     output is x' + update', with x' = x + update + attention.  Each residual add is left to the
     next norm, which does it in the same pass (``RMSNorm.add_and_norm``).
     """
     x, normed = self.attn_norm.add_and_norm(x, update)
-    h, extras = self.attn(normed, positions, segment_ids, return_attention=return_attention,
-                          return_qk=return_qk)
+    h = self.attn(normed, positions, segment_ids)
     x, normed = self.mlp_norm.add_and_norm(x, h)
     axes = ("batch", "length", "act_embed")
-    return sharding.constrain(x, axes), sharding.constrain(self.mlp(normed), axes), extras
+    return sharding.constrain(x, axes), sharding.constrain(self.mlp(normed), axes)
 
   def extend(self, x: jax.Array, positions: jax.Array, **cache_args) -> tuple[jax.Array, ...]:
     """Like __call__ against a KV cache; returns (x', keys, values)."""
@@ -99,54 +105,37 @@ class Transformer(nnx.Module):
     return sharding.constrain(out, ("batch", "length", "vocab"))
 
   def __call__(self, tokens: jax.Array, positions: jax.Array | None = None,
-               segment_ids: jax.Array | None = None, *, return_attention: bool = False,
-               return_qk: bool = False):
-    """Returns logits [B, T, vocab] (logits_dtype), or (logits, extras) when a return_* flag is set.
+               segment_ids: jax.Array | None = None) -> jax.Array:
+    """Returns logits [B, T, vocab] in logits_dtype.
 
     positions ([B, T] or [T]) default to arange(T); segment_ids [B, T] (packed documents) forbid
-    attention across segments.  extras["attention"]: per-layer attention probabilities
-    [layers, B, heads, T, T] (computed by the explicit XLA reference path; small inputs only);
-    extras["q"], extras["k"]: per-layer *pre-rotation* queries and keys [layers, B, T, heads,
-    head_dim] in float32, k repeated over each GQA group (query head h reads kv head
-    h // (num_heads // num_kv_heads)).
+    attention across segments.  Attention probabilities and pre-rotation q, k come from
+    :func:`hope_jax.model.analysis.analysis_forward`, not from this training forward.
     """
-    x, update, per_layer = self._trunk(tokens, positions, segment_ids,
-                                       return_attention=return_attention, return_qk=return_qk)
-    logits = self.logits(x, update)
-    if not (return_attention or return_qk):
-      return logits
-    stacked = {k: jnp.stack([e[k] for e in per_layer]) for k in per_layer[0]}
-    return logits, stacked
+    return self.logits(*self._trunk(tokens, positions, segment_ids))
 
   def _trunk(self, tokens: jax.Array, positions: jax.Array | None,
-             segment_ids: jax.Array | None, *, return_attention: bool = False,
-             return_qk: bool = False) -> tuple[jax.Array, jax.Array, list[dict[str, jax.Array]]]:
-    """Embedding and blocks: returns (x, update, per-layer extras); x + update [B, T, d] is the
-    residual stream, the last add left to the final norm."""
+             segment_ids: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+    """Embedding and blocks: returns (x, update); x + update [B, T, d] is the residual stream,
+    the last add left to the final norm."""
     tokens = jnp.asarray(tokens)
-    batch, length = tokens.shape
-    if positions is None:
-      positions = jnp.arange(length, dtype=jnp.int32)
-    positions = jnp.broadcast_to(jnp.asarray(positions, jnp.int32), (batch, length))
+    positions = broadcast_positions(positions, tokens.shape)
 
     def run(block: Block, x: jax.Array, update: jax.Array | None, positions: jax.Array,
             segment_ids: jax.Array | None):
-      return block(x, update, positions, segment_ids, return_attention=return_attention,
-                   return_qk=return_qk)
+      return block(x, update, positions, segment_ids)
 
     if self.config.remat != "none":
       run = nnx.remat(run, policy=REMAT_POLICIES[self.config.remat])
     x, update = self.embed(tokens), None
-    per_layer = []
     for block in self.blocks:
-      x, update, extras = run(block, x, update, positions, segment_ids)
-      per_layer.append(extras)
-    return x, update, per_layer
+      x, update = run(block, x, update, positions, segment_ids)
+    return x, update
 
   def hidden_states(self, tokens: jax.Array, positions: jax.Array | None = None,
                     segment_ids: jax.Array | None = None) -> jax.Array:
     """The residual stream after the last block [B, T, d], before the final norm and head."""
-    x, update, _ = self._trunk(tokens, positions, segment_ids)
+    x, update = self._trunk(tokens, positions, segment_ids)
     return x + update
 
   def init_cache(self, batch_size: int, max_length: int) -> kv_cache.KVCache:

@@ -213,7 +213,7 @@ def _rotate_pairs(x: jax.Array, cos: jax.Array, sin: jax.Array, plan: Plan) -> j
   plan = (layout, rotating): ``rotating`` holds one boolean per band.  Every band goes through the
   same arithmetic, RoPE's, and the bands that do not rotate are selected back unchanged, so HoPE's
   pass is RoPE's pass: slicing out only the rotating bands and concatenating the rest back made
-  XLA emit a fusion 18% slower than RoPE's as a standalone op (benchmarks/RESULTS.md, section 7).
+  XLA emit a fusion 18% slower than RoPE's as a standalone op (benchmarks/RESULTS.md §2.6).
   """
   layout, rotating = plan
   first, second = _split_pairs(x, layout)

@@ -25,9 +25,9 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
-from hope_jax.kernels import loss as fused_loss
-from hope_jax.parallel import sharding
+from hope_jax.kernels import token_nll
 from hope_jax.model.transformer import Transformer, TransformerConfig
+from hope_jax.parallel import sharding
 
 Batch = Mapping[str, jax.Array]
 
@@ -74,7 +74,8 @@ def create_train_state(model_config: TransformerConfig, optimizer: optax.Gradien
 
   ``init_on="host"`` compiles the initialiser for the host CPU and copies each process's shards
   to its devices (it needs the whole state in host memory); ``"device"`` runs it jitted on the
-  mesh, so the state is born sharded, but on GPUs that compile is far longer (benchmarks/RESULTS.md).
+  mesh, so the state is born sharded, but on GPUs that compile is far longer
+  (benchmarks/RESULTS.md §1.5).
   """
   if init_on not in INIT_PLACES:
     raise ValueError(f"init_on must be one of {INIT_PLACES}, got {init_on!r}")
@@ -119,37 +120,6 @@ def _place(host_tree: Any, shardings: Any) -> Any:
   return jax.tree.map(
       lambda x, s: jax.make_array_from_callback(x.shape, s, lambda index: x[index]),
       host_tree, shardings)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def token_nll(logits: jax.Array, labels: jax.Array, implementation: str = "auto") -> jax.Array:
-  """Returns float32 per-token negative log-likelihood [..., T] of integer labels under logits.
-
-  The forward reduction is :func:`hope_jax.kernels.loss.logsumexp_and_label` (``implementation``:
-  "auto", "xla" or "pallas").  The backward pass forms softmax − one-hot in one elementwise pass
-  (autodiff scattered the one-hot into a materialised float32 gradient, which kept the cast to
-  bf16 a pass of its own).
-  """
-  return _token_nll_fwd(logits, labels, implementation)[0]
-
-
-def _token_nll_fwd(logits, labels, implementation):
-  """Forward pass of token_nll: NLL = logsumexp − label logit; keeps logits, labels, logsumexp."""
-  lse, label_logit = fused_loss.logsumexp_and_label(logits, labels, implementation=implementation)
-  return lse - label_logit, (logits, labels, lse[..., None])
-
-
-def _token_nll_bwd(implementation, residuals, g):
-  """Backward pass of token_nll: g · (softmax − one-hot), in the logits' dtype."""
-  del implementation
-  logits, labels, lse = residuals
-  classes = jax.lax.broadcasted_iota(labels.dtype, logits.shape, logits.ndim - 1)
-  one_hot = (classes == labels[..., None]).astype(jnp.float32)
-  probs = jnp.exp(logits.astype(jnp.float32) - lse)
-  return ((probs - one_hot) * g[..., None]).astype(logits.dtype), None
-
-
-token_nll.defvjp(_token_nll_fwd, _token_nll_bwd)
 
 
 def global_norm(tree: Any) -> jax.Array:

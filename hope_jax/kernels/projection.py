@@ -1,31 +1,30 @@
-"""The q/k projection with its rotation: autodiff, the choice of implementation, sharding.
+"""The q, k and v projections with q's and k's rotation: the entry point, its autodiff, sharding.
 
-``rotary_projection(x, w, cos, sin)`` returns ``rotate(x @ w)``: x [M, d] (tokens × model width),
-w [d, heads · head_dim], cos/sin float32 [M, head_dim / 2] (one angle per token and band, as
-``encoders.rotation_angles`` gives them), split-half pairs (channel i with i + head_dim / 2);
-``project_qkv`` is what the model calls, q, k and v together.
+``rotary_projection(x, wq, wk, wv, positions, frequencies)`` returns ``(rotate(x @ wq),
+rotate(x @ wk), x @ wv)`` [B, T, heads, head_dim] for x [B, T, d] and positions [B, T]; it
+computes the rotation's cos/sin from positions and the encoder's frequencies itself.
 
 Why: in XLA the rotation is a pass of its own over q and k — read the projection's output, write
-the rotated copy — 1.74 ms per step forward and as much backward at 110M 1024 × 64 on an H100
-(benchmarks/RESULTS.md, section 8).  The kernel (``rotary_kernel``) rotates in its product's
-epilogue instead; in the step it takes 0.138 ms where cuBLAS's product alone takes 0.099 ms (its
-epilogue runs while the tensor cores wait, RESULTS.md 9.2–9.3, 10.1), so it gains 0.77 ms of the
-1.74.  The backward rotation rides in ``project_qkv``'s one pass over the q, k and v gradients
-(RESULTS.md 10.2).
+the rotated copy — 1.74 ms per step forward and as much backward at 110M 1024 × 64 on an H100.
+The kernel (``rotary_kernel``) rotates in its product's epilogue instead; in the step it takes
+0.138 ms where cuBLAS's product alone takes 0.099 ms (its epilogue runs while the tensor cores
+wait), so it gains 0.77 ms of the 1.74 (benchmarks/RESULTS.md §2.3).  The backward rotation rides
+in one pass over the q, k and v gradients (``_fused_qkv``, RESULTS.md §2.4).
 
-Implementations (``TransformerConfig.projection_impl``):
+Implementations (``TransformerConfig.projection_impl``, chosen by :mod:`hope_jax.kernels.selector`):
 
-* ``"xla"`` — ``x @ w`` then ``encoders`` rotation: the reference.
-* ``"pallas"`` — ``rotary_kernel.pallas_rotary_matmul`` (Hopper only; interpret mode on the
-  CPU).  The backward is XLA's: in ``project_qkv`` one pass writes [rotate⁻¹(dq) | rotate⁻¹(dk) |
-  dv], then one product each for x's and the weights' gradients; alone
-  (``rotary_projection``), the cotangent rotated back, then two products.
+* ``"xla"`` — the three products, then the ``encoders`` rotation of q and k: the reference.
+* ``"pallas"`` — ``rotary_kernel.pallas_rotary_matmul`` for q and k (Hopper only; interpret mode
+  on the CPU), v by XLA's product.  The backward is XLA's: one pass writes [rotate⁻¹(dq) |
+  rotate⁻¹(dk) | dv], then one product each for x's and the weights' gradients.
   Numerics: the float32 accumulator is rotated and rounded once (XLA rounds the product to bf16,
   then rotates).  Unrotated bands (angle 0) are ``a · 1 − b · 0``: the product itself for finite
   values, position-independent as in the XLA path, though not bit-identical to XLA's product
   (another summation order); a non-finite partner would make them NaN, where XLA selects them.
 * ``"auto"`` — ``"pallas"`` on a Hopper GPU for a rotating split-half encoder in bf16/fp16 whose
-  per-device shapes tile (``choose_tiles``), else ``"xla"``.
+  per-device q and k products both tile (``choose_tiles``), else ``"xla"``.
+
+``rotary_matmul(x, w, cos, sin)`` is the two-dimensional form, one weight, for the benchmarks.
 """
 
 from __future__ import annotations
@@ -38,12 +37,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hope_jax.positional import encoders
+from hope_jax.kernels.rotary_kernel import (
+  DEFAULT_TILES,
+  TileConfig,
+  pallas_rotary_matmul,
+  tiling_problem,
+)
+from hope_jax.kernels.selector import select
 from hope_jax.parallel import sharding
-from hope_jax.kernels.rotary_kernel import (DEFAULT_TILES, TileConfig, on_hopper, pallas_rotary_matmul,
-                                    plgpu, tiling_problem)
+from hope_jax.positional import encoders
 
-PROJECTION_IMPLS: tuple[str, ...] = ("auto", "xla", "pallas")
+Q_AXES = ("batch", "length", "heads", "head_dim")
 
 
 def _rotate_heads(y: jax.Array, cos: jax.Array, sin: jax.Array, *, head_dim: int,
@@ -108,7 +112,7 @@ def _unrotated_cotangent(dq, dk, dv, cos, sin, *, head_dim: int,
   Each head is viewed as [2, half]: its inverse rotation is x · cos + flip(x) · (±sin), flip
   exchanging the halves (a reverse, no concatenation), so the one concatenation, of q's, k's and
   v's heads, is the fusion's root with elementwise operands (a concatenation feeding elementwise
-  math made XLA write it first and read it again: RESULTS.md 10.2).  HoPE's unrotating bands are
+  math made XLA write it first and read it again: RESULTS.md §2.4).  HoPE's unrotating bands are
   selected back unchanged; float32 math, as encoders'.
   """
   m, half = dq.shape[0], head_dim // 2
@@ -140,13 +144,13 @@ def _fused_qkv_bwd(head_dim, rotating, tiles_q, tiles_k, residuals, cotangents):
 _fused_qkv.defvjp(_fused_qkv_fwd, _fused_qkv_bwd)
 
 
-def rotary_projection(x: jax.Array, w: jax.Array, cos: jax.Array, sin: jax.Array, *,
-                      head_dim: int, rotating: Sequence[bool], impl: str = "xla",
-                      tiles: TileConfig = DEFAULT_TILES) -> jax.Array:
+def rotary_matmul(x: jax.Array, w: jax.Array, cos: jax.Array, sin: jax.Array, *,
+                  head_dim: int, rotating: Sequence[bool], impl: str = "xla",
+                  tiles: TileConfig = DEFAULT_TILES) -> jax.Array:
   """Returns rotate(x @ w) [M, N]: split-half pairs, bands with rotating[i] False left unrotated.
 
   x [M, d] and w [d, N] in the compute dtype; cos/sin float32 [M, head_dim // 2]; impl "xla" or
-  "pallas" (see the module docstring; resolve "auto" with resolve_implementation first).
+  "pallas" (the kernel whatever the hardware: interpret mode off a GPU).
   """
   rotating = tuple(bool(r) for r in rotating)
   if len(rotating) != head_dim // 2 or cos.shape != (x.shape[0], head_dim // 2):
@@ -161,11 +165,10 @@ def rotary_projection(x: jax.Array, w: jax.Array, cos: jax.Array, sin: jax.Array
 
 
 # ----------------------------------------------------------------------------------------------
-# Choosing the implementation, and the sharded call the model makes.
+# The tiling, the sharded kernel call and the entry point the model calls.
 
 _SMALLER_TILES = (dataclasses.replace(DEFAULT_TILES, tile_n=64, stages=4),
                   dataclasses.replace(DEFAULT_TILES, tile_m=64, tile_n=64, stages=4))
-_KERNEL_DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
 
 
 def choose_tiles(m: int, d: int, n: int, head_dim: int) -> TileConfig | None:
@@ -176,74 +179,23 @@ def choose_tiles(m: int, d: int, n: int, head_dim: int) -> TileConfig | None:
   return None
 
 
-def resolve_implementation(requested: str, *, dtype, layout: str, rotates: bool,
-                           backend: str | None = None) -> str:
-  """Returns "xla" or "pallas" for TransformerConfig.projection_impl; raises on a bad request."""
-  if requested not in PROJECTION_IMPLS:
-    raise ValueError(f"projection_impl must be one of {PROJECTION_IMPLS}, got "
-                     f"projection_impl={requested!r}")
-  if requested == "xla" or not rotates:
-    return "xla"
-  supported = layout == "split_half" and jnp.dtype(dtype) in _KERNEL_DTYPES
-  on_gpu = (backend or jax.default_backend()) in ("gpu", "cuda")
-  if requested == "pallas":
-    if plgpu is None:  # pragma: no cover
-      raise ValueError("projection_impl='pallas' needs jax.experimental.pallas.mosaic_gpu")
-    if not supported:
-      raise ValueError(f"projection_impl='pallas' needs the split_half layout and a bfloat16 or "
-                       f"float16 compute dtype, got layout={layout!r}, dtype={jnp.dtype(dtype)}")
-    if on_gpu and not on_hopper():
-      raise ValueError(f"projection_impl='pallas' needs a Hopper GPU (WGMMA), got "
-                       f"{jax.devices()[0].device_kind}")
-    return "pallas"
-  return "pallas" if supported and plgpu is not None and on_gpu and on_hopper() else "xla"
-
-
 def _out_axes(heads_axis: str) -> tuple[str, ...]:
   """Logical axes of a projection's output [B, T, heads, head_dim]."""
   return ("batch", "length", heads_axis, "head_dim")
 
 
-def plan(impl: str, *, batch: int, length: int, embed: int, heads: int, head_dim: int,
-         heads_axis: str, requested: str) -> TileConfig | None:
-  """Returns the tiling of one projection's per-device product, or None to use XLA.
+def plan(*, batch: int, length: int, embed: int, heads: int, head_dim: int,
+         heads_axis: str) -> tuple[TileConfig | None, str | None]:
+  """Returns (the tiling of one projection's per-device product or None, why it cannot tile).
 
-  impl comes from resolve_implementation; heads_axis is "heads" (q) or "kv_heads" (k); an
-  explicit "pallas" whose shapes cannot tile raises.
+  heads_axis is "heads" (q) or "kv_heads" (k); the product's rows and heads are those of one
+  device under the context mesh and rules.
   """
-  if impl != "pallas":
-    return None
   axes = _out_axes(heads_axis)
   rows = batch * length // (sharding.dimension_shards(axes, 0) * sharding.dimension_shards(axes, 1))
-  heads_here = heads // sharding.dimension_shards(axes, 2)
-  tiles = choose_tiles(rows, embed, heads_here * head_dim, head_dim)
-  if tiles is None and requested == "pallas":
-    smallest = _SMALLER_TILES[-1]
-    raise ValueError(f"projection_impl='pallas' cannot tile this projection: "
-                     f"{tiling_problem(rows, embed, heads_here * head_dim, head_dim, smallest)}")
-  return tiles
-
-
-def project(x: jax.Array, w: jax.Array, cos: jax.Array, sin: jax.Array, *,
-            rotating: Sequence[bool], tiles: TileConfig, heads_axis: str) -> jax.Array:
-  """Returns rotate(x @ w) [B, T, heads, head_dim] from the kernel, per device under a mesh.
-
-  x [B, T, d]; w [d, heads, head_dim]; cos/sin float32 [B, T, head_dim // 2].  Each device
-  gets whole rows of x and its own heads of w.
-  """
-  head_dim = w.shape[-1]
-
-  def local(x, w, cos, sin):
-    b, t, d = x.shape
-    out = rotary_projection(x.reshape(b * t, d), w.reshape(d, -1), cos.reshape(b * t, -1),
-                            sin.reshape(b * t, -1), head_dim=head_dim, rotating=rotating,
-                            impl="pallas", tiles=tiles)
-    return out.reshape(b, t, -1, head_dim)
-
-  rows = ("batch", "length", None)
-  fn = sharding.map_shards(local, in_axes=(rows, (None, heads_axis, None), rows, rows),
-                           out_axes=_out_axes(heads_axis))
-  return fn(x, w, cos, sin)
+  n = heads // sharding.dimension_shards(axes, 2) * head_dim
+  tiles = choose_tiles(rows, embed, n, head_dim)
+  return tiles, None if tiles else tiling_problem(rows, embed, n, head_dim, _SMALLER_TILES[-1])
 
 
 def project_qkv(x: jax.Array, wq: jax.Array, wk: jax.Array, wv: jax.Array, cos: jax.Array,
@@ -251,9 +203,11 @@ def project_qkv(x: jax.Array, wq: jax.Array, wk: jax.Array, wv: jax.Array, cos: 
                 tiles_k: TileConfig) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Returns rotated q, rotated k and v [B, T, heads, head_dim], per device under a mesh.
 
-  As ``project`` for q and k, plus v = x @ wv, sharing one backward: the inverse rotations of dq
-  and dk and the copy of dv are one pass writing [dq' | dk' | dv], which one product turns into
-  dx (autodiff of three projections sums three products' dx in a pass of its own).
+  x [B, T, d]; w* [d, heads, head_dim]; cos/sin float32 [B, T, head_dim // 2].  Each device gets
+  whole rows of x and its own heads of the weights.  The three share one backward: the inverse
+  rotations of dq and dk and the copy of dv are one pass writing [dq' | dk' | dv], which one
+  product turns into dx (autodiff of three projections sums three products' dx in a pass of its
+  own).
   """
   head_dim, rotating = wq.shape[-1], tuple(bool(r) for r in rotating)
 
@@ -270,3 +224,40 @@ def project_qkv(x: jax.Array, wq: jax.Array, wk: jax.Array, wv: jax.Array, cos: 
       local, in_axes=(rows, weight("heads"), weight("kv_heads"), weight("kv_heads"), rows, rows),
       out_axes=(_out_axes("heads"), _out_axes("kv_heads"), _out_axes("kv_heads")))
   return fn(x, wq, wk, wv, cos, sin)
+
+
+def _xla_projection(x: jax.Array, wq: jax.Array, wk: jax.Array, wv: jax.Array,
+                    positions: jax.Array, frequencies: np.ndarray,
+                    layout: str) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """The three products, then the encoders' rotation of q and k (a no-op when nothing rotates)."""
+  product = lambda w: jnp.einsum("btd,dnh->btnh", x, w)  # noqa: E731
+  q = sharding.constrain(product(wq), Q_AXES)
+  k, v = product(wk), product(wv)
+  rotate = lambda y: encoders.apply_rotary(y, positions, frequencies, layout=layout)  # noqa: E731
+  return rotate(q), rotate(k), v
+
+
+def rotary_projection(x: jax.Array, wq: jax.Array, wk: jax.Array, wv: jax.Array,
+                      positions: jax.Array, frequencies, *, layout: str = "split_half",
+                      implementation: str = "auto") -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Returns (rotated q [B,T,N,D], rotated k [B,T,K,D], v [B,T,K,D]) of x [B, T, d].
+
+  wq [d, N, D], wk and wv [d, K, D] in x's dtype; positions integer [B, T]; frequencies the
+  encoder's concrete [D // 2] (0: a band that does not rotate); layout "split_half" or
+  "interleaved"; implementation a ``projection_impl`` value (see the module docstring).
+  """
+  frequencies = encoders.concrete_frequencies(frequencies)
+  batch, length, embed = x.shape
+  head_dim = wq.shape[-1]
+  plans = [plan(batch=batch, length=length, embed=embed, heads=w.shape[1], head_dim=head_dim,
+                heads_axis=axis) for w, axis in ((wq, "heads"), (wk, "kv_heads"))]
+  impl = select("projection_impl", implementation, dtype=x.dtype, layout=layout,
+                rotates=bool((frequencies > 0).any()),
+                tiling_problem=next((problem for _, problem in plans if problem), None))
+  if impl == "xla":
+    return _xla_projection(x, wq, wk, wv, positions, frequencies, layout)
+  cos, sin, rotating = encoders.rotation_cos_sin(jnp.broadcast_to(positions, (batch, length)),
+                                                 frequencies)
+  q, k, v = project_qkv(x, wq, wk, wv, cos, sin, rotating=rotating, tiles_q=plans[0][0],
+                        tiles_k=plans[1][0])
+  return sharding.constrain(q, Q_AXES), k, v
