@@ -8,9 +8,11 @@ and, when no step was asked for, the next older one is used instead.
 
 from __future__ import annotations
 
+import gc
 import os
 import re
-from typing import Any
+import sys
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -81,12 +83,27 @@ def _short(paths: list[str], limit: int = 3) -> str:
 
 
 def _reason(error: BaseException) -> str:
-  """Returns a one-line summary of an orbax/TensorStore error: its first line, a file if named."""
+  """Returns a one-line summary of an orbax/TensorStore error: its root cause's first line."""
+  seen = {id(error)}
+  while (error.__cause__ or error.__context__) is not None and len(seen) < 20:
+    error = error.__cause__ or error.__context__
+    if id(error) in seen:
+      break
+    seen.add(id(error))
   text = f"{type(error).__name__}: {str(error).strip()}"
   first = text.splitlines()[0] if text.strip() else type(error).__name__
   first = re.sub(r"\s*\[tensorstore_spec.*", "", first)
   first = re.sub(r"\. See full TensorStore details.*", "", first)
   return first if len(first) <= 240 else first[:237] + "..."
+
+
+def _without_closed_loop_noise(hook: Callable[[Any], None]) -> Callable[[Any], None]:
+  """Wraps sys.unraisablehook to drop the "Event loop is closed" tracebacks of a failed read."""
+  def quiet(unraisable: Any) -> None:
+    error = unraisable.exc_value
+    if not (isinstance(error, RuntimeError) and "Event loop is closed" in str(error)):
+      hook(unraisable)
+  return quiet
 
 
 class Checkpointer:
@@ -162,12 +179,17 @@ class Checkpointer:
     if metadata is None:
       raise CheckpointError(f"checkpoint {step}: its metadata ({where / 'metadata'}) is missing "
                             "or unreadable, so it cannot be verified")
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = _without_closed_loop_noise(previous_hook)
     try:
       restored = self._manager.restore(
           step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
     except Exception as e:  # orbax and TensorStore raise many types; all mean "unreadable"
+      gc.collect()  # a failed read leaves callbacks to a closed event loop: drop them here
       raise CheckpointError(f"checkpoint {step} at {where / 'state'} cannot be read: "
                             f"{_reason(e)}") from None
+    finally:
+      sys.unraisablehook = previous_hook
     state = restored.state
     checksums, non_finite = fingerprint(state)
     if non_finite:
