@@ -178,8 +178,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, verbose: bool = Tr
     logging.warning("resuming from checkpoint %d; moved the unusable one(s) to %s", start,
                     ", ".join(moved))
   if start >= t.steps:
-    ckpt.close()
     loss = (ckpt.metadata(start) or {}).get("loss", float("nan"))
+    ckpt.close()
     return {"workdir": workdir, "start_step": start, "final_step": start, "stopped_early": False,
             "already_finished": True, "history": [], "final_loss": loss}
   record_run_info(config, workdir, cfg)
