@@ -15,6 +15,7 @@ from device_helpers import needs_default_devices
 from hope_jax.training import checkpointing
 from hope_jax.config import base as config_base
 from hope_jax.training import loop as train
+from hope_jax.training import preemption
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -141,24 +142,34 @@ def test_cli_rejects_unknown_keys(tmp_path):
   assert not (tmp_path / "checkpoints").exists()
 
 
-def test_sigterm_saves_a_checkpoint_and_exits(tmp_path):
-  proc = _cli(["train", "--config=configs/tiny_cpu.py", f"--workdir={tmp_path}",
-               "--config.train.steps=100000", "--config.train.log_every=1",
-               "--config.train.checkpoint_every=100000", "--config.model.num_layers=1",
-               "--config.data.seq_len=32", "--config.train.batch_size=4",
-               "--config.train.tensorboard=False"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_saves_a_checkpoint_and_exits_75(tmp_path, signum):
+  """Issue 20.4: preemption (SIGTERM, Ctrl-C) saves, exits 75 and says it will resume."""
+  flags = ["--config=configs/tiny_cpu.py", f"--workdir={tmp_path}", "--config.train.log_every=1",
+           "--config.train.checkpoint_every=100000", "--config.model.num_layers=1",
+           "--config.data.seq_len=32", "--config.train.batch_size=4",
+           "--config.train.tensorboard=False"]
+  proc = _cli(["train", *flags, "--config.train.steps=100000"])
   metrics = tmp_path / "metrics.jsonl"
   deadline = time.time() + 150
   while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 2):
     time.sleep(0.5)
   assert proc.poll() is None, proc.communicate()[0]
-  proc.send_signal(signal.SIGTERM)
+  proc.send_signal(signum)
   out, _ = proc.communicate(timeout=120)
-  assert proc.returncode == 0, out
+  assert proc.returncode == preemption.EXIT_INTERRUPTED == 75, out
   steps = checkpointing.Checkpointer(str(tmp_path)).all_steps()
   assert len(steps) == 1 and 2 <= steps[0] < 100000
   last_logged = json.loads(metrics.read_text().splitlines()[-1])["step"]
   assert steps[0] == last_logged
+  name = signal.Signals(signum).name
+  assert f"interrupted by {name} at step {steps[0]} " in out and "resume" in out, out
+  assert "trained to step" not in out
+  if signum == signal.SIGTERM:  # the same run, asked for no more steps than it has, is finished
+    proc = _cli(["train", *flags, f"--config.train.steps={steps[0]}"])
+    out, _ = proc.communicate(timeout=150)
+    assert proc.returncode == 0, out
+    assert f"already finished: it is at step {steps[0]}" in out and "nan" not in out, out
 
 
 def test_relative_workdir(tmp_path, monkeypatch):

@@ -29,10 +29,24 @@ def _require(value, name: str, command: str):
 
 
 def _train(args: list[str]) -> None:
-  from hope_jax.training import loop as train  # pylint: disable=import-outside-toplevel
+  """Trains; exits 75 (preemption.EXIT_INTERRUPTED) after SIGTERM/SIGINT, 1 on divergence."""
+  # pylint: disable=import-outside-toplevel
+  from hope_jax.training import checkpointing, loop as train, preemption
   config = _require(_CONFIG.value, "config", "train")
-  summary = train.train(config, _require(_WORKDIR.value, "workdir", "train"),
-                        verbose=not _QUIET.value)
+  workdir = _require(_WORKDIR.value, "workdir", "train")
+  try:
+    summary = train.train(config, workdir, verbose=not _QUIET.value)
+  except preemption.TrainingInterrupted as e:
+    print(f"interrupted: {e}", file=sys.stderr)
+    sys.exit(preemption.EXIT_INTERRUPTED)
+  except (train.TrainingDiverged, checkpointing.CheckpointError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+  if summary["already_finished"]:
+    print(f"the run in {summary['workdir']} had already finished: it is at step "
+          f"{summary['final_step']} (train.steps={config.train.steps}; loss "
+          f"{summary['final_loss']:.4f}); nothing to do")
+    return
   print(f"trained to step {summary['final_step']} (loss {summary['final_loss']:.4f}) "
         f"in {summary['workdir']}")
 

@@ -7,13 +7,13 @@ import json
 import math
 import os
 import platform
-import signal
 import time
 from typing import Any
 
 import jax
 import ml_collections
 import optax
+from absl import logging
 
 from hope_jax._version import __version__
 from hope_jax.data import batches
@@ -23,13 +23,17 @@ from hope_jax.parallel import distributed
 from hope_jax.training import metrics
 from hope_jax import model
 from hope_jax.training import optim
+from hope_jax.training import preemption
 from hope_jax.parallel import sharding
 from hope_jax.data import tokenizer
 from hope_jax.training import step as train_step
 
 
 class TrainingDiverged(RuntimeError):
-  """Raised when the loss becomes NaN or Inf."""
+  """Raised when the loss or gradient norm becomes NaN or Inf; names the last good checkpoint."""
+
+
+TrainingInterrupted = preemption.TrainingInterrupted
 
 
 def model_config(config: ml_collections.ConfigDict) -> model.TransformerConfig:
@@ -99,8 +103,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str | None, *, step: int |
   if workdir is not None:
     ckpt = checkpointing.Checkpointer(workdir, keep=config.train.keep_checkpoints,
                                       async_save=config.train.async_checkpoints)
-    step = ckpt.latest_step() if step is None else step
-  if step is None:
+  if ckpt is None or (step is None and ckpt.latest_step() is None):
     if not fresh_ok:
       raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints to restore; train first")
     graphdef, state, shardings = train_step.create_train_state(
@@ -108,7 +111,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str | None, *, step: int |
   else:
     graphdef, abstract, shardings = train_step.abstract_train_state(cfg, optimizer, mesh=mesh,
                                                                     rules=rules)
-    _, state = ckpt.restore(abstract, step=step)
+    step, state = ckpt.restore(abstract, step=step)  # step=None: the newest usable one
   return Run(config, mesh, rules, cfg, optimizer, graphdef, state, shardings, ckpt, step)
 
 
@@ -135,44 +138,50 @@ def record_run_info(config: ml_collections.ConfigDict, workdir: str,
     json.dump(info, f, indent=2)
 
 
-class _Preemption:
-  """Turns SIGTERM into a flag the loop checks, so it can save before exiting."""
+def _check_finite(pending: list[tuple[int, dict]], last_good: int | None
+                  ) -> list[tuple[float, float]]:
+  """Fetches pending steps' (loss, grad_norm); raises TrainingDiverged at the first non-finite one.
 
-  def __init__(self):
-    self.requested = False
-    self._previous = None
-
-  def __enter__(self):
-    try:
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
-    except ValueError:  # not the main thread: leave signals alone
-      self._previous = None
-    return self
-
-  def _handle(self, signum, frame):
-    del signum, frame
-    self.requested = True
-
-  def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+  ``pending`` holds (step number as logged, the step's device metrics); one transfer for all.
+  """
+  values = jax.device_get([(m["loss"], m["grad_norm"], m["finite"]) for _, m in pending])
+  fetched = []
+  for (done, _), (loss, grad_norm, finite) in zip(pending, values):
+    loss, grad_norm = float(loss), float(grad_norm)
+    if not (finite and math.isfinite(loss) and math.isfinite(grad_norm)):
+      raise TrainingDiverged(
+          f"training diverged at step {done}: loss {loss}, grad_norm {grad_norm} (its update was "
+          f"not applied); {_last_good(last_good)}")
+    fetched.append((loss, grad_norm))
+  return fetched
 
 
-def _check_finite(losses: list[tuple[int, Any]], last_checkpoint: int | None) -> list[float]:
-  """Fetches pending per-step losses; raises TrainingDiverged at the first non-finite one."""
-  values = [float(v) for v in jax.device_get([loss for _, loss in losses])]
-  for (step, _), value in zip(losses, values):
-    if not math.isfinite(value):
-      where = (f"the last good checkpoint is step {last_checkpoint}" if last_checkpoint is not None
-               else "no checkpoint was saved before it")
-      raise TrainingDiverged(f"loss became {value} at step {step}; {where}")
-  return values
+def _last_good(step: int | None) -> str:
+  """Names the last checkpoint known to be finite."""
+  return (f"the last good checkpoint is step {step}" if step is not None
+          else "no checkpoint was saved before it")
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, *, verbose: bool = True) -> dict:
-  """Trains (or resumes) a model as the config says; returns a summary of the run."""
+  """Trains (or resumes) a model as the config says; returns a summary of the run.
+
+  Raises TrainingDiverged at a non-finite loss or gradient norm (checked on every step, read at
+  log and save steps), and TrainingInterrupted after SIGTERM or SIGINT, once the state reached
+  is saved; running again resumes.  A run already at train.steps returns with already_finished.
+  """
   run = setup(config, workdir)
   cfg, t = run.model_config, config.train
+  ckpt = run.checkpointer
+  start = int(jax.device_get(run.state.step))
+  if ckpt.rejected:
+    moved = ckpt.set_aside(sorted(ckpt.rejected))
+    logging.warning("resuming from checkpoint %d; moved the unusable one(s) to %s", start,
+                    ", ".join(moved))
+  if start >= t.steps:
+    loss = (ckpt.metadata(start) or {}).get("loss", float("nan"))
+    ckpt.close()
+    return {"workdir": workdir, "start_step": start, "final_step": start, "stopped_early": False,
+            "already_finished": True, "history": [], "final_loss": loss}
   record_run_info(config, workdir, cfg)
   tok = tokenizer.load_tokenizer(config.data.tokenizer)
   split = load_split(config, "train", tok)
@@ -181,39 +190,44 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, verbose: bool = Tr
                                        state_shardings=run.shardings, rules=run.rules,
                                        grad_accum_steps=t.grad_accum_steps)
   is_main = jax.process_index() == 0
-  writer = metrics.MetricsWriter(workdir, tensorboard=t.tensorboard, enabled=is_main)
+  single_process = jax.process_count() == 1
+  writer = metrics.MetricsWriter(workdir, tensorboard=t.tensorboard, enabled=is_main,
+                                 resume_step=start)
   progress = metrics.Progress(t.steps, enabled=verbose and is_main)
   seq_len = config.data.seq_len
   flops_per_token = model.flops_per_token(cfg, seq_len)
   peak = metrics.peak_flops_per_device(override=t.peak_flops_per_device)
-  start = int(jax.device_get(run.state.step))
-  last_checkpoint = run.checkpointer.latest_step()
+  last_good = run.restored_step
   state = run.state
-  pending: list[tuple[int, Any]] = []
+  pending: list[tuple[int, dict]] = []
   history: list[dict] = []
   interval_start, interval_steps = time.perf_counter(), 0
   stopped_early = False
   try:
-    with _Preemption() as preemption:
+    with preemption.SignalCatcher() as signals:
       for step in range(start, t.steps):
         local = batches.train_batch(
             split, seed=config.seed, step=step, batch_size=t.batch_size, seq_len=seq_len,
             process_index=jax.process_index(), process_count=jax.process_count(),
             with_segments=config.data.with_segments)
         state, step_metrics = step_fn(state, train_step.global_batch(local, run.mesh, run.rules))
-        pending.append((step, step_metrics["loss"]))
+        done = step + 1  # the step number logs, metrics and checkpoints use
+        pending.append((done, step_metrics))
         interval_steps += 1
-        done = step + 1
-        stop = preemption.requested or (t.stop_after and done >= t.stop_after)
-        log_now = done % t.log_every == 0 or done == t.steps or stop
+        log_now = done % t.log_every == 0 or done == t.steps
+        # Processes agree on a signal at log steps (a collective); alone, every step is free.
+        interrupted = (signals.requested if single_process
+                       else log_now and preemption.any_process(signals.requested))
+        stop = interrupted or (t.stop_after and done >= t.stop_after)
+        log_now = log_now or stop
         save_now = done % t.checkpoint_every == 0 or done == t.steps or stop
         if log_now or save_now:
-          losses = _check_finite(pending, last_checkpoint)
+          fetched = _check_finite(pending, last_good)
           pending = []
         if log_now:
           elapsed = time.perf_counter() - interval_start
           record = {
-              "loss": losses[-1], "grad_norm": float(step_metrics["grad_norm"]),
+              "loss": fetched[-1][0], "grad_norm": fetched[-1][1],
               "learning_rate": float(schedule(step)),
               **metrics.throughput(tokens=interval_steps * t.batch_size * seq_len,
                                    seconds=elapsed, flops_per_token=flops_per_token,
@@ -224,14 +238,30 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, verbose: bool = Tr
           history.append({"step": done, **record})
           interval_start, interval_steps = time.perf_counter(), 0
         if save_now:
-          run.checkpointer.save(done, state, metadata={"step": done, "loss": losses[-1]})
-          last_checkpoint = done
+          try:
+            ckpt.save(done, state, metadata={"loss": fetched[-1][0]})
+          except checkpointing.NonFiniteStateError as e:
+            raise TrainingDiverged(f"{e}; {_last_good(last_good)}") from None
+          last_good = done
         if stop:
           stopped_early = done < t.steps
           break
+      if interrupted and done < t.steps:
+        ckpt.wait()
+        summary = _summary(workdir, start, done, True, history)
+        raise preemption.TrainingInterrupted(
+            f"training was interrupted by {signals.signal_name} at step {done} of {t.steps}; "
+            f"checkpoint {done} is saved in {workdir}: run the same command to resume",
+            step=done, signal_name=signals.signal_name, summary=summary)
   finally:
-    run.checkpointer.close()
+    ckpt.close()
     writer.close()
-  return {"workdir": workdir, "start_step": start, "final_step": int(jax.device_get(state.step)),
-          "stopped_early": stopped_early, "history": history,
+  return _summary(workdir, start, int(jax.device_get(state.step)), stopped_early, history)
+
+
+def _summary(workdir: str, start: int, final: int, stopped_early: bool,
+             history: list[dict]) -> dict:
+  """The summary train() returns."""
+  return {"workdir": workdir, "start_step": start, "final_step": final,
+          "stopped_early": stopped_early, "already_finished": False, "history": history,
           "final_loss": history[-1]["loss"] if history else float("nan")}

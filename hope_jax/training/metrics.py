@@ -40,20 +40,51 @@ def throughput(*, tokens: int, seconds: float, flops_per_token: float, num_devic
           "mfu": flops_per_device / peak_flops if peak_flops > 0 else 0.0}
 
 
-class MetricsWriter:
-  """Writes scalar metrics to DIR/metrics.jsonl and TensorBoard event files (process 0 only)."""
+def drop_records_after(path: str, step: int) -> int:
+  """Rewrites a metrics.jsonl without its records past ``step`` (atomically); returns how many."""
+  if not os.path.exists(path):
+    return 0
+  with open(path, encoding="utf-8") as f:
+    lines = f.readlines()
+  kept = []
+  for line in lines:
+    try:
+      record_step = int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):  # a line cut short by a crash: drop it
+      continue
+    if record_step <= step:
+      kept.append(line if line.endswith("\n") else line + "\n")
+  if len(kept) == len(lines):
+    return 0
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    f.writelines(kept)
+  os.replace(path + ".tmp", path)
+  return len(lines) - len(kept)
 
-  def __init__(self, workdir: str, *, tensorboard: bool = True, enabled: bool = True):
+
+class MetricsWriter:
+  """Writes scalar metrics to DIR/metrics.jsonl and TensorBoard event files (process 0 only).
+
+  ``resume_step`` (a run restored from that step) drops the records of later steps, which the run
+  is about to redo, so re-run steps replace their records instead of repeating them.
+  """
+
+  def __init__(self, workdir: str, *, tensorboard: bool = True, enabled: bool = True,
+               resume_step: int = 0):
     self.enabled = enabled
     self._jsonl = None
     self._tb = None
     if not enabled:
       return
     os.makedirs(workdir, exist_ok=True)
-    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
+    path = os.path.join(workdir, "metrics.jsonl")
+    drop_records_after(path, resume_step)
+    self._jsonl = open(path, "a", encoding="utf-8")
     if tensorboard:
       from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
-      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+      # purge_step: TensorBoard hides the earlier files' events from this step on.
+      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"),
+                               purge_step=resume_step + 1 if resume_step else None)
 
   def write(self, step: int, metrics: Mapping[str, Any]) -> None:
     """Appends one record; non-finite values are written as strings so the file stays JSON."""

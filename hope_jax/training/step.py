@@ -194,9 +194,11 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
                     rules: Any = sharding.DEFAULT_RULES,
                     grad_accum_steps: int = 1) -> Callable[[TrainState, Batch],
                                                            tuple[TrainState, dict]]:
-  """Returns step(state, batch) -> (state, {"loss", "grad_norm", "tokens"}), jitted and donating.
+  """Returns step(state, batch) -> (state, {"loss", "grad_norm", "tokens", "finite"}), jitted.
 
   grad_norm is the global norm of the averaged gradient before the optimizer (which clips).
+  "finite" is False when the loss or grad_norm is NaN or Inf; such a step advances ``step`` but
+  does not apply its update, so the state stays finite.  The state argument is donated.
   """
   rules = sharding.freeze_rules(rules)
   if isinstance(grad_accum_steps, bool) or int(grad_accum_steps) != grad_accum_steps or (
@@ -230,12 +232,16 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
     denominator = jnp.maximum(count, 1.0)
     grads = jax.tree.map(lambda g: g / denominator, grads)
     grads = jax.lax.with_sharding_constraint(grads, param_shardings)
+    loss, grad_norm = loss_sum / denominator, global_norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    new_state = dataclasses.replace(state, step=state.step + 1, params=params,
-                                    opt_state=opt_state)
-    metrics = {"loss": loss_sum / denominator, "grad_norm": global_norm(grads),
-               "tokens": count}
+    # A non-finite step leaves params and optimizer state as they were (a select, no host sync).
+    keep_if_bad = lambda new, old: jnp.where(finite, new, old)
+    new_state = dataclasses.replace(
+        state, step=state.step + 1, params=jax.tree.map(keep_if_bad, params, state.params),
+        opt_state=jax.tree.map(keep_if_bad, opt_state, state.opt_state))
+    metrics = {"loss": loss, "grad_norm": grad_norm, "tokens": count, "finite": finite}
     return new_state, metrics
 
   batch_sharding = NamedSharding(mesh, sharding.logical_spec(("batch", None), rules))
