@@ -42,7 +42,7 @@ def write_hf_directory(config: TransformerConfig, params: Any, out_dir: str, *,
 
 def _sentencepiece_file(name: str) -> str | None:
   """The SentencePiece model file behind a data.tokenizer setting, if it is one."""
-  path = tokenizer.DEFAULT_TOKENIZER if name == "default" else name
+  path = tokenizer.default_model_path() if name == tokenizer.DEFAULT_NAME else name
   return path if os.path.isfile(str(path)) and str(path).endswith(".model") else None
 
 
