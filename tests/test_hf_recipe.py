@@ -3,6 +3,7 @@ without YaRN, switch the encoder to HoPE, continue pretraining, evaluate again, 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -20,6 +21,7 @@ from hope_jax.interop import convert
 from hope_jax.interop.export import write_hf_directory
 from hope_jax.model import TransformerConfig
 from hope_jax.training import loop as train
+from safetensors.numpy import load_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests", "fixtures", "hf"))
@@ -39,12 +41,20 @@ def hf_model(tmp_path_factory) -> str:
   return directory
 
 
+def config_file(workdir: str):
+  """The config a run's config.py (what --config takes) returns."""
+  spec = importlib.util.spec_from_file_location("run_config", os.path.join(workdir, "config.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
 def recipe_base() -> object:
   """What the user's --config supplies besides the model: data, a short training, the evaluation."""
   config = config_base.base_config()
   config.data.seq_len = LENGTH
-  config.train.update(dict(steps=4, batch_size=8, learning_rate=1e-3, warmup_steps=1, log_every=2,
-                           checkpoint_every=4, tensorboard=False))
+  config.train.update(dict(steps=2, batch_size=8, learning_rate=1e-3, warmup_steps=1, log_every=2,
+                           checkpoint_every=2, tensorboard=False))
   config.eval.update(dict(lengths=(1, 32), max_windows=2, evaluations=("perplexity",)))
   return config
 
@@ -59,13 +69,13 @@ def test_recipe_convert_evaluate_switch_to_hope_continue_evaluate_export(hf_mode
   rope_run, hope_run = str(tmp_path / "llama"), str(tmp_path / "llama_hope")
   # 1. convert; the run's config.py is what --config takes from here on
   cli_interop.convert(hf_model, rope_run, recipe_base())
-  config = convert.load_run_config(rope_run)
+  config = config_file(rope_run)
   assert (config.model.train_length, config.model.encoder) == (LENGTH, "rope")
-  assert os.path.isfile(os.path.join(rope_run, "config.py"))
   # 2. perplexity to 32 × L, without and with YaRN
   evaluate.evaluate(config, rope_run, verbose=False)
-  yarn = convert.load_run_config(rope_run)
-  yarn.eval.scaling = "yarn"
+  yarn = config_file(rope_run)
+  with yarn.unlocked():
+    yarn.eval.scaling = "yarn"
   evaluate.evaluate(yarn, rope_run, verbose=False)
   plain, scaled = perplexities(rope_run, "eval"), perplexities(rope_run, "eval_yarn")
   assert set(plain) == set(scaled) == {LENGTH, 32 * LENGTH}
@@ -74,14 +84,15 @@ def test_recipe_convert_evaluate_switch_to_hope_continue_evaluate_export(hf_mode
   np.testing.assert_allclose(scaled[LENGTH], plain[LENGTH], rtol=1e-5)
   assert abs(scaled[32 * LENGTH] - plain[32 * LENGTH]) > 1e-4
   # 3. switch the encoder to HoPE (L = the original context) and continue pretraining
-  hope = convert.load_run_config(rope_run)
-  hope.model.encoder = "hope"
+  hope = config_file(rope_run)
+  with hope.unlocked():
+    hope.model.encoder = "hope"
   cli_interop.convert(rope_run, hope_run, hope)
-  summary = train.train(convert.load_run_config(hope_run), hope_run, verbose=False)
-  assert (summary["start_step"], summary["final_step"]) == (0, 4)
+  summary = train.train(config_file(hope_run), hope_run, verbose=False)
+  assert (summary["start_step"], summary["final_step"]) == (0, 2)
   assert math.isfinite(summary["final_loss"])
   # 4. evaluate again
-  evaluate.evaluate(convert.load_run_config(hope_run), hope_run, verbose=False)
+  evaluate.evaluate(config_file(hope_run), hope_run, verbose=False)
   assert set(perplexities(hope_run, "eval")) == set(plain)
   # 5. and out again: HoPE as Phi-3
   cli_interop.export(hope_run, str(tmp_path / "hf_hope"))
@@ -118,16 +129,16 @@ def test_convert_refuses_a_changed_shape_and_an_existing_run(hf_model, tmp_path)
     convert.init_from_run(run, str(tmp_path / "b"), wider)
 
 
-def test_cli_convert_writes_a_config_file_train_takes(hf_model, tmp_path):
-  run = str(tmp_path / "run")
+def test_cli_convert_then_export_gives_back_the_same_directory(hf_model, tmp_path):
+  run, back = str(tmp_path / "run"), str(tmp_path / "back")
   env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
-  subprocess.run([sys.executable, "-m", "hope_jax", "convert", f"--source={hf_model}",
-                  f"--workdir={run}", "--quiet"], check=True, cwd=REPO, env=env,
-                 capture_output=True)
-  done = subprocess.run([sys.executable, "-m", "hope_jax", "train",
-                         f"--config={run}/config.py", f"--workdir={run}",
-                         "--config.data.seq_len=16", "--config.train.steps=2",
-                         "--config.train.batch_size=2", "--config.train.warmup_steps=1",
-                         "--config.train.tensorboard=False", "--quiet"],
-                        check=True, cwd=REPO, env=env, capture_output=True, text=True)
-  assert "trained to step 2" in done.stdout
+  for args in (["convert", f"--source={hf_model}", f"--workdir={run}"],
+               ["export", f"--workdir={run}", f"--out={back}"]):
+    subprocess.run([sys.executable, "-m", "hope_jax", *args, "--quiet"], check=True, cwd=REPO,
+                   env=env, capture_output=True)
+  with open(os.path.join(hf_model, "config.json"), encoding="utf-8") as f:
+    assert json.loads((tmp_path / "back" / "config.json").read_text()) == json.load(f)
+  source, exported = (load_file(os.path.join(d, "model.safetensors")) for d in (hf_model, back))
+  assert sorted(source) == sorted(exported)
+  for name, array in source.items():
+    np.testing.assert_array_equal(exported[name], array, err_msg=name)
