@@ -19,8 +19,7 @@ import pytest
 from flax import nnx
 from safetensors.numpy import load_file
 
-from hope_jax.interop import hf_config
-from hope_jax.interop import hf_weights
+from hope_jax.interop import hf_config, hf_weights
 from hope_jax.interop.export import write_hf_directory
 from hope_jax.model import Transformer, TransformerConfig
 from hope_jax.parallel import sharding
@@ -206,3 +205,20 @@ def test_unexportable_model_fails_naming_the_field(overrides, message):
   config = dataclasses.replace(make_fixtures.model_config("export_rope_gqa"), **overrides)
   with pytest.raises(hf_config.UnsupportedCheckpoint, match=message):
     hf_config.hf_config_from_model(config)
+
+
+@pytest.mark.parametrize("case", sorted(make_fixtures.EXPORT_CASES))
+def test_exported_run_against_live_transformers(case, tmp_path):
+  """Where torch and transformers are installed (the GPU image): the same check, live."""
+  torch = pytest.importorskip("torch")
+  transformers = pytest.importorskip("transformers")
+  config = make_fixtures.model_config(case)
+  params = make_fixtures.numpy_params(config, seed=11)
+  write_hf_directory(config, params, str(tmp_path))
+  hf_model = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path), dtype=torch.float32)
+  tokens = make_fixtures.tokens(config.vocab_size, seed=12)
+  with torch.no_grad():
+    expected = hf_model.eval()(torch.from_numpy(tokens)).logits.float().numpy()
+  model = nnx.merge(nnx.graphdef(nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0)))),
+                    params)
+  np.testing.assert_allclose(np.asarray(model(tokens)), expected, **FLOAT32_TOL)

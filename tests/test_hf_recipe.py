@@ -13,6 +13,7 @@ import sys
 import jax
 import numpy as np
 import pytest
+from safetensors.numpy import load_file
 
 from hope_jax.cli import interop as cli_interop
 from hope_jax.config import base as config_base
@@ -21,11 +22,10 @@ from hope_jax.interop import convert
 from hope_jax.interop.export import write_hf_directory
 from hope_jax.model import TransformerConfig
 from hope_jax.training import loop as train
-from safetensors.numpy import load_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests", "fixtures", "hf"))
-from make_fixtures import numpy_params  # noqa: E402  pylint: disable=wrong-import-position
+from make_fixtures import numpy_params
 
 LENGTH = 16  # the source model's context (max_position_embeddings)
 

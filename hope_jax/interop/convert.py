@@ -10,19 +10,17 @@ from __future__ import annotations
 import copy
 import json
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 
 from hope_jax import model
-from hope_jax.interop import hf_config
-from hope_jax.interop import hf_weights
+from hope_jax.interop import hf_config, hf_weights
 from hope_jax.parallel import sharding
-from hope_jax.training import checkpointing
-from hope_jax.training import loop
-from hope_jax.training import optim
+from hope_jax.training import checkpointing, loop, optim
 from hope_jax.training import step as train_step
 
 ParamsLoader = Callable[[model.TransformerConfig, Any], Any]

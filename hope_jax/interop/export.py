@@ -16,8 +16,7 @@ from typing import Any
 import jax
 
 from hope_jax.data import tokenizer
-from hope_jax.interop import hf_config
-from hope_jax.interop import hf_weights
+from hope_jax.interop import hf_config, hf_weights
 from hope_jax.interop.convert import load_run_config
 from hope_jax.model.config import TransformerConfig
 from hope_jax.training import loop
