@@ -81,6 +81,16 @@ def test_llama3_scaling_and_gqa_are_what_the_fixture_exercises():
   assert fields["head_dim"] * fields["num_heads"] != fields["embed_dim"]
 
 
+def test_transformers_4_spelling_of_rope_fields_maps_the_same(tmp_path):
+  legacy = _edited_copy(tmp_path, "llama3_scaling", rope_parameters=None, rope_theta=500000.0,
+                        rope_scaling={"type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                      "high_freq_factor": 4.0,
+                                      "original_max_position_embeddings": 32})
+  current = os.path.join(FIXTURES, "llama3_scaling")
+  assert (hf_config.model_fields_from_hf(hf_config.read_hf_config(legacy))
+          == hf_config.model_fields_from_hf(hf_config.read_hf_config(current)))
+
+
 def test_converted_checkpoint_in_bfloat16_within_bfloat16_tolerance(mesh):
   directory = os.path.join(FIXTURES, "llama_gqa")
   config = config_from_fixture(directory, dtype="bfloat16")
