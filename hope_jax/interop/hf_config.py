@@ -10,6 +10,7 @@ partial rotary rotates the first ``r = 2k`` channels of a head (the k kept bands
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Any
 
@@ -111,8 +112,9 @@ def model_fields_from_hf(hf: dict[str, Any]) -> dict[str, Any]:
 def rotated_bands(config: TransformerConfig) -> int:
   """How many leading bands a rotary config rotates; raises unless they are exactly RoPE's first k."""
   enc = config.encoding
-  if enc.bias is not None or enc.name not in ("rope", "hope"):
-    raise UnsupportedCheckpoint(f"encoder={config.encoder!r} does not export; rope and hope do")
+  if enc.bias is not None or enc.name not in ("rope", "hope", "p_rope"):
+    raise UnsupportedCheckpoint(f"encoder={config.encoder!r} does not export; rope, hope and "
+                                "p_rope (RoPE's fastest bands) do")
   kept = enc.num_rotated_bands
   if kept == 0:
     raise UnsupportedCheckpoint(f"encoder={config.encoder!r} rotates no band (NoPE) and does not "
@@ -153,7 +155,10 @@ def hf_config_from_model(config: TransformerConfig) -> dict[str, Any]:
   if scaling is not None:
     raise UnsupportedCheckpoint(f"scaling={config.scaling!r} with HoPE does not export")
   fraction = 2 * kept / config.head_dim
+  rotated = fraction
+  while int(config.head_dim * rotated) < 2 * kept:  # Phi-3 rotates int(head_dim · factor) channels
+    rotated = math.nextafter(rotated, 1.0)
   return {**common, "architectures": ["Phi3ForCausalLM"], "model_type": "phi3",
-          "partial_rotary_factor": fraction, "rope_theta": base ** fraction, "rope_scaling": None,
+          "partial_rotary_factor": rotated, "rope_theta": base ** fraction, "rope_scaling": None,
           "original_max_position_embeddings": config.train_length, "sliding_window": None,
           "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attention_dropout": 0.0}
