@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
     "data": 3,
     "training": 4,
     "evaluation": 5,
+    "interop": 5,  # Hugging Face checkpoints in and out
     "config": 6,
     "cli": 7,
     "__main__": 8,

@@ -1,9 +1,11 @@
-"""Command line: ``python -m hope_jax {train,evaluate,table,demo} ...`` (also the ``hope-jax`` script).
+"""Command line: ``python -m hope_jax {train,evaluate,table,demo,convert,export} ...`` (also ``hope-jax``).
 
     python -m hope_jax train --config=configs/tiny_cpu.py --workdir=DIR [--config.train.steps=50]
     python -m hope_jax evaluate --config=configs/tiny_cpu.py --workdir=DIR
     python -m hope_jax table DIR [DIR ...] --out=FILE.md
     python -m hope_jax demo [--workdir=DIR]
+    python -m hope_jax convert --source=HF_DIR_OR_RUN --workdir=NEW_RUN [--config=...]
+    python -m hope_jax export --workdir=RUN --out=HF_DIR
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "A config file in configs/ (a module with get_config()); "
     "override fields with --config.<key>=<value>.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, eval/.")
-_OUT = flags.DEFINE_string("out", None, "table: the markdown file to write (CSV and PNG beside it).")
+_OUT = flags.DEFINE_string("out", None, "table: the markdown file to write (CSV and PNG beside it); "
+                           "export: the Hugging Face directory to write.")
+_SOURCE = flags.DEFINE_string("source", None, "convert: a Hugging Face model directory, or a run "
+                              "directory whose parameters start a new run under --config.")
 _QUIET = flags.DEFINE_bool("quiet", False, "No progress output.")
 
 
@@ -70,8 +75,20 @@ def _demo(args: list[str]) -> None:
   demo.run_demo(_WORKDIR.value or "workdirs/demo", verbose=not _QUIET.value)
 
 
+def _convert(args: list[str]) -> None:
+  from hope_jax.cli import interop  # pylint: disable=import-outside-toplevel
+  interop.convert(_require(_SOURCE.value, "source", "convert"),
+                  _require(_WORKDIR.value, "workdir", "convert"), _CONFIG.value)
+
+
+def _export(args: list[str]) -> None:
+  from hope_jax.cli import interop  # pylint: disable=import-outside-toplevel
+  interop.export(_require(_WORKDIR.value, "workdir", "export"), _require(_OUT.value, "out", "export"))
+
+
 COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "train": _train, "evaluate": _evaluate, "table": _table, "demo": _demo,
+    "convert": _convert, "export": _export,
 }
 
 

@@ -55,6 +55,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.encoder = "rope"  # a name in hope_jax.positional.registry: rope hope nope p_rope partial_rope alibi kerple
   c.model.encoder_params = ml_collections.ConfigDict(dict(ENCODER_PARAM_DEFAULTS))
   c.model.train_length = 0  # 0 = data.seq_len; HoPE's L, always the training length
+  c.model.scaling = "none"  # the model's own context extension (e.g. a converted Llama 3.1's "llama3")
+  c.model.scaling_factor = 1.0
 
   c.data = ml_collections.ConfigDict()
   c.data.source = "embedded"  # "embedded" | "local" | "tfds"

@@ -1,0 +1,5 @@
+"""Hugging Face checkpoints in and out: convert a Llama-family directory into a run, export a run."""
+
+from hope_jax.interop.convert import convert_hf, init_from_run, load_run_config
+from hope_jax.interop.export import export_run, write_hf_directory
+from hope_jax.interop.hf_config import UnsupportedCheckpoint
