@@ -61,7 +61,7 @@ def head_outputs(net: model.Transformer, x: jax.Array, labels: jax.Array, *, chu
   The output head runs over slices of about chunk_tokens tokens (B rows × T/n positions) in a
   sequential ``lax.map``, so at most one slice of logits is alive at a time.
   """
-  batch, length, width = x.shape
+  batch, length = x.shape[:2]
   chunk = max(1, min(length, chunk_tokens // batch))
   slices = -(-length // chunk)
   pad = slices * chunk - length

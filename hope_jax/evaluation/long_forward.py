@@ -23,10 +23,10 @@ whole number of slices (causal attention: earlier positions are unchanged) and t
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding
@@ -66,9 +66,9 @@ class LongForwardOptions:
 
   def plan(self, length: int) -> tuple[int, int]:
     """Returns (padded length, slice length) for a sequence of length positions."""
-    slices = -(-length // self.token_chunk)
+    slices = math.ceil(length / self.token_chunk)
     unit = self.attention_block if length > self.attention_block else _PAD_UNIT
-    chunk = -(-(-(-length // slices)) // unit) * unit
+    chunk = math.ceil(math.ceil(length / slices) / unit) * unit
     return slices * chunk, chunk
 
 
@@ -166,11 +166,12 @@ class LongForward:
 
   # ---- public passes ----------------------------------------------------------------------------
 
-  def residual_stream(self, tokens: np.ndarray,
-                      positions: np.ndarray | None = None) -> tuple[jax.Array, jax.Array, int]:
+  def residual_stream(self, tokens: np.ndarray, positions: np.ndarray | None = None, *,
+                      num_blocks: int | None = None) -> tuple[jax.Array, jax.Array, int]:
     """Runs tokens [B, T] through every block; returns (x, update, T), each [B, padded T, d].
 
-    x + update is the residual stream after the last block (the final norm adds them).
+    x + update is the residual stream after the last block (the final norm adds them);
+    ``num_blocks`` stops after that many blocks (see :meth:`warm_up`).
     """
     tokens = np.asarray(tokens, np.int32)
     batch, length = tokens.shape
@@ -185,7 +186,7 @@ class LongForward:
     tokens, positions = jax.device_put((tokens, positions), self._rows)
     with jax.set_mesh(self.mesh):
       x, update = self._embed(self.params, tokens), None
-      for state in self.block_states:
+      for state in self.block_states[:num_blocks]:
         x, update = self._block(state, x, update, positions, chunk=chunk)
     return x, update, length
 
@@ -194,14 +195,19 @@ class LongForward:
     x, update, length = self.residual_stream(tokens, positions)
     return (x + update)[:, :length]
 
-  def next_token_outputs(self, tokens: np.ndarray,
-                         positions: np.ndarray | None = None) -> dict[str, jax.Array]:
+  def next_token_outputs(self, tokens: np.ndarray, positions: np.ndarray | None = None, *,
+                         num_blocks: int | None = None) -> dict[str, jax.Array]:
     """Teacher-forced float32 NLL and greedy argmax [B, T-1] of tokens [B, T] (the eval body)."""
     tokens = np.asarray(tokens, np.int32)
-    x, update, length = self.residual_stream(tokens[:, :-1], None if positions is None
-                                             else np.asarray(positions)[:, :-1])
+    x, update, length = self.residual_stream(
+        tokens[:, :-1], None if positions is None else np.asarray(positions)[:, :-1],
+        num_blocks=num_blocks)
     labels = np.pad(tokens[:, 1:], ((0, 0), (0, x.shape[1] - length)))
     with jax.set_mesh(self.mesh):
       out = self._head(self.params, x, update, jax.device_put(labels, self._rows))
     return {name: value[:, :length] for name, value in out.items()}
 
+
+  def warm_up(self, tokens: np.ndarray) -> None:
+    """Compiles every program of a pass over tokens [B, T] by running two blocks, not all."""
+    jax.block_until_ready(self.next_token_outputs(tokens, num_blocks=2))
