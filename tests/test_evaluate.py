@@ -124,6 +124,30 @@ def test_chunked_head_matches_full_logits(context):
   np.testing.assert_array_equal(predicted[:, 1:], got["argmax"][:, :49])
 
 
+def test_perplexity_and_probes_take_the_long_forward_from_its_threshold(context):
+  from hope_jax.evaluation import perplexity
+  assert context.config.eval.long_forward_min_tokens == 32768  # the default: not at 32 or 64
+  whole = perplexity.eval_perplexity(context)["results"]
+  tokens = batches.eval_windows(context.split, length=64).tokens[:3]
+  predicted = context.predict(tokens)
+  context.config.eval.long_forward_min_tokens = 64
+  try:
+    long = perplexity.eval_perplexity(context)["results"]
+    long_predicted = context.predict(tokens)
+  finally:
+    context.config.eval.long_forward_min_tokens = 32768
+  assert [r["long_forward"] for r in whole] == [False, False]
+  assert [r["long_forward"] for r in long] == [False, True]
+  assert any(key[1][0] == "long" for key in context.compiled)
+  for a, b in zip(whole, long):
+    assert a["length"] == b["length"] and a["windows"] == b["windows"]
+    assert math.isclose(a["nll"], b["nll"], rel_tol=1e-5)
+    np.testing.assert_allclose([x["nll"] for x in a["position_buckets"]],
+                               [x["nll"] for x in b["position_buckets"]], rtol=1e-5)
+  np.testing.assert_allclose(long_predicted["nll"], predicted["nll"], rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(long_predicted["argmax"], predicted["argmax"])
+
+
 @pytest.mark.parametrize("scaling", ["linear", "ntk", "yarn", "llama3"])
 def test_scaling_changes_rope_beyond_L_and_nothing_at_L(context, scaling):
   windows = {n: batches.eval_windows(context.split, length=n).tokens[:8] for n in (32, 64)}
@@ -154,7 +178,8 @@ def test_summary_merges_evaluations_and_replaces_stale_metrics(tmp_path):
 
 @pytest.mark.parametrize("field, value", [("evaluations", ("perplexity", "copyy")),
                                           ("scaling", "rope"), ("logits_chunk", 0),
-                                          ("scaling_factor", 0.5)])
+                                          ("scaling_factor", 0.5),
+                                          ("long_forward_min_tokens", -1)])
 def test_bad_eval_config_names_the_field(field, value):
   config = small_config(**{field: value})
   with pytest.raises(ValueError, match=field):

@@ -115,6 +115,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.logn_scaling = False  # evaluate with log-length query scaling (model.logn_scaling)
   c.eval.batch_tokens = 16384  # sequences per forward pass = max(1, batch_tokens // length)
   c.eval.logits_chunk = 8192  # the output head runs over slices of this many tokens (memory)
+  # Windows of at least this many tokens run layer by layer (hope_jax.evaluation.long_forward:
+  # memory ~ one block's activations, so 1M-token windows fit one GPU); 0 = never.
+  c.eval.long_forward_min_tokens = 32768
   c.eval.probe_seed = 0  # seeds every probe's examples
   # "perplexity": non-overlapping windows of validation documents, one forward pass each; lengths
   # no document reaches are skipped.

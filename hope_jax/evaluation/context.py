@@ -18,6 +18,7 @@ from hope_jax.config import base as config_base
 from hope_jax.data import batches
 from hope_jax.data import tokenizer
 from hope_jax.evaluation import forward as eval_forward
+from hope_jax.evaluation import long_forward
 from hope_jax import model
 from hope_jax.parallel import sharding
 from hope_jax.training import loop as train
@@ -97,8 +98,21 @@ class EvalContext:
           rules=self.run.rules)
     return self.compiled[(cfg, key)]
 
+  def uses_long_forward(self, length: int) -> bool:
+    """Whether forward passes at this evaluation length run layer by layer (long_forward)."""
+    threshold = self.config.eval.long_forward_min_tokens
+    return bool(threshold) and length >= threshold
+
   def _predict_fn(self, length: int) -> Callable[..., dict[str, jax.Array]]:
     chunk = self.config.eval.logits_chunk
+    if self.uses_long_forward(length):
+      cfg = self.model_config(length)
+      if (cfg, ("long", chunk)) not in self.compiled:
+        self.compiled[(cfg, ("long", chunk))] = long_forward.LongForward(
+            _graphdef(cfg), self.params, self.run.state.model_state, mesh=self.run.mesh,
+            rules=self.run.rules,
+            options=long_forward.LongForwardOptions(logits_chunk=chunk)).next_token_outputs
+      return self.compiled[(cfg, ("long", chunk))]
     return self.model_fn(length, functools.partial(eval_forward.next_token_outputs,
                                                    chunk_tokens=chunk), key=("predict", chunk))
 
@@ -195,6 +209,10 @@ def check_eval_config(config: ml_collections.ConfigDict) -> None:
   for key in ("batch_tokens", "logits_chunk", "position_buckets"):
     if not (isinstance(e[key], int) and e[key] > 0):
       raise ValueError(f"config.eval.{key} must be a positive integer, got {e[key]!r}")
+  threshold = e.long_forward_min_tokens
+  if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0:
+    raise ValueError(f"config.eval.long_forward_min_tokens must be a non-negative integer "
+                     f"(0 = never), got {threshold!r}")
 
 
 def output_dir(config: ml_collections.ConfigDict, workdir: str) -> str:

@@ -48,29 +48,37 @@ def compile_body(body: Body, graphdef: nnx.GraphDef, params: nnx.State, model_st
 def next_token_outputs(net: model.Transformer, tokens: jax.Array,
                        positions: jax.Array | None = None, *,
                        chunk_tokens: int) -> dict[str, jax.Array]:
-  """Teacher-forced float32 NLL and greedy argmax [B, T-1] of tokens [B, T].
+  """Teacher-forced float32 NLL and greedy argmax [B, T-1] of tokens [B, T] (see head_outputs)."""
+  x = net.hidden_states(tokens[:, :-1], None if positions is None else positions[:, :-1])
+  return head_outputs(net, x, tokens[:, 1:], chunk_tokens=chunk_tokens)
+
+
+def head_outputs(net: model.Transformer, x: jax.Array, labels: jax.Array, *, chunk_tokens: int,
+                 update: jax.Array | None = None) -> dict[str, jax.Array]:
+  """Float32 NLL of labels [B, T] and greedy argmax under the head of the stream x (+ update).
 
   The output head runs over slices of about chunk_tokens tokens (B rows × T/n positions) in a
   sequential ``lax.map``, so at most one slice of logits is alive at a time.
   """
-  x = net.hidden_states(tokens[:, :-1], None if positions is None else positions[:, :-1])
-  labels = tokens[:, 1:]
-  batch, length, width = x.shape
+  batch, length = x.shape[:2]
   chunk = max(1, min(length, chunk_tokens // batch))
   slices = -(-length // chunk)
   pad = slices * chunk - length
 
-  def head(x_slice, label_slice):
-    logits = net.logits(x_slice)
+  def head(x_slice, update_slice, label_slice):
+    logits = net.logits(x_slice, update_slice)
     return (kernels.token_nll(logits, label_slice, net.config.loss_impl),
             jnp.argmax(logits, axis=-1).astype(jnp.int32))
 
   if slices == 1:
-    nll, argmax = head(x, labels)
+    nll, argmax = head(x, update, labels)
     return {"nll": nll, "argmax": argmax}
-  x = jnp.pad(x, ((0, 0), (0, pad), (0, 0))).reshape(batch, slices, chunk, width)
-  labels = jnp.pad(labels, ((0, 0), (0, pad))).reshape(batch, slices, chunk)
-  nll, argmax = jax.lax.map(lambda a: head(*a), (x.swapaxes(0, 1), labels.swapaxes(0, 1)))
+
+  def split(y: jax.Array) -> jax.Array:
+    y = jnp.pad(y, ((0, 0), (0, pad)) + ((0, 0),) * (y.ndim - 2))
+    return y.reshape(batch, slices, chunk, *y.shape[2:]).swapaxes(0, 1)
+
+  nll, argmax = jax.lax.map(lambda a: head(*a), jax.tree.map(split, (x, update, labels)))
   unslice = lambda y: y.swapaxes(0, 1).reshape(batch, slices * chunk)[:, :length]  # noqa: E731
   return {"nll": unslice(nll), "argmax": unslice(argmax)}
 

@@ -44,6 +44,7 @@ def eval_perplexity(ctx: EvalContext) -> dict[str, Any]:
         "perplexity": float(math.exp(mean)), "windows": int(chosen.size),
         "tokens": int(nll.size), "documents": int(np.unique(windows.document_index[chosen]).size),
         "available_windows": windows.num_windows, "scaling_factor": ctx.scaling_factor(length),
+        "long_forward": ctx.uses_long_forward(length),
         "position_buckets": bucket_means(nll, e.position_buckets),
         "seconds": time.perf_counter() - start,
     })

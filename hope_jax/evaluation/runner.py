@@ -11,7 +11,10 @@ Inference-time context extension (``eval.scaling``) rebuilds the model's encodin
 evaluation length with factor ``eval.scaling_factor`` or, when that is 0, evaluation length /
 training length; every evaluation runs its model through :meth:`EvalContext.model_fn` at the
 length it feeds, so all of them honour it.  Forward passes (:mod:`hope_jax.evaluation.forward`) compute
-the output head in slices of ``eval.logits_chunk`` tokens, so full [B, T, vocab] logits never exist.
+the output head in slices of ``eval.logits_chunk`` tokens, so full [B, T, vocab] logits never exist;
+windows of ``eval.long_forward_min_tokens`` tokens or more run one block at a time
+(:mod:`hope_jax.evaluation.long_forward`), so perplexity, its loss by position and the probes reach
+1,048,576-token windows on one GPU.
 """
 
 from __future__ import annotations

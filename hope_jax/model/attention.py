@@ -202,3 +202,17 @@ class Attention(nnx.Module):
     out = jax.nn.dot_product_attention(q, keys.astype(q.dtype), values.astype(q.dtype), bias,
                                        mask[None, None], scale=self.scale, implementation="xla")
     return self._output(out), keys, values
+
+  def kernel_inputs(self, x: jax.Array,
+                    positions: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Returns what a causal kernel takes for x [B,T,d]: rotated (log-n scaled) q, rotated k, v."""
+    q, k, v = self._project_rotated(x, positions)
+    return self._logn(q, positions), k, v
+
+  def logit_bias(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array | None:
+    """Returns the encoder's float32 logit bias [B, N, q, k] (ALiBi, KERPLE), or None."""
+    return self._bias(q_positions, k_positions)
+
+  def project_output(self, out: jax.Array) -> jax.Array:
+    """Projects a kernel's output [B,T,N,D] back to the residual stream [B,T,d]."""
+    return self._output(out)
