@@ -4,6 +4,7 @@ import jax
 import numpy as np
 import optax
 import pytest
+from device_helpers import cpu_mesh, kernel_mesh
 from flax import nnx
 
 from hope_jax import kernels
@@ -35,8 +36,7 @@ def test_an_axis_counts_as_sharded_only_across_several_devices(axis):
                 for name, target in sharding.DEFAULT_RULES)
   axes = ("batch", "length", axis)
   for shape, shards in (((4, 2, 1), 1), ((2, 2, 2), 2)):
-    with jax.set_mesh(sharding.make_mesh(sharding.MeshConfig(*shape))), \
-        nnx.logical_axis_rules(rules):
+    with jax.set_mesh(cpu_mesh(*shape)), nnx.logical_axis_rules(rules):  # nothing runs on it
       assert pallas_gpu.feature_shards(axes) == shards
 
 
@@ -54,12 +54,12 @@ def test_block_rows_and_padding():
 @needs_pallas
 @pytest.mark.parametrize("field, mesh_shape", [("norm_impl", (2, 2, 2)), ("loss_impl", (2, 4, 1))])
 def test_sharded_train_step_is_the_same_with_the_pallas_kernel(tiny_config, field, mesh_shape):
-  """Loss and gradient norm of a train step on 8 CPU devices, Pallas (interpret mode) vs XLA.
+  """Loss and gradient norm of a train step on 8 devices, Pallas (interpret mode on CPU) vs XLA.
 
   The loss kernel needs an unsharded vocabulary, so its mesh has no tensor axis.
   """
   tokens = np.random.default_rng(4).integers(0, 128, (8, 17), dtype=np.int32)
-  mesh = sharding.make_mesh(sharding.MeshConfig(*mesh_shape))
+  mesh = kernel_mesh(*mesh_shape)
   results = {}
   for impl in ("pallas", "xla"):
     config, optimizer = tiny_config(**{field: impl}), optax.sgd(1.0)
