@@ -13,9 +13,8 @@ import argparse
 import jax
 import numpy as np
 
-from common import run_config, summary, time_steps, write_json  # noqa: I001
+from common import run_config, setup_run, summary, time_steps, write_json  # noqa: I001
 from hope_jax import model
-from hope_jax.training import loop as train
 from hope_jax.training import step as train_step
 
 
@@ -31,7 +30,7 @@ def main() -> None:
   args = parser.parse_args()
   config = run_config(args.size, args.encoder, seq_len=args.train_length, batch_size=1,
                       attention_impl=args.attention_impl)
-  run = train.setup(config, None)
+  run = setup_run(config)
   cfg, state = run.model_config, run.state
   nll_fn = train_step.make_eval_fn(run.graphdef, mesh=run.mesh, rules=run.rules,
                                    model_state=state.model_state)

@@ -29,18 +29,18 @@ def _require(value, name: str, command: str):
 
 
 def _train(args: list[str]) -> None:
-  from hope_jax.training import loop as train  # pylint: disable=import-outside-toplevel
+  from hope_jax.config import commands  # pylint: disable=import-outside-toplevel
   config = _require(_CONFIG.value, "config", "train")
-  summary = train.train(config, _require(_WORKDIR.value, "workdir", "train"),
+  summary = commands.train(config, _require(_WORKDIR.value, "workdir", "train"),
                         verbose=not _QUIET.value)
   print(f"trained to step {summary['final_step']} (loss {summary['final_loss']:.4f}) "
         f"in {summary['workdir']}")
 
 
 def _evaluate(args: list[str]) -> None:
-  from hope_jax.evaluation import runner as evaluate  # pylint: disable=import-outside-toplevel
+  from hope_jax.config import commands  # pylint: disable=import-outside-toplevel
   config = _require(_CONFIG.value, "config", "evaluate")
-  evaluate.evaluate(config, _require(_WORKDIR.value, "workdir", "evaluate"),
+  commands.evaluate(config, _require(_WORKDIR.value, "workdir", "evaluate"),
                     verbose=not _QUIET.value)
 
 
