@@ -4,6 +4,8 @@ import json
 import os
 
 import pytest
+from absl import flags
+from ml_collections import config_flags
 
 from hope_jax.config import base as config_base
 from hope_jax.config.resolve import LEGACY_EVAL_KEYS, resolve
@@ -94,3 +96,13 @@ def test_saved_configs_with_flat_eval_keys_still_resolve():
   assert run.model.encoder == "hope" and run.model.train_length == 512
   assert set(LEGACY_EVAL_KEYS) >= {k for k in saved["eval"] if "_" in k and k.split("_")[0] in
                                    ("copy", "passkey", "recall", "attention")}
+
+
+def test_command_line_sets_num_kept_bands_and_grouped_eval_keys():
+  argv = ["prog", f"--config={os.path.join(REPO, 'configs', 'tiny_cpu.py')}:hope",
+          "--config.model.encoder_params.num_kept_bands=6", "--config.eval.copy.gaps=(0.0,8.0)"]
+  flag_values = flags.FlagValues()
+  holder = config_flags.DEFINE_config_file("config", flag_values=flag_values, sys_argv=argv)
+  flag_values(argv)
+  run = resolve(holder.value)
+  assert run.model.encoding.num_rotated_bands == 6 and run.eval.copy.gaps == (0.0, 8.0)
