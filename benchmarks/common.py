@@ -17,7 +17,9 @@ import jax
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from hope_jax.config import base as config_base  # noqa: E402
+from hope_jax.config import resolve  # noqa: E402
 from hope_jax.kernels import projection  # noqa: E402
+from hope_jax.training import setup as training_setup  # noqa: E402
 
 # The PyTorch peer's shapes (../shared/bench/torch_peer.py): SwiGLU widths and heads per preset.
 PEER_SHAPES = {"110m": dict(layers=12, dim=768, heads=12, ff=2048),
@@ -40,6 +42,11 @@ def run_config(size: str, encoder: str, *, seq_len: int, batch_size: int,
   config.model.update(model_fields)
   config.model.encoder_params.update(encoder_params or {})
   return config
+
+
+def setup_run(config) -> training_setup.Run:
+  """Resolves a run config and builds its mesh and fresh sharded state (no workdir)."""
+  return resolve.resolve(config).setup()
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:

@@ -29,10 +29,10 @@ import optax
 
 from common import run_config, summary, time_steps, write_json  # noqa: I001
 from hope_jax import model
+from hope_jax.config import resolve
 from hope_jax.evaluation import forward
 from hope_jax.evaluation import long_forward
 from hope_jax.parallel import sharding
-from hope_jax.training import loop as train
 from hope_jax.training import step as train_step
 
 CHECK_TAIL = 4096  # positions whose logits --check_length compares
@@ -98,7 +98,7 @@ def main() -> None:
   args = parser.parse_args()
   config = run_config(args.size, args.encoder, seq_len=args.train_length, batch_size=1,
                       attention_impl=args.attention_impl)
-  cfg = train.model_config(config)
+  cfg = resolve.resolve(config).model
   mesh = sharding.make_mesh(sharding.MeshConfig(data=1, fsdp=1), jax.devices()[:1])
   graphdef, state, _ = train_step.create_train_state(cfg, optax.identity(), mesh=mesh,
                                                      rules=sharding.DEFAULT_RULES)

@@ -4,7 +4,7 @@
 
 Each place runs in a fresh process with no persistent compilation cache, as a first start does,
 and is recorded as timed out after --place_timeout seconds.
-It prints one JSON record per place: seconds for ``train.setup`` (building the initial state,
+It prints one JSON record per place: seconds for ``hope_jax.training.setup.setup`` (building the initial state,
 ``train.init_on``), for the first step (its compile, autotuning included, and one run), XLA's
 compile seconds per jitted function, and then whether the places' initial parameters agree.
 """
@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from common import parse_shape, run_config, write_json  # noqa: I001
+from common import parse_shape, run_config, setup_run, write_json  # noqa: I001
 
 SAMPLE = 4096  # leading elements of each parameter kept for the comparison
 
@@ -31,7 +31,6 @@ def child(args: argparse.Namespace) -> None:
   import jax  # pylint: disable=import-outside-toplevel
   from jax._src import monitoring  # pylint: disable=import-outside-toplevel
 
-  from hope_jax.training import loop as train  # pylint: disable=import-outside-toplevel
   from train_throughput import step_and_batch  # pylint: disable=import-outside-toplevel
 
   compiles: list[tuple[str, float]] = []
@@ -45,7 +44,7 @@ def child(args: argparse.Namespace) -> None:
   config = run_config(size, args.encoder, seq_len=seq_len, batch_size=batch)
   config.train.init_on = args.place
   start = time.perf_counter()
-  run = train.setup(config, None)
+  run = setup_run(config)
   jax.block_until_ready(run.state)
   setup_s = time.perf_counter() - start
   leaves = jax.tree_util.tree_leaves_with_path(run.state.params)

@@ -24,12 +24,12 @@ import jax
 import numpy as np
 
 from common import (PEER_SHAPES, add_model_args, model_fields, parse_shape,  # noqa: I001
-                    run_config, set_projection_tiles, summary, time_pipelined, time_steps,
+                    run_config, set_projection_tiles, setup_run, summary, time_pipelined, time_steps,
                     write_json)
 from hope_jax import model
 from hope_jax import kernels
 from hope_jax.kernels import projection
-from hope_jax.training import loop as train
+from hope_jax.training import setup as training_setup
 from hope_jax.training import step as train_step
 
 PEAK = 989e12
@@ -44,7 +44,7 @@ def build_step(size: str, encoder: str, seq_len: int, batch: int, *,
   config = run_config(size, encoder, seq_len=seq_len, batch_size=batch, **fields)
   config.mesh.update(mesh_axes or {})
   config.train.init_on = init_on
-  run = train.setup(config, None)
+  run = setup_run(config)
   step_fn, tokens = step_and_batch(run, seq_len, batch)
   holder = {"state": run.state}
 
@@ -55,7 +55,7 @@ def build_step(size: str, encoder: str, seq_len: int, batch: int, *,
   return one, run.model_config, run.mesh
 
 
-def step_and_batch(run: train.Run, seq_len: int, batch: int):
+def step_and_batch(run: training_setup.Run, seq_len: int, batch: int):
   """Returns the run's jitted train step and fixed random tokens [batch, seq_len + 1] on its mesh."""
   step_fn = train_step.make_train_step(run.graphdef, run.optimizer, mesh=run.mesh,
                                        state_shardings=run.shardings, rules=run.rules)

@@ -12,7 +12,8 @@ The package is layered; each layer imports only from the layers before it:
 5. ``hope_jax.training`` — state, step, loop, checkpoints, metrics;
 6. ``hope_jax.evaluation`` — the evaluation suite, tables and plots;
 7. ``hope_jax.config`` — the ml_collections configs and their resolution;
-8. ``hope_jax.cli`` — ``python -m hope_jax``.
+8. ``hope_jax.interop`` — Hugging Face checkpoints in and out;
+9. ``hope_jax.cli`` — ``python -m hope_jax``.
 """
 
 from hope_jax._version import __version__

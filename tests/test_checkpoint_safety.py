@@ -12,6 +12,8 @@ import numpy as np
 import optax
 import pytest
 
+from hope_jax.config import commands
+from hope_jax.config.resolve import resolve
 from hope_jax.parallel import sharding
 from hope_jax.training import checkpointing
 from hope_jax.training import loop as train
@@ -30,7 +32,7 @@ def test_divergence_names_the_last_good_checkpoint_and_saves_no_nan(tmp_path, ch
   config = small_config(steps=30, learning_rate=1e6, warmup_steps=0,
                         checkpoint_every=checkpoint_every, keep_checkpoints=2, log_every=1)
   with pytest.raises(train.TrainingDiverged) as caught:
-    train.train(config, str(tmp_path), verbose=False)
+    commands.train(config, str(tmp_path), verbose=False)
   message = str(caught.value)
   bad_step = int(message.split("training diverged at step ")[1].split(":")[0])
   logged = metric_steps(tmp_path)
@@ -45,7 +47,7 @@ def test_divergence_names_the_last_good_checkpoint_and_saves_no_nan(tmp_path, ch
     assert "no checkpoint was saved" in message
   # Every checkpoint left is finite: each restores and passes its checks.
   for step in steps:
-    run = train.setup(config, str(tmp_path), step=step)
+    run = resolve(config).setup(str(tmp_path), step=step)
     assert int(run.state.step) == step
     leaves = jax.tree.leaves(run.state.params)
     assert all(bool(jnp.all(jnp.isfinite(x))) for x in leaves)
@@ -95,7 +97,7 @@ def test_checksums_do_not_depend_on_the_sharding():
 def trained(tmp_path_factory):
   """A run with checkpoints 2 and 4 (4 steps, one record per step)."""
   workdir = tmp_path_factory.mktemp("trained")
-  train.train(small_config(steps=4, checkpoint_every=2), str(workdir), verbose=False)
+  commands.train(small_config(steps=4, checkpoint_every=2), str(workdir), verbose=False)
   return workdir
 
 
@@ -146,12 +148,12 @@ def test_a_corrupt_latest_checkpoint_is_reported_and_the_previous_one_used(
   corrupt(str(workdir / "checkpoints" / "4" / "state"))
   config = small_config(steps=4, checkpoint_every=2)
   with pytest.raises(checkpointing.CheckpointError) as caught:
-    train.setup(config, str(workdir), step=4)
+    resolve(config).setup(str(workdir), step=4)
   message = str(caught.value)
   assert message.startswith("checkpoint 4") and str(workdir / "checkpoints" / "4") in message
   assert message.count("\n") == 0 and len(message) < 600, message
   with caplog.at_level(logging.WARNING):
-    run = train.setup(config, str(workdir))
+    run = resolve(config).setup(str(workdir))
   assert run.restored_step == 2 and int(run.state.step) == 2
   assert list(run.checkpointer.rejected) == [4]
   assert "checkpoint 4" in caplog.text and "using checkpoint 2" in caplog.text
@@ -163,7 +165,7 @@ def test_training_resumes_from_the_previous_checkpoint_and_rewrites_its_metrics(
   shutil.copytree(trained, workdir)
   _truncate(str(workdir / "checkpoints" / "4" / "state"))
   assert metric_steps(workdir) == [1, 2, 3, 4]
-  summary = train.train(small_config(steps=6, checkpoint_every=2), str(workdir), verbose=False)
+  summary = commands.train(small_config(steps=6, checkpoint_every=2), str(workdir), verbose=False)
   assert (summary["start_step"], summary["final_step"]) == (2, 6)
   assert metric_steps(workdir) == [1, 2, 3, 4, 5, 6]
   assert (workdir / "rejected_checkpoints" / "4").is_dir()
@@ -177,22 +179,22 @@ def test_a_run_without_a_usable_checkpoint_stops(trained, tmp_path):
     _delete_manifest(str(workdir / "checkpoints" / str(step) / "state"))
   with pytest.raises(checkpointing.CheckpointError, match="no usable checkpoint.*checkpoint 4.*"
                                                           "checkpoint 2"):
-    train.train(small_config(steps=6, checkpoint_every=2), str(workdir), verbose=False)
+    commands.train(small_config(steps=6, checkpoint_every=2), str(workdir), verbose=False)
 
 
 def test_a_finished_run_says_so(trained):
   before = metric_steps(trained)
-  summary = train.train(small_config(steps=4, checkpoint_every=2), str(trained), verbose=False)
+  summary = commands.train(small_config(steps=4, checkpoint_every=2), str(trained), verbose=False)
   assert summary["already_finished"] and summary["final_step"] == 4
   assert np.isfinite(summary["final_loss"]) and metric_steps(trained) == before
 
 
 def test_resumed_metrics_drop_the_records_after_the_checkpoint(tmp_path):
   """Issue 20.5: a crash after logging steps 5-6 but before checkpoint 6 is complete."""
-  train.train(small_config(steps=6, checkpoint_every=4), str(tmp_path), verbose=False)
+  commands.train(small_config(steps=6, checkpoint_every=4), str(tmp_path), verbose=False)
   shutil.rmtree(tmp_path / "checkpoints" / "6")
   with open(tmp_path / "metrics.jsonl", "a") as f:
     f.write('{"step": 7, "lo')  # a line cut short
-  summary = train.train(small_config(steps=6, checkpoint_every=4), str(tmp_path), verbose=False)
+  summary = commands.train(small_config(steps=6, checkpoint_every=4), str(tmp_path), verbose=False)
   assert summary["start_step"] == 4
   assert metric_steps(tmp_path) == [1, 2, 3, 4, 5, 6]

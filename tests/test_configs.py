@@ -6,9 +6,8 @@ import os
 
 import pytest
 
-from hope_jax.config import base as config_base
 from hope_jax import model
-from hope_jax.training import loop as train
+from hope_jax.config.resolve import resolve
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_FILES = sorted(glob.glob(os.path.join(REPO, "configs", "**", "*.py"), recursive=True))
@@ -32,9 +31,8 @@ def test_there_are_configs():
 @pytest.mark.parametrize("arg", [None, "hope"])
 def test_config_validates(path, arg):
   config = load(path).get_config(arg)
-  config_base.validate(config)
-  cfg = train.model_config(config)
-  assert cfg.train_length == config_base.train_length(config)
+  cfg = resolve(config).model
+  assert cfg.train_length == (config.model.train_length or config.data.seq_len)
   if arg == "hope":
     assert cfg.encoder == "hope" and 0 < cfg.encoding.num_rotated_bands < cfg.head_dim // 2
 
@@ -43,7 +41,7 @@ def test_config_validates(path, arg):
                                             ("1b", 1.0e9), ("3b", 2.9e9)])
 def test_preset_sizes(size, expected):
   config = load(os.path.join(REPO, "configs", f"model_{size}.py")).get_config()
-  assert model.num_params(train.model_config(config)) == pytest.approx(expected, rel=0.03)
+  assert model.num_params(resolve(config).model) == pytest.approx(expected, rel=0.03)
 
 
 def test_experiment_options():

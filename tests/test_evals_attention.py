@@ -11,6 +11,7 @@ import pytest
 from flax import nnx
 
 from hope_jax.config import base as config_base
+from hope_jax.config.resolve import resolve
 from hope_jax.evaluation import attention as evals_attention
 from hope_jax.evaluation import context as eval_context
 from hope_jax.evaluation import runner as evaluate
@@ -137,8 +138,10 @@ def test_attention_evaluation_writes_json_and_figures(tmp_path):
   config.model.update(dict(num_layers=2, embed_dim=64, num_heads=2, num_kv_heads=1, mlp_dim=128))
   config_base.set_encoder(config, "hope")
   config.data.seq_len = 32
-  config.eval.update(dict(attention_length=2, attention_windows=3, attention_buckets=6))
-  ctx = eval_context.fresh_context(config, str(tmp_path), devices=jax.devices()[:1])
+  config.eval.attention.update(dict(length=2, windows=3, buckets=6))
+  run = resolve(config)
+  ctx = eval_context.fresh_context(run.eval, run.model, run.mesh, run.data, str(tmp_path),
+                                   devices=jax.devices()[:1])
   result = evaluate.EVALUATIONS["attention"](ctx)
   json.dumps(result)  # JSON-able
   assert result["length"] == 64 and result["windows"] == 3 and result["tokens"] == 192

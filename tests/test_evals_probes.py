@@ -9,6 +9,8 @@ import pytest
 from flax import nnx
 
 from hope_jax.config import base as config_base
+from hope_jax.config.resolve import resolve
+from hope_jax.evaluation import config as eval_config_lib
 from hope_jax.evaluation import probe_evals as evals_probes
 from hope_jax.evaluation import context as eval_context
 from hope_jax.evaluation import runner as evaluate
@@ -28,11 +30,12 @@ def context(tmp_path_factory):
   config = config_base.base_config()
   config.model.update(dict(num_layers=1, embed_dim=64, num_heads=2, num_kv_heads=2, mlp_dim=128))
   config.data.seq_len = 32
-  config.eval.update(dict(copy_gaps=(0.0, 1.0), copy_examples=3, passkey_lengths=(1, 3),
-                          passkey_depths=(0.0, 0.5, 1.0), passkey_keys=2, recall_pairs=(2, 8),
-                          recall_distances=(0.5, 2.0), recall_examples=2))
-  return eval_context.fresh_context(config, str(tmp_path_factory.mktemp("eval")),
-                                devices=jax.devices()[:1])
+  config.eval.copy.update(dict(gaps=(0.0, 1.0), examples=3))
+  config.eval.passkey.update(dict(lengths=(1, 3), depths=(0.0, 0.5, 1.0), keys=2))
+  config.eval.recall.update(dict(pairs=(2, 8), distances=(0.5, 2.0), examples=2))
+  run = resolve(config)
+  return eval_context.fresh_context(run.eval, run.model, run.mesh, run.data,
+                                    str(tmp_path_factory.mktemp("eval")), devices=jax.devices()[:1])
 
 
 def oracle(tokens, length):
@@ -142,10 +145,16 @@ def test_probe_evaluations_on_a_random_model(context):
   assert os.path.getsize(os.path.join(context.eval_dir, "passkey.png")) > 1000
 
 
-def test_bad_probe_config_names_the_field(context):
-  context.config.eval.copy_sources = ("text", "books")
-  try:
-    with pytest.raises(ValueError, match="copy_sources"):
-      evaluate.EVALUATIONS["copy"](context)
-  finally:
-    context.config.eval.copy_sources = ("text", "random")
+def test_probe_sources_match_the_config_names():
+  assert tuple(evals_probes.COPY_SOURCES) == eval_config_lib.COPY_SOURCES
+  assert tuple(evals_probes.RECALL_SOURCES) == eval_config_lib.RECALL_SOURCES
+
+
+@pytest.mark.parametrize("group, field, value", [
+    ("copy", "sources", ("text", "books")), ("passkey", "depths", (0.5, 1.5)),
+    ("recall", "queries", 0), ("attention", "buckets", 1), ("perplexity", "lengths", ())])
+def test_bad_probe_config_names_the_field(group, field, value):
+  config = config_base.base_config()
+  config.eval[group][field] = value
+  with pytest.raises(ValueError, match=f"config.eval.{group}.{field}"):
+    resolve(config)

@@ -11,20 +11,24 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from hope_jax.data import batches
+import dataclasses
+
 from hope_jax.config import base as config_base
+from hope_jax.config import commands
+from hope_jax.config.resolve import resolve
+from hope_jax.data import batches
 from hope_jax.evaluation import context as eval_context
 from hope_jax.evaluation import runner as evaluate
-from hope_jax.training import loop as train
 from hope_jax.training import step as train_step
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = dict(num_layers=1, embed_dim=64, num_heads=2, num_kv_heads=2, mlp_dim=128)
-SMALL_EVAL = dict(lengths=(1, 2), max_windows=6, evaluations=("perplexity",),
-                  copy_gaps=(0.0, 1.0), copy_examples=2, passkey_lengths=(3,),
-                  passkey_depths=(0.0, 1.0), passkey_keys=1, recall_pairs=(2,),
-                  recall_distances=(1.0,), recall_examples=2, attention_windows=1,
-                  attention_buckets=6)
+SMALL_EVAL = dict(evaluations=("perplexity",),
+                  perplexity=dict(lengths=(1, 2), max_windows=6),
+                  copy=dict(gaps=(0.0, 1.0), examples=2),
+                  passkey=dict(lengths=(3,), depths=(0.0, 1.0), keys=1),
+                  recall=dict(pairs=(2,), distances=(1.0,), examples=2),
+                  attention=dict(windows=1, buckets=6))
 
 
 def small_config(**eval_fields):
@@ -37,18 +41,24 @@ def small_config(**eval_fields):
   return config
 
 
+def eval_config(**eval_fields):
+  return resolve(small_config(**eval_fields)).eval
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("run"))
   config = small_config()
   config.train.update(dict(steps=1, warmup_steps=0, log_every=1, checkpoint_every=1))
-  train.train(config, workdir, verbose=False)
+  commands.train(config, workdir, verbose=False)
   return workdir
 
 
 @pytest.fixture(scope="module")
 def context(run_dir):
-  return eval_context.load_context(small_config(), run_dir, verbose=False)
+  run = resolve(small_config())
+  return eval_context.load_context(run.eval, run.model, run.mesh, run.data, workdir=run_dir,
+                                   optimizer=run.optimizer, verbose=False)
 
 
 def _independent_nll(ctx, tokens):
@@ -61,7 +71,7 @@ def _independent_nll(ctx, tokens):
 
 def test_train_then_evaluate_everything_end_to_end(run_dir, context):
   names = ("perplexity", "copy", "passkey", "recall", "attention")
-  out = evaluate.evaluate(small_config(evaluations=names), run_dir, verbose=False)
+  out = commands.evaluate(small_config(evaluations=names), run_dir, verbose=False)
   eval_dir = os.path.join(run_dir, "eval")
   saved = {n: json.loads(open(os.path.join(eval_dir, f"{n}.json")).read()) for n in names}
   for name in names:
@@ -109,11 +119,12 @@ def test_chunked_head_matches_full_logits(context):
                                  model_state=context.run.state.model_state)
   padded = np.concatenate([tokens] + [tokens[-1:]] * 5)  # 8 rows: the 8 batch shards
   expected = np.asarray(full(context.params, padded))[:3]
-  context.config.eval.logits_chunk = 7  # 3 rows × 2 positions per slice: 32 slices
+  original = context.config
+  context.config = dataclasses.replace(original, logits_chunk=7)  # 3 rows × 2 positions: 32 slices
   try:
     got = context.predict(tokens)
   finally:
-    context.config.eval.logits_chunk = 8192
+    context.config = original
   np.testing.assert_allclose(got["nll"], expected, rtol=1e-5, atol=1e-5)
   net = nnx.merge(context.run.graphdef, context.params, context.run.state.model_state)
   logits = jax.jit(lambda t: net(t))(tokens[:, :-1])
@@ -154,13 +165,14 @@ def test_scaling_changes_rope_beyond_L_and_nothing_at_L(context, scaling):
   windows = {n: batches.eval_windows(context.split, length=n).tokens[:8] for n in (32, 64)}
   plain = {n: eval_context.batched_nll(context.nll_fn(n), w, batch_size=8, batch_divisor=8)
            for n, w in windows.items()}
-  context.config.eval.scaling = scaling
+  original = context.config
+  context.config = dataclasses.replace(original, scaling=scaling)
   try:
     assert context.scaling_factor(32) == 1.0 and context.scaling_factor(64) == 2.0
     scaled = {n: eval_context.batched_nll(context.nll_fn(n), w, batch_size=8, batch_divisor=8)
               for n, w in windows.items()}
   finally:
-    context.config.eval.scaling = "none"
+    context.config = original
   np.testing.assert_allclose(scaled[32], plain[32], rtol=1e-6, atol=1e-6)
   assert np.abs(scaled[64] - plain[64]).max() > 1e-3
 
@@ -182,22 +194,22 @@ def test_summary_merges_evaluations_and_replaces_stale_metrics(tmp_path):
                                           ("scaling_factor", 0.5),
                                           ("long_forward_min_tokens", -1)])
 def test_bad_eval_config_names_the_field(field, value):
-  config = small_config(**{field: value})
-  with pytest.raises(ValueError, match=field):
-    evaluate.check_eval_config(config)
+  with pytest.raises(ValueError, match=f"eval.{field}"):
+    eval_config(**{field: value})
 
 
 def test_output_dir_separates_scaled_evaluations():
-  assert evaluate.output_dir(small_config(), "W") == os.path.join("W", "eval")
-  assert evaluate.output_dir(small_config(scaling="ntk"), "W") == os.path.join("W", "eval_ntk")
-  assert evaluate.output_dir(small_config(scaling="yarn", scaling_factor=4.0), "W") == (
+  assert eval_context.output_dir(eval_config(), "W") == os.path.join("W", "eval")
+  assert eval_context.output_dir(eval_config(scaling="ntk"), "W") == os.path.join("W", "eval_ntk")
+  assert eval_context.output_dir(eval_config(scaling="yarn", scaling_factor=4.0), "W") == (
       os.path.join("W", "eval_yarn_x4"))
 
 
 @pytest.mark.slow
 def test_cli_evaluate(run_dir, tmp_path):
   overrides = [f"--config.model.{k}={v}" for k, v in MODEL.items()] + [
-      "--config.data.seq_len=32", "--config.eval.lengths=(2,)", "--config.eval.max_windows=2",
+      "--config.data.seq_len=32", "--config.eval.perplexity.lengths=(2,)",
+      "--config.eval.perplexity.max_windows=2",
       "--config.eval.evaluations=('perplexity',)", "--config.eval.output_dir=eval_cli"]
   env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
   proc = subprocess.run([sys.executable, "-m", "hope_jax", "evaluate",

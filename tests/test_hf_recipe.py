@@ -17,11 +17,11 @@ from safetensors.numpy import load_file
 
 from hope_jax.cli import interop as cli_interop
 from hope_jax.config import base as config_base
-from hope_jax.evaluation import runner as evaluate
+from hope_jax.config import commands
+from hope_jax.config.resolve import resolve
 from hope_jax.interop import convert
 from hope_jax.interop.export import write_hf_directory
 from hope_jax.model import TransformerConfig
-from hope_jax.training import loop as train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests", "fixtures", "hf"))
@@ -55,7 +55,8 @@ def recipe_base() -> object:
   config.data.seq_len = LENGTH
   config.train.update(dict(steps=2, batch_size=8, learning_rate=1e-3, warmup_steps=1, log_every=2,
                            checkpoint_every=2, tensorboard=False))
-  config.eval.update(dict(lengths=(1, 32), max_windows=2, evaluations=("perplexity",)))
+  config.eval.evaluations = ("perplexity",)
+  config.eval.perplexity.update(dict(lengths=(1, 32), max_windows=2))
   return config
 
 
@@ -72,11 +73,11 @@ def test_recipe_convert_evaluate_switch_to_hope_continue_evaluate_export(hf_mode
   config = config_file(rope_run)
   assert (config.model.train_length, config.model.encoder) == (LENGTH, "rope")
   # 2. perplexity to 32 × L, without and with YaRN
-  evaluate.evaluate(config, rope_run, verbose=False)
+  commands.evaluate(config, rope_run, verbose=False)
   yarn = config_file(rope_run)
   with yarn.unlocked():
     yarn.eval.scaling = "yarn"
-  evaluate.evaluate(yarn, rope_run, verbose=False)
+  commands.evaluate(yarn, rope_run, verbose=False)
   plain, scaled = perplexities(rope_run, "eval"), perplexities(rope_run, "eval_yarn")
   assert set(plain) == set(scaled) == {LENGTH, 32 * LENGTH}
   assert all(math.isfinite(v) for v in plain.values())
@@ -88,11 +89,11 @@ def test_recipe_convert_evaluate_switch_to_hope_continue_evaluate_export(hf_mode
   with hope.unlocked():
     hope.model.encoder = "hope"
   cli_interop.convert(rope_run, hope_run, hope)
-  summary = train.train(config_file(hope_run), hope_run, verbose=False)
+  summary = commands.train(config_file(hope_run), hope_run, verbose=False)
   assert (summary["start_step"], summary["final_step"]) == (0, 2)
   assert math.isfinite(summary["final_loss"])
   # 4. evaluate again
-  evaluate.evaluate(config_file(hope_run), hope_run, verbose=False)
+  commands.evaluate(config_file(hope_run), hope_run, verbose=False)
   assert set(perplexities(hope_run, "eval")) == set(plain)
   # 5. and out again: HoPE as Phi-3
   cli_interop.export(hope_run, str(tmp_path / "hf_hope"))
@@ -107,8 +108,8 @@ def test_new_run_starts_from_the_source_parameters(hf_model, tmp_path):
   hope = convert.load_run_config(rope_run)
   hope.model.encoder = "hope"
   convert.init_from_run(rope_run, hope_run, hope)
-  source = train.setup(convert.load_run_config(rope_run), rope_run, fresh_ok=False)
-  target = train.setup(convert.load_run_config(hope_run), hope_run, fresh_ok=False)
+  source = resolve(convert.load_run_config(rope_run)).setup(rope_run, fresh_ok=False)
+  target = resolve(convert.load_run_config(hope_run)).setup(hope_run, fresh_ok=False)
   for run in (source, target):
     run.checkpointer.close()
   assert int(target.state.step) == 0 and target.model_config.encoder == "hope"

@@ -25,10 +25,10 @@ LAYERS: dict[str, int] = {
     "data": 3,
     "training": 4,
     "evaluation": 5,
-    "interop": 5,  # Hugging Face checkpoints in and out
-    "config": 6,
-    "cli": 7,
-    "__main__": 8,
+    "config": 6,  # the ConfigDict format, resolved into the typed configs above
+    "interop": 7,  # Hugging Face checkpoints in and out (runs written as the config layer does)
+    "cli": 8,
+    "__main__": 9,
 }
 ROOT_MAY_IMPORT = {"positional", "_version"}  # hope_jax/__init__.py re-exports the positional core only
 

@@ -5,15 +5,13 @@ import numpy as np
 import optax
 import pytest
 
-from hope_jax.config import base as config_base
 from hope_jax.training import optim
+from hope_jax.training.config import OptimizerConfig
 
 
-def make_config(**train):
-  config = config_base.base_config()
-  config.train.update(dict(steps=100, warmup_steps=10, learning_rate=1e-3, min_lr_ratio=0.1,
-                           **train))
-  return config
+def make_config(**fields):
+  return OptimizerConfig(**{**dict(steps=100, warmup_steps=10, learning_rate=1e-3,
+                                   min_lr_ratio=0.1), **fields})
 
 
 def test_schedule_warms_up_then_decays_to_the_floor():
@@ -51,7 +49,6 @@ def test_clipping_bounds_the_update():
 
 
 def test_warmup_is_capped_at_the_run_length():
-  config = make_config()
-  config.train.update(dict(steps=5, warmup_steps=2000))
+  config = make_config(steps=5, warmup_steps=2000)
   schedule = optim.learning_rate_schedule(config)
   assert float(schedule(5)) == pytest.approx(1e-3)

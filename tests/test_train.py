@@ -12,10 +12,13 @@ import numpy as np
 import pytest
 from device_helpers import needs_default_devices
 
-from hope_jax.training import checkpointing
 from hope_jax.config import base as config_base
+from hope_jax.config import commands
+from hope_jax.config.resolve import resolve
+from hope_jax.training import checkpointing
 from hope_jax.training import loop as train
 from hope_jax.training import preemption
+from hope_jax.training import setup as training_setup
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,10 +38,10 @@ def losses(history):
 
 
 def test_killed_and_resumed_run_reproduces_losses_bit_for_bit(tmp_path):
-  full = train.train(small_config(), str(tmp_path / "full"), verbose=False)
-  first = train.train(small_config(stop_after=3), str(tmp_path / "resumed"), verbose=False)
+  full = commands.train(small_config(), str(tmp_path / "full"), verbose=False)
+  first = commands.train(small_config(stop_after=3), str(tmp_path / "resumed"), verbose=False)
   assert first["stopped_early"] and first["final_step"] == 3
-  second = train.train(small_config(), str(tmp_path / "resumed"), verbose=False)
+  second = commands.train(small_config(), str(tmp_path / "resumed"), verbose=False)
   assert second["start_step"] == 3 and second["final_step"] == 8
   assert losses(first["history"]) + losses(second["history"]) == losses(full["history"])
   # The metrics file of the resumed run holds the same records as the uninterrupted one.
@@ -49,7 +52,7 @@ def test_killed_and_resumed_run_reproduces_losses_bit_for_bit(tmp_path):
 
 
 def test_workdir_records_config_version_and_devices(tmp_path):
-  train.train(small_config(steps=2, checkpoint_every=2), str(tmp_path), verbose=False)
+  commands.train(small_config(steps=2, checkpoint_every=2), str(tmp_path), verbose=False)
   info = json.loads((tmp_path / "run_info.json").read_text())
   assert info["device_count"] == jax.device_count() and info["hope_jax"]
   assert info["encoder"] == "rope" and info["train_length"] == 32
@@ -62,7 +65,7 @@ def test_nan_loss_stops_with_step_and_checkpoint(tmp_path):
   config = small_config(steps=6, learning_rate=1e35, warmup_steps=0, clip_norm=0.0,
                         checkpoint_every=1, log_every=1)
   with pytest.raises(train.TrainingDiverged, match=r"at step \d+.*checkpoint"):
-    train.train(config, str(tmp_path), verbose=False)
+    commands.train(config, str(tmp_path), verbose=False)
   # Every saved checkpoint precedes the divergence.
   steps = checkpointing.Checkpointer(str(tmp_path)).all_steps()
   assert all(s < 6 for s in steps)
@@ -72,11 +75,11 @@ def test_restore_onto_a_different_mesh(tmp_path):
   needs_default_devices(8)  # the loop meshes jax.devices(): 8 CPU devices in CI
   config = small_config(steps=2, checkpoint_every=2)
   config.mesh.update(dict(data=8, fsdp=1, tensor=1))
-  train.train(config, str(tmp_path), verbose=False)
-  saved = train.setup(config, str(tmp_path))
+  commands.train(config, str(tmp_path), verbose=False)
+  saved = resolve(config).setup(str(tmp_path))
   other = small_config(steps=2, checkpoint_every=2)
   other.mesh.update(dict(data=2, fsdp=2, tensor=2))
-  moved = train.setup(other, str(tmp_path))
+  moved = resolve(other).setup(str(tmp_path))
   assert dict(moved.mesh.shape) == {"data": 2, "fsdp": 2, "tensor": 2}
   for a, b in zip(jax.tree.leaves(saved.state.params), jax.tree.leaves(moved.state.params)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -87,15 +90,15 @@ def test_restore_onto_a_different_mesh(tmp_path):
 
 def test_setup_restores_without_building_a_fresh_state(tmp_path, monkeypatch):
   with pytest.raises(FileNotFoundError, match="train first"):
-    train.setup(small_config(), str(tmp_path), fresh_ok=False)
+    resolve(small_config()).setup(str(tmp_path), fresh_ok=False)
   with pytest.raises(ValueError, match="step=2 .* workdir=None"):
-    train.setup(small_config(), None, step=2)
-  train.train(small_config(steps=4, checkpoint_every=2), str(tmp_path), verbose=False)
+    resolve(small_config()).setup(None, step=2)
+  commands.train(small_config(steps=4, checkpoint_every=2), str(tmp_path), verbose=False)
   def no_fresh_state(*args, **kwargs):
     raise AssertionError("a fresh state was built before restoring")
-  monkeypatch.setattr(train.train_step, "create_train_state", no_fresh_state)
-  latest = train.setup(small_config(), str(tmp_path))
-  earlier = train.setup(small_config(), str(tmp_path), step=2, fresh_ok=False)
+  monkeypatch.setattr(training_setup.train_step, "create_train_state", no_fresh_state)
+  latest = resolve(small_config()).setup(str(tmp_path))
+  earlier = resolve(small_config()).setup(str(tmp_path), step=2, fresh_ok=False)
   assert (latest.restored_step, earlier.restored_step) == (4, 2)
   assert int(latest.state.step) == 4 and int(earlier.state.step) == 2
   assert latest.state.params["embedding"].get_value().sharding == \
@@ -117,7 +120,7 @@ def test_bad_config_values_fail_before_compiling(tmp_path, field, value, message
   section, key = field.split(".")
   config[section][key] = value
   with pytest.raises(ValueError, match=message):
-    train.setup(config, str(tmp_path))
+    resolve(config).setup(str(tmp_path))
   assert not (tmp_path / "checkpoints").exists() or not os.listdir(tmp_path / "checkpoints")
 
 
@@ -125,7 +128,7 @@ def test_encoder_params_not_taken_by_the_encoder_are_rejected():
   config = small_config()
   config_base.set_encoder(config, "hope", p=0.5)
   with pytest.raises(ValueError, match="encoder_params.p"):
-    config_base.validate(config)
+    resolve(config)
 
 
 def _cli(args, **kwargs):
@@ -174,17 +177,17 @@ def test_a_signal_saves_a_checkpoint_and_exits_75(tmp_path, signum):
 
 def test_relative_workdir(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
-  summary = train.train(small_config(steps=2, checkpoint_every=2), "relative/run", verbose=False)
+  summary = commands.train(small_config(steps=2, checkpoint_every=2), "relative/run", verbose=False)
   assert summary["final_step"] == 2
   assert checkpointing.Checkpointer("relative/run").latest_step() == 2
 
 
 def test_an_unfinished_save_is_ignored_on_resume(tmp_path):
   """A save killed midway leaves a *.orbax-checkpoint-tmp folder; resume uses the last finished one."""
-  train.train(small_config(steps=4, checkpoint_every=2), str(tmp_path), verbose=False)
+  commands.train(small_config(steps=4, checkpoint_every=2), str(tmp_path), verbose=False)
   broken = tmp_path / "checkpoints" / "6.orbax-checkpoint-tmp-1234"
   broken.mkdir()
   (broken / "partial").write_text("half a checkpoint")
   assert checkpointing.Checkpointer(str(tmp_path)).latest_step() == 4
-  summary = train.train(small_config(steps=6, checkpoint_every=2), str(tmp_path), verbose=False)
+  summary = commands.train(small_config(steps=6, checkpoint_every=2), str(tmp_path), verbose=False)
   assert summary["start_step"] == 4 and summary["final_step"] == 6

@@ -42,19 +42,19 @@ def get_config(arg: str | None = None):
   config.train.update(dict(steps=1800, batch_size=64, learning_rate=1e-3, warmup_steps=180,
                            min_lr_ratio=0.1, weight_decay=0.1, log_every=100,
                            checkpoint_every=600, keep_checkpoints=1))
-  config.eval.update(dict(lengths=(1, 2, 4, 8, 16, 32, 64), max_windows=64, batch_tokens=65536,
-                          scaling=options.pop("scaling", "none"),
-                          logn_scaling=bool(int(options.pop("logn", 0))),
-                          passkey_lengths=(1, 2, 4, 8, 16, 32), passkey_keys=5,
-                          copy_gaps=(0.0, 1.0, 4.0, 16.0), copy_segment_length=64,
-                          recall_distances=(0.5, 1.0, 4.0, 16.0), attention_length=8,
-                          attention_windows=4))
+  config.eval.update(dict(batch_tokens=65536, scaling=options.pop("scaling", "none"),
+                          logn_scaling=bool(int(options.pop("logn", 0)))))
+  config.eval.perplexity.update(dict(lengths=(1, 2, 4, 8, 16, 32, 64), max_windows=64))
+  config.eval.passkey.update(dict(lengths=(1, 2, 4, 8, 16, 32), keys=5))
+  config.eval.copy.update(dict(gaps=(0.0, 1.0, 4.0, 16.0), segment_length=64))
+  config.eval.recall.distances = (0.5, 1.0, 4.0, 16.0)
+  config.eval.attention.update(dict(length=8, windows=4))
   if config.eval.scaling != "none" or config.eval.logn_scaling:
     config.eval.evaluations = ("perplexity", "passkey")
   if "batch_tokens" in options:  # tokens per evaluation forward pass (memory of bias encoders)
     config.eval.batch_tokens = int(options.pop("batch_tokens"))
   if "lengths" in options:  # e.g. lengths=1+2+4+8+16 (multiples of L)
-    config.eval.lengths = tuple(float(x) for x in options.pop("lengths").split("+"))
+    config.eval.perplexity.lengths = tuple(float(x) for x in options.pop("lengths").split("+"))
   if "evals" in options:  # e.g. evals=perplexity or evals=perplexity+passkey
     config.eval.evaluations = tuple(options.pop("evals").split("+"))
   if options:

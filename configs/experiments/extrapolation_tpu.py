@@ -32,5 +32,5 @@ def get_config(arg: str | None = None):
   config.train.update(dict(steps=50000, batch_size=256, learning_rate=3e-4, warmup_steps=2000,
                            log_every=100, checkpoint_every=1000, keep_checkpoints=3))
   config.mesh.update(dict(data=-1, fsdp=4, tensor=1))  # e.g. a v5p-32 slice: 16 chips = 4 × 4
-  config.eval.update(dict(lengths=(1, 2, 4, 8, 16, 32), max_windows=256))
+  config.eval.perplexity.update(dict(lengths=(1, 2, 4, 8, 16, 32), max_windows=256))
   return config

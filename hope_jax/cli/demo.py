@@ -12,9 +12,8 @@ import time
 import ml_collections
 
 from hope_jax.config import base as config_base
-from hope_jax.evaluation import runner as evaluate
+from hope_jax.config import commands
 from hope_jax.evaluation import tables
-from hope_jax.training import loop as train
 
 DEMO_ENCODERS = ("rope", "hope")
 
@@ -28,8 +27,8 @@ def demo_config(encoder: str) -> ml_collections.ConfigDict:
   config.train.update(dict(steps=300, batch_size=16, learning_rate=3e-3, warmup_steps=30,
                            log_every=50, checkpoint_every=300, keep_checkpoints=1,
                            tensorboard=False))
-  config.eval.update(dict(lengths=(1, 2, 4, 8), max_windows=48, batch_tokens=8192,
-                          evaluations=("perplexity",)))
+  config.eval.update(dict(batch_tokens=8192, evaluations=("perplexity",)))
+  config.eval.perplexity.update(dict(lengths=(1, 2, 4, 8), max_windows=48))
   config.lock()
   return config
 
@@ -43,8 +42,8 @@ def run_demo(workdir: str = "workdirs/demo", *, verbose: bool = True) -> str:
     run_dir = os.path.join(workdir, encoder)
     if verbose:
       print(f"== training {encoder} (L = {config.data.seq_len}) in {run_dir}", file=sys.stderr)
-    train.train(config, run_dir, verbose=verbose)
-    evaluate.evaluate(config, run_dir, verbose=verbose)
+    commands.train(config, run_dir, verbose=verbose)
+    commands.evaluate(config, run_dir, verbose=verbose)
     run_dirs.append(run_dir)
   out = os.path.join(workdir, "demo_table.md")
   markdown = tables.write_tables(run_dirs, out)

@@ -10,8 +10,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from typing import Callable
+from typing import Callable, Iterator
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -33,20 +34,35 @@ def _require(value, name: str, command: str):
   return value
 
 
-def _train(args: list[str]) -> None:
-  """Trains; exits 75 (preemption.EXIT_INTERRUPTED) after SIGTERM/SIGINT, 1 on divergence."""
+@contextlib.contextmanager
+def _reported_errors() -> Iterator[None]:
+  """Turns the errors a user can act on into one line on stderr and exit status 1."""
   # pylint: disable=import-outside-toplevel
-  from hope_jax.training import checkpointing, loop as train, preemption
+  from hope_jax.config.identity import RunMismatch
+  from hope_jax.data.local_files import DataFileError
+  from hope_jax.training.checkpointing import CheckpointError
+  from hope_jax.training.loop import TrainingDiverged
+  from hope_jax.training.workdir_lock import WorkdirLocked
+  try:
+    yield
+  except (RunMismatch, DataFileError, CheckpointError, TrainingDiverged, WorkdirLocked) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+
+
+def _train(args: list[str]) -> None:
+  """Trains; exits 75 (preemption.EXIT_INTERRUPTED) after SIGTERM/SIGINT, 1 on a refused run."""
+  # pylint: disable=import-outside-toplevel
+  from hope_jax.config import commands
+  from hope_jax.training import preemption
   config = _require(_CONFIG.value, "config", "train")
   workdir = _require(_WORKDIR.value, "workdir", "train")
   try:
-    summary = train.train(config, workdir, verbose=not _QUIET.value)
+    with _reported_errors():
+      summary = commands.train(config, workdir, verbose=not _QUIET.value)
   except preemption.TrainingInterrupted as e:
     print(f"interrupted: {e}", file=sys.stderr)
     sys.exit(preemption.EXIT_INTERRUPTED)
-  except (train.TrainingDiverged, checkpointing.CheckpointError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
   if summary["already_finished"]:
     print(f"the run in {summary['workdir']} had already finished: it is at step "
           f"{summary['final_step']} (train.steps={config.train.steps}; loss "
@@ -57,10 +73,11 @@ def _train(args: list[str]) -> None:
 
 
 def _evaluate(args: list[str]) -> None:
-  from hope_jax.evaluation import runner as evaluate  # pylint: disable=import-outside-toplevel
+  from hope_jax.config import commands  # pylint: disable=import-outside-toplevel
   config = _require(_CONFIG.value, "config", "evaluate")
-  evaluate.evaluate(config, _require(_WORKDIR.value, "workdir", "evaluate"),
-                    verbose=not _QUIET.value)
+  with _reported_errors():
+    commands.evaluate(config, _require(_WORKDIR.value, "workdir", "evaluate"),
+                      verbose=not _QUIET.value)
 
 
 def _table(args: list[str]) -> None:

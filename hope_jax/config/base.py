@@ -1,29 +1,28 @@
-"""The base ml_collections config every config file in configs/ starts from, and its validation.
+"""The base ml_collections config every config file in configs/ starts from.
 
 A config file is a module with ``get_config(arg: str | None = None) -> ConfigDict`` that calls
 :func:`base_config` and changes fields; the returned dict is locked, so a misspelt key fails on the
-command line (``--config.train.stepz=5``) before anything is compiled, and :func:`validate` checks
-values before the model is built.
+command line (``--config.train.stepz=5``) before anything is compiled, and
+:func:`hope_jax.config.resolve.resolve` turns it into typed configs, checking every value once.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import ml_collections
+from ml_collections import config_dict
 
 from hope_jax.positional import registry
-from hope_jax.training import step as train_step
 
-# Every parameter any registered encoder takes, with the value meaning "the encoder's default".
-ENCODER_PARAM_DEFAULTS: dict[str, Any] = {
-    "base": 10000.0,
-    "layout": "split_half",
-    "num_kept_bands": None,  # HoPE: explicit cutoff; None = the ≥ min_periods rule
-    "min_periods": 1.0,  # HoPE: full periods a kept band completes within train_length
-    "p": 0.75,  # p-RoPE: fraction of the fastest bands kept
-    "fraction": 0.25,  # partial rotary: fraction of head_dim rotated
-}
+
+def encoder_params_config() -> ml_collections.ConfigDict:
+  """Every parameter of any registered encoder with its registry default (None: a typed placeholder)."""
+  params = ml_collections.ConfigDict()
+  for name in registry.encoder_names():
+    for key, default in registry.encoder_parameters(name).items():
+      if key not in params:
+        params[key] = (config_dict.placeholder(registry.parameter_type(name, key))
+                       if default is None else default)
+  return params
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -53,7 +52,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.norm_eps = 1e-6
   c.model.init_std = 0.02
   c.model.encoder = "rope"  # a name in hope_jax.positional.registry: rope hope nope p_rope partial_rope alibi kerple
-  c.model.encoder_params = ml_collections.ConfigDict(dict(ENCODER_PARAM_DEFAULTS))
+  # HoPE: num_kept_bands (explicit cutoff; None = the ≥ min_periods rule), min_periods (full
+  # periods a kept band completes within train_length); p-RoPE: p (fraction of the fastest bands
+  # kept); partial rotary: fraction (of head_dim rotated).  Defaults are the registry's.
+  c.model.encoder_params = encoder_params_config()
   c.model.train_length = 0  # 0 = data.seq_len; HoPE's L, always the training length
   c.model.scaling = "none"  # the model's own context extension (e.g. a converted Llama 3.1's "llama3")
   c.model.scaling_factor = 1.0
@@ -102,9 +104,10 @@ def base_config() -> ml_collections.ConfigDict:
       batch=("data", "fsdp"), embed="fsdp", vocab="tensor", heads="tensor", kv_heads="tensor",
       mlp="tensor", head_dim=None))
 
-  # Evaluation suite (python -m hope_jax evaluate; hope_jax/evaluate.py, evals_probes.py,
-  # evals_attention.py).  Lengths are multiples of the training length L; defaults suit CPU-tiny
-  # models.  Every evaluation runs its model at the length it feeds, so eval.scaling applies to all.
+  # Evaluation suite (python -m hope_jax evaluate; hope_jax/evaluation/).  Lengths, gaps and
+  # distances are multiples of the training length L; defaults suit CPU-tiny models.  Every
+  # evaluation runs its model at the length it feeds, so eval.scaling applies to all.  One sub-dict
+  # per evaluation: its fields are those of hope_jax.evaluation.config.<Name>Spec.
   c.eval = ml_collections.ConfigDict()
   c.eval.split = "validation"
   c.eval.evaluations = ("perplexity", "copy", "passkey", "recall", "attention")
@@ -119,107 +122,24 @@ def base_config() -> ml_collections.ConfigDict:
   # memory ~ one block's activations, so 1M-token windows fit one GPU); 0 = never.
   c.eval.long_forward_min_tokens = 32768
   c.eval.probe_seed = 0  # seeds every probe's examples
-  # "perplexity": non-overlapping windows of validation documents, one forward pass each; lengths
-  # no document reaches are skipped.
-  c.eval.lengths = (1, 2, 4, 8, 16, 32)  # multiples of L
-  c.eval.max_windows = 64  # per length, spread over all windows; 0 = all
-  c.eval.position_buckets = 16  # mean NLL over this many equal position ranges of a window
-  # "copy": a segment, a gap, the segment again; greedy next-token accuracy on the second copy.
-  c.eval.copy_segment_length = 16  # tokens per segment
-  c.eval.copy_gaps = (0.0, 0.5, 1.0, 2.0, 4.0)  # gap between the copies, multiples of L
-  c.eval.copy_sources = ("text", "random")  # "text" = validation-split spans, "random" = ids
-  c.eval.copy_examples = 8  # per (source, gap)
-  # "passkey": a key hidden in filler at a depth; all key digits must be greedy-decoded right.
-  c.eval.passkey_lengths = (1, 2, 4, 8)  # multiples of L; lengths below ~80 tokens are skipped
-  c.eval.passkey_depths = (0.0, 0.25, 0.5, 0.75, 1.0)  # needle position, fraction of the filler
-  c.eval.passkey_keys = 4  # random keys per (length, depth) cell
-  # "recall": key->value demonstrations, filler, then queries; a query counts when all of its
-  # value tokens are greedy-predicted right.
-  c.eval.recall_pairs = (2, 4, 8)  # number of demonstrations
-  c.eval.recall_distances = (0.5, 1.0, 2.0, 4.0)  # demonstration-to-query distance, multiples of L
-  c.eval.recall_queries = 2  # queries per example (at most the number of pairs)
-  c.eval.recall_examples = 8  # per (source, pairs, distance)
-  c.eval.recall_sources = ("words", "random")  # "key: value" word lines, or random-token pairs
-  # "attention": attention probability and per-band q·k contributions versus relative distance
-  # (XLA reference path, memory quadratic in the length: keep it small).
-  c.eval.attention_length = 2  # window length, multiple of L
-  c.eval.attention_windows = 4  # windows, one per batch shard at a time
-  c.eval.attention_buckets = 16  # log-spaced relative-distance buckets (distance 0 its own)
-  c.eval.attention_position_offset = 0  # positions start here (probes absolute-position effects)
+  # Non-overlapping windows of validation documents; lengths no document reaches are skipped.
+  c.eval.perplexity = ml_collections.ConfigDict(dict(
+      lengths=(1, 2, 4, 8, 16, 32), max_windows=64, position_buckets=16))
+  # A segment, a gap, the segment again; greedy next-token accuracy on the second copy.
+  c.eval.copy = ml_collections.ConfigDict(dict(
+      segment_length=16, gaps=(0.0, 0.5, 1.0, 2.0, 4.0), sources=("text", "random"), examples=8))
+  # A key hidden in filler at a depth; all key digits must be greedy-decoded right.
+  c.eval.passkey = ml_collections.ConfigDict(dict(
+      lengths=(1, 2, 4, 8), depths=(0.0, 0.25, 0.5, 0.75, 1.0), keys=4))
+  # key->value demonstrations, filler, then queries (all value tokens greedy-predicted right).
+  c.eval.recall = ml_collections.ConfigDict(dict(
+      pairs=(2, 4, 8), distances=(0.5, 1.0, 2.0, 4.0), queries=2, examples=8,
+      sources=("words", "random")))
+  # Attention probability and per-band q·k contributions versus relative distance (XLA path,
+  # memory quadratic in the length: keep it small).
+  c.eval.attention = ml_collections.ConfigDict(dict(
+      length=2, windows=4, buckets=16, position_offset=0))
   return c
-
-
-def train_length(config: ml_collections.ConfigDict) -> int:
-  """Returns the training length HoPE uses: model.train_length, or data.seq_len when it is 0."""
-  return int(config.model.train_length or config.data.seq_len)
-
-
-def encoder_kwargs(name: str, params: ml_collections.ConfigDict | dict) -> dict[str, Any]:
-  """Returns the parameters the encoder ``name`` takes; a set parameter it does not take is an error."""
-  accepted = registry.encoder_parameters(name)
-  kwargs = {}
-  for key, value in dict(params).items():
-    if key in accepted:
-      kwargs[key] = value
-    elif key not in ENCODER_PARAM_DEFAULTS:
-      raise ValueError(f"model.encoder_params.{key} is not a parameter of any encoder")
-    elif value != ENCODER_PARAM_DEFAULTS[key]:
-      raise ValueError(f"model.encoder_params.{key}={value!r} is set, but encoder {name!r} "
-                       f"takes only {sorted(accepted)}")
-  return kwargs
-
-
-def _positive_int(config, path: str, *, allow_zero: bool = False) -> None:
-  value = config
-  for part in path.split("."):
-    value = value[part]
-  ok = isinstance(value, int) and not isinstance(value, bool) and (value >= 0 if allow_zero
-                                                                    else value > 0)
-  if not ok:
-    raise ValueError(f"config.{path} must be a {'non-negative' if allow_zero else 'positive'} "
-                     f"integer, got {value!r}")
-
-
-def validate(config: ml_collections.ConfigDict) -> None:
-  """Checks values that types alone cannot, naming the field; call before building anything."""
-  for path in ("model.vocab_size", "model.num_layers", "model.embed_dim", "model.num_heads",
-               "model.num_kv_heads", "model.mlp_dim", "data.seq_len", "train.steps",
-               "train.batch_size", "train.grad_accum_steps", "train.log_every",
-               "train.checkpoint_every", "train.keep_checkpoints"):
-    _positive_int(config, path)
-  for path in ("model.head_dim", "model.train_length", "train.warmup_steps", "train.stop_after"):
-    _positive_int(config, path, allow_zero=True)
-  t = config.train
-  if not t.learning_rate > 0:
-    raise ValueError(f"config.train.learning_rate must be > 0, got {t.learning_rate!r}")
-  if not 0 <= t.min_lr_ratio <= 1:
-    raise ValueError(f"config.train.min_lr_ratio must lie in [0, 1], got {t.min_lr_ratio!r}")
-  if t.weight_decay < 0:
-    raise ValueError(f"config.train.weight_decay must be >= 0, got {t.weight_decay!r}")
-  if t.batch_size % t.grad_accum_steps:
-    raise ValueError(f"config.train.batch_size={t.batch_size} is not divisible by "
-                     f"config.train.grad_accum_steps={t.grad_accum_steps}")
-  if t.init_on not in train_step.INIT_PLACES:
-    raise ValueError(f"config.train.init_on must be one of {train_step.INIT_PLACES}, got "
-                     f"{t.init_on!r}")
-  if config.distributed not in ("auto", "on", "off"):
-    raise ValueError(f"config.distributed must be 'auto', 'on' or 'off', got "
-                     f"{config.distributed!r}")
-  if config.data.source not in ("embedded", "local", "tfds"):
-    raise ValueError(f"config.data.source must be 'embedded', 'local' or 'tfds', got "
-                     f"{config.data.source!r}")
-  for axis in ("data", "fsdp", "tensor"):
-    size = config.mesh[axis]
-    if not isinstance(size, int) or (size <= 0 and size != -1):
-      raise ValueError(f"config.mesh.{axis} must be a positive integer or -1, got {size!r}")
-  if not config.eval.lengths or any(m <= 0 for m in config.eval.lengths):
-    raise ValueError(f"config.eval.lengths must be positive multiples, got {config.eval.lengths!r}")
-  # The encoder: name, parameters and values (the registry raises naming the field).
-  registry.build_encoding(
-      config.model.encoder, head_dim=config.model.head_dim or
-      config.model.embed_dim // config.model.num_heads, num_heads=config.model.num_heads,
-      train_length=train_length(config),
-      params=encoder_kwargs(config.model.encoder, config.model.encoder_params))
 
 
 # Model presets: (num_layers, embed_dim, num_heads, num_kv_heads, mlp_dim, tie_embeddings), with the
@@ -249,7 +169,7 @@ def set_encoder(config: ml_collections.ConfigDict, name: str, **params) -> ml_co
   registry.encoder_parameters(name)  # raises on an unknown name
   config.model.encoder = name
   for key, value in params.items():
-    if key not in ENCODER_PARAM_DEFAULTS:
+    if key not in config.model.encoder_params:
       raise ValueError(f"model.encoder_params has no field {key!r}")
     config.model.encoder_params[key] = value
   return config

@@ -183,26 +183,25 @@ def bucket_centers(buckets: list[dict[str, int]]) -> list[float]:
 
 def eval_attention(ctx: evaluate.EvalContext) -> dict[str, Any]:
   """Attention and band contributions versus distance, with their two PNG figures."""
-  e = ctx.config.eval
-  length = int(round(e.attention_length * ctx.train_length))
-  if length < 2 or e.attention_windows < 1 or e.attention_buckets < 2:
-    raise ValueError(f"config.eval.attention_length={e.attention_length!r} (× L ≥ 2 tokens), "
-                     f"attention_windows={e.attention_windows!r} (≥ 1) and attention_buckets="
-                     f"{e.attention_buckets!r} (≥ 2) are out of range")
+  e = ctx.config.attention
+  length = int(round(e.length * ctx.train_length))
+  if length < 2:
+    raise ValueError(f"config.eval.attention.length={e.length!r} × L = {length} tokens; "
+                     f"it must give at least 2")
   windows = batches.eval_windows(ctx.split, length=length)
   if windows.num_windows == 0:
     ctx.log(f"attention: no validation document has {length} tokens; skipped")
     return {"skipped": f"no validation document has {length} tokens"}
-  chosen = evaluate.select_windows(windows, e.attention_windows)
+  chosen = evaluate.select_windows(windows, e.windows)
   tokens = windows.tokens[chosen]
-  positions = e.attention_position_offset + np.broadcast_to(np.arange(length), tokens.shape)
+  positions = e.position_offset + np.broadcast_to(np.arange(length), tokens.shape)
   fn = ctx.model_fn(length, attention_statistics, key="attention")
   stats = eval_forward.batched_call(fn, tokens, positions=positions,
                                     batch_size=ctx.batch_divisor, batch_divisor=ctx.batch_divisor)
   cfg = ctx.model_config(length)
   result = summarize(stats, num_heads=cfg.num_heads, frequencies=cfg.encoding.frequencies,
-                     train_length=cfg.train_length, num_buckets=e.attention_buckets)
-  result.update(position_offset=int(e.attention_position_offset), tokens=int(tokens.size),
+                     train_length=cfg.train_length, num_buckets=e.buckets)
+  result.update(position_offset=int(e.position_offset), tokens=int(tokens.size),
                 documents=int(np.unique(windows.document_index[chosen]).size),
                 bias=cfg.encoding.bias, logit_scale=cfg.encoding.logit_scale / math.sqrt(
                     cfg.head_dim))

@@ -9,36 +9,37 @@ import sys
 from typing import Any, Callable, Hashable
 
 import jax
-import ml_collections
 import numpy as np
 import optax
+from etils import epath
 from flax import nnx
 
-from hope_jax.config import base as config_base
+from hope_jax import model
 from hope_jax.data import batches
 from hope_jax.data import tokenizer
+from hope_jax.data.config import DataConfig
 from hope_jax.evaluation import forward as eval_forward
 from hope_jax.evaluation import long_forward
-from hope_jax import model
+from hope_jax.evaluation.config import EvalConfig
 from hope_jax.parallel import sharding
-from hope_jax.training import loop as train
-from hope_jax.training import step as train_step
-
-SCALINGS = ("none", "linear", "ntk", "yarn", "llama3")
-
+from hope_jax.positional import registry
+from hope_jax.training import optim
+from hope_jax.training import setup as training_setup
+from hope_jax.training.config import OptimizerConfig
 
 PAD_MULTIPLE = 64  # probe sequences are right-padded to a multiple of this (fewer compilations)
 
 
 @dataclasses.dataclass
 class EvalContext:
-  """What every evaluation needs: the restored run, its data and where to write."""
-  config: ml_collections.ConfigDict
-  run: train.Run
+  """What every evaluation needs: the restored run, its data, its options and where to write."""
+  config: EvalConfig
+  run: training_setup.Run
   step: int
   tokenizer: tokenizer.Tokenizer
   split: batches.TokenizedSplit
   eval_dir: str
+  seed: int = 0  # the training seed (recorded with the results)
   verbose: bool = True
   compiled: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
@@ -69,7 +70,7 @@ class EvalContext:
 
   def scaling_factor(self, length: int) -> float:
     """The context-extension factor for an evaluation length (1 when not scaling)."""
-    e = self.config.eval
+    e = self.config
     if e.scaling == "none":
       return 1.0
     return float(e.scaling_factor) if e.scaling_factor else max(1.0, length / self.train_length)
@@ -77,11 +78,11 @@ class EvalContext:
   def model_config(self, length: int) -> model.TransformerConfig:
     """The model config for an evaluation length, with the configured scaling applied."""
     cfg = self.run.model_config
-    if self.config.eval.logn_scaling:
+    if self.config.logn_scaling:
       cfg = dataclasses.replace(cfg, logn_scaling=True)
-    if self.config.eval.scaling == "none":
+    if self.config.scaling == "none":
       return cfg
-    return dataclasses.replace(cfg, scaling=self.config.eval.scaling,
+    return dataclasses.replace(cfg, scaling=self.config.scaling,
                                scaling_factor=self.scaling_factor(length))
 
   def model_fn(self, length: int, body: eval_forward.Body, *,
@@ -100,11 +101,11 @@ class EvalContext:
 
   def uses_long_forward(self, length: int) -> bool:
     """Whether forward passes at this evaluation length run layer by layer (long_forward)."""
-    threshold = self.config.eval.long_forward_min_tokens
+    threshold = self.config.long_forward_min_tokens
     return bool(threshold) and length >= threshold
 
   def _predict_fn(self, length: int) -> Callable[..., dict[str, jax.Array]]:
-    chunk = self.config.eval.logits_chunk
+    chunk = self.config.logits_chunk
     if self.uses_long_forward(length):
       cfg = self.model_config(length)
       if (cfg, ("long", chunk)) not in self.compiled:
@@ -147,21 +148,21 @@ class EvalContext:
 
   def batch_rows(self, length: int) -> int:
     """Rows per forward pass for sequences of this length: eval.batch_tokens // length (≥ 1)."""
-    return max(1, self.config.eval.batch_tokens // length)
+    return max(1, self.config.batch_tokens // length)
 
   def run_metadata(self) -> dict[str, Any]:
     """Describes the run for tables: encoder, label, scaling, seed, training length, step."""
     cfg = self.run.model_config
     params = dict(cfg.encoder_params)
-    defaults = config_base.ENCODER_PARAM_DEFAULTS
+    defaults = registry.encoder_parameters(cfg.encoder)
     extras = [f"{k}={v}" for k, v in sorted(params.items())
               if k in defaults and v != defaults[k] and k != "layout"]
     label = cfg.encoder + (f" ({', '.join(extras)})" if extras else "")
     return {"encoder": cfg.encoder, "encoder_params": params, "label": label,
-            "scaling": self.config.eval.scaling,
-            "scaling_factor": float(self.config.eval.scaling_factor),
-            "logn_scaling": bool(self.config.eval.logn_scaling or cfg.logn_scaling),
-            "seed": int(self.config.seed), "train_length": self.train_length, "step": self.step,
+            "scaling": self.config.scaling,
+            "scaling_factor": float(self.config.scaling_factor),
+            "logn_scaling": bool(self.config.logn_scaling or cfg.logn_scaling),
+            "seed": int(self.seed), "train_length": self.train_length, "step": self.step,
             "rotated_bands": cfg.encoding.num_rotated_bands, "head_dim": cfg.head_dim,
             "num_params": model.num_params(cfg)}
 
@@ -191,73 +192,48 @@ def select_windows(windows: batches.EvalWindows, max_windows: int) -> np.ndarray
   return np.unique(np.linspace(0, n - 1, max_windows).round().astype(np.int64))
 
 
-def check_known_names(field: str, names, known) -> None:
-  """Raises ValueError naming config.eval.<field> when it lists names that are not in known."""
-  unknown = [n for n in names if n not in known]
-  if unknown:
-    raise ValueError(f"config.eval.{field} has unknown name(s) {unknown}; known: {sorted(known)}")
-
-
-def check_eval_config(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError naming the config.eval field whose value the evaluations cannot use."""
-  e = config.eval
-  if e.scaling not in SCALINGS:
-    raise ValueError(f"config.eval.scaling must be one of {SCALINGS}, got {e.scaling!r}")
-  if not (e.scaling_factor == 0 or e.scaling_factor >= 1):
-    raise ValueError(f"config.eval.scaling_factor must be 0 (= T/L) or >= 1, got "
-                     f"{e.scaling_factor!r}")
-  for key in ("batch_tokens", "logits_chunk", "position_buckets"):
-    if not (isinstance(e[key], int) and e[key] > 0):
-      raise ValueError(f"config.eval.{key} must be a positive integer, got {e[key]!r}")
-  threshold = e.long_forward_min_tokens
-  if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0:
-    raise ValueError(f"config.eval.long_forward_min_tokens must be a non-negative integer "
-                     f"(0 = never), got {threshold!r}")
-
-
-def output_dir(config: ml_collections.ConfigDict, workdir: str) -> str:
-  """The eval dir: eval.output_dir, else DIR/eval, or DIR/eval_<scaling>[_x<factor>] if scaling."""
-  e = config.eval
-  if e.output_dir:
-    return os.path.join(workdir, e.output_dir)
-  logn = "_logn" if e.logn_scaling else ""
-  if e.scaling == "none":
+def output_dir(config: EvalConfig, workdir: str) -> str:
+  """The eval dir: output_dir, else DIR/eval, or DIR/eval_<scaling>[_x<factor>] when scaling."""
+  if config.output_dir:
+    return os.path.join(workdir, config.output_dir)
+  logn = "_logn" if config.logn_scaling else ""
+  if config.scaling == "none":
     return os.path.join(workdir, "eval" + logn)
-  return os.path.join(workdir, f"eval_{e.scaling}" + (f"_x{e.scaling_factor:g}"
-                                                       if e.scaling_factor else "") + logn)
+  return os.path.join(workdir, f"eval_{config.scaling}" + (
+      f"_x{config.scaling_factor:g}" if config.scaling_factor else "") + logn)
 
 
-def load_context(config: ml_collections.ConfigDict, workdir: str, *,
+def load_context(config: EvalConfig, model_config: model.TransformerConfig,
+                 mesh_config: sharding.MeshConfig, data: DataConfig, *, workdir: str,
+                 optimizer: OptimizerConfig, seed: int = 0, distributed: bool | str = "auto",
                  verbose: bool = True) -> EvalContext:
-  """Restores the run in workdir at eval.step (default: latest) and loads the evaluation split."""
-  check_eval_config(config)
-  run = train.setup(config, workdir, step=config.eval.step if config.eval.step >= 0 else None,
-                    fresh_ok=False)
-  step = run.restored_step
+  """Restores the run in workdir at config.step (default: latest) and loads the evaluation split.
+
+  ``optimizer`` is the run's (the checkpoint holds its state).  A workdir without checkpoints
+  raises FileNotFoundError before anything is created there.
+  """
+  if not (epath.Path(workdir) / "checkpoints").exists():
+    raise FileNotFoundError(f"no run in workdir {workdir!r} (no checkpoints/ there); train first")
+  run = training_setup.setup(model_config, mesh_config,
+                             optimizer=optim.make_optimizer(optimizer), workdir=workdir, step=config.step if config.step >= 0 else None,
+                             fresh_ok=False, distributed=distributed)
   run.checkpointer.close()
-  tok = tokenizer.load_tokenizer(config.data.tokenizer)
-  return EvalContext(config, run, int(step), tok,
-                     train.load_split(config, config.eval.split, tok),
-                     output_dir(config, workdir), verbose)
+  tok = data.load_tokenizer()
+  split = data.load_split(config.split, tok, vocab_size=model_config.vocab_size)
+  return EvalContext(config, run, int(run.restored_step), tok, split,
+                     output_dir(config, workdir), seed, verbose)
 
 
-def fresh_context(config: ml_collections.ConfigDict, eval_dir: str, *,
-                  devices: list[Any] | None = None, verbose: bool = False) -> EvalContext:
-  """An EvalContext around a randomly initialised model (seed config.seed): baselines and tests.
+def fresh_context(config: EvalConfig, model_config: model.TransformerConfig,
+                  mesh_config: sharding.MeshConfig, data: DataConfig, eval_dir: str, *,
+                  seed: int = 0, init_on: str = "host", devices: list[Any] | None = None,
+                  verbose: bool = False) -> EvalContext:
+  """An EvalContext around a randomly initialised model (``seed``): baselines and tests.
 
   ``devices`` (default: all) are the mesh's devices.
   """
-  check_eval_config(config)
-  config_base.validate(config)
-  mesh = sharding.make_mesh(sharding.MeshConfig.from_mapping(config.mesh), devices)
-  rules = sharding.freeze_rules(config.mesh.rules.to_dict())
-  cfg = train.model_config(config)
-  optimizer = optax.identity()
-  graphdef, state, shardings = train_step.create_train_state(
-      cfg, optimizer, mesh=mesh, rules=rules, seed=config.seed,
-      init_on=config.train.init_on)
-  run = train.Run(config, mesh, rules, cfg, optimizer, graphdef, state, shardings,
-                  checkpointer=None)
-  tok = tokenizer.load_tokenizer(config.data.tokenizer)
-  return EvalContext(config, run, 0, tok, train.load_split(config, config.eval.split, tok),
-                     eval_dir, verbose)
+  run = training_setup.setup(model_config, mesh_config, optimizer=optax.identity(), seed=seed,
+                             init_on=init_on, devices=devices, distributed=False)
+  tok = data.load_tokenizer()
+  split = data.load_split(config.split, tok, vocab_size=model_config.vocab_size)
+  return EvalContext(config, run, 0, tok, split, eval_dir, seed, verbose)

@@ -32,6 +32,7 @@ from flax import nnx
 from jax.sharding import NamedSharding
 
 from hope_jax.evaluation import forward as eval_forward
+from hope_jax import kernels
 from hope_jax.kernels import blockwise_attention
 from hope_jax.model import attention as model_attention
 from hope_jax.parallel import sharding
@@ -115,9 +116,9 @@ class LongForward:
     if requested != "auto":
       return requested
     has_bias = c.encoding.bias is not None
-    resolved = model_attention.resolve_implementation(
-        c.attention_impl, dtype=c.compute_jnp_dtype, head_dim=c.head_dim, has_bias=has_bias,
-        has_segments=False)
+    resolved = kernels.select(  # the pass pads to whole token chunks: the length it attends over
+        "attention_impl", c.attention_impl, dtype=c.compute_jnp_dtype, head_dim=c.head_dim,
+        length=self.options.token_chunk, has_bias=has_bias, has_segments=False)
     return "cudnn" if resolved == "cudnn" and not has_bias else "blockwise"
 
   # ---- jitted pieces ----------------------------------------------------------------------------

@@ -26,7 +26,7 @@ def eval_perplexity(ctx: EvalContext) -> dict[str, Any]:
   A window of T tokens is one forward pass scored on its T - 1 next-token predictions; windows
   never cross a document end.  ``position_buckets`` gives the mean NLL of equal position ranges.
   """
-  e = ctx.config.eval
+  e = ctx.config.perplexity
   results = []
   for multiple in e.lengths:
     length = int(multiple * ctx.train_length)

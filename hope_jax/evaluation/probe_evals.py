@@ -90,13 +90,12 @@ def copy_accuracy(predict: Predict, sources: Mapping[str, TokenizedSplit | str],
 
 
 def eval_copy(ctx: evaluate.EvalContext) -> dict[str, Any]:
-  """Copy accuracy versus gap for each of eval.copy_sources."""
-  e = ctx.config.eval
-  evaluate.check_known_names("copy_sources", e.copy_sources, COPY_SOURCES)
-  out = copy_accuracy(ctx.predict_tokens, {s: COPY_SOURCES[s](ctx) for s in e.copy_sources},
-                      gaps=_multiples(e.copy_gaps, ctx.train_length, "copy_gaps"),
-                      segment_length=e.copy_segment_length, num_examples=e.copy_examples,
-                      seed=e.probe_seed, vocab_size=ctx.tokenizer.vocab_size)
+  """Copy accuracy versus gap for each of eval.copy.sources."""
+  e = ctx.config.copy
+  out = copy_accuracy(ctx.predict_tokens, {s: COPY_SOURCES[s](ctx) for s in e.sources},
+                      gaps=_multiples(e.gaps, ctx.train_length, "copy.gaps"),
+                      segment_length=e.segment_length, num_examples=e.examples,
+                      seed=ctx.config.probe_seed, vocab_size=ctx.tokenizer.vocab_size)
   for r in out["results"]:
     ctx.log(f"copy {r['source']} gap {r['gap']} (T = {r['length']}): {r['accuracy']:.3f}")
   return out
@@ -156,15 +155,11 @@ def passkey_grid(results: list[dict]) -> tuple[list[int], list[float], np.ndarra
 
 
 def eval_passkey(ctx: evaluate.EvalContext) -> dict[str, Any]:
-  """Passkey accuracy over eval.passkey_lengths × eval.passkey_depths; heat map passkey.png."""
-  e = ctx.config.eval
-  if e.passkey_keys < 1 or any(not 0 <= d <= 1 for d in e.passkey_depths):
-    raise ValueError(f"config.eval.passkey_keys must be >= 1 and passkey_depths in [0, 1], got "
-                     f"passkey_keys={e.passkey_keys!r}, passkey_depths={e.passkey_depths!r}")
+  """Passkey accuracy over eval.passkey.lengths × depths; heat map passkey.png."""
+  e = ctx.config.passkey
   out = passkey_accuracy(ctx.predict_tokens, ctx.tokenizer,
-                         lengths=_multiples(e.passkey_lengths, ctx.train_length,
-                                            "passkey_lengths"),
-                         depths=e.passkey_depths, keys=e.passkey_keys, seed=e.probe_seed)
+                         lengths=_multiples(e.lengths, ctx.train_length, "passkey.lengths"),
+                         depths=e.depths, keys=e.keys, seed=ctx.config.probe_seed)
   for s in out["skipped"]:
     ctx.log(f"passkey @ {s['length']}: skipped ({s['reason']})")
   if out["results"]:
@@ -221,15 +216,12 @@ def recall_accuracy(predict: Predict, sources: Mapping[str, Any], *, pairs: Sequ
 
 
 def eval_recall(ctx: evaluate.EvalContext) -> dict[str, Any]:
-  """Associative recall over eval.recall_pairs × eval.recall_distances for each source."""
-  e = ctx.config.eval
-  evaluate.check_known_names("recall_sources", e.recall_sources, RECALL_SOURCES)
-  out = recall_accuracy(ctx.predict_tokens, {s: RECALL_SOURCES[s](ctx) for s in e.recall_sources},
-                        pairs=e.recall_pairs,
-                        distances=_multiples(e.recall_distances, ctx.train_length,
-                                             "recall_distances"),
-                        queries=e.recall_queries, num_examples=e.recall_examples,
-                        seed=e.probe_seed)
+  """Associative recall over eval.recall.pairs × distances for each of its sources."""
+  e = ctx.config.recall
+  out = recall_accuracy(ctx.predict_tokens, {s: RECALL_SOURCES[s](ctx) for s in e.sources},
+                        pairs=e.pairs,
+                        distances=_multiples(e.distances, ctx.train_length, "recall.distances"),
+                        queries=e.queries, num_examples=e.examples, seed=ctx.config.probe_seed)
   for r in out["results"]:
     ctx.log(f"recall {r['source']} pairs {r['pairs']} distance {r['distance']}: "
             f"{r['accuracy']:.3f}")

@@ -24,14 +24,16 @@ import os
 import time
 from typing import Any, Callable
 
-import ml_collections
-
+from hope_jax import model
+from hope_jax.data.config import DataConfig
 from hope_jax.evaluation import attention as evals_attention
 from hope_jax.evaluation import perplexity
 from hope_jax.evaluation import probe_evals
 from hope_jax.evaluation import tables
-from hope_jax.evaluation import context
-from hope_jax.evaluation.context import EvalContext, check_known_names, load_context, output_dir
+from hope_jax.evaluation.config import EvalConfig
+from hope_jax.evaluation.context import EvalContext, load_context
+from hope_jax.parallel import sharding
+from hope_jax.training.config import OptimizerConfig
 
 # Evaluations by name; each takes the context and returns a JSON-able dict, optionally with
 # "metrics" ({name: scalar}, merged into summary.json) and "counts" ({name: examples behind it}).
@@ -42,12 +44,6 @@ EVALUATIONS: dict[str, Callable[[EvalContext], dict[str, Any]]] = {
     "recall": probe_evals.eval_recall,
     "attention": evals_attention.eval_attention,
 }
-
-
-def check_eval_config(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError naming the config.eval field whose value the evaluations cannot use."""
-  check_known_names("evaluations", config.eval.evaluations, EVALUATIONS)
-  context.check_eval_config(config)
 
 
 def _write_json(path: str, data: dict) -> None:
@@ -80,15 +76,18 @@ def update_summary(eval_dir: str, run: dict[str, Any], name: str, result: dict[s
     _write_json(path, summary)
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str, *, verbose: bool = True) -> dict:
+def evaluate(config: EvalConfig, model_config: model.TransformerConfig,
+             mesh_config: sharding.MeshConfig, data: DataConfig, *, workdir: str,
+             optimizer: OptimizerConfig, seed: int = 0, distributed: bool | str = "auto",
+             verbose: bool = True) -> dict:
   """Runs the configured evaluations on the run in workdir; returns {name: result}."""
-  check_eval_config(config)
-  ctx = load_context(config, workdir, verbose=verbose)
+  ctx = load_context(config, model_config, mesh_config, data, workdir=workdir,
+                     optimizer=optimizer, seed=seed, distributed=distributed, verbose=verbose)
   main = ctx.writes_files
   os.makedirs(ctx.eval_dir, exist_ok=True)
   meta = ctx.run_metadata()
   outputs = {}
-  for name in config.eval.evaluations:
+  for name in config.evaluations:
     ctx.log(f"evaluation {name} (step {ctx.step})")
     start = time.perf_counter()
     result = {"run": meta, **EVALUATIONS[name](ctx)}

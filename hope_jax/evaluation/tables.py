@@ -37,6 +37,20 @@ def run_label(run: dict[str, Any]) -> str:
   return label
 
 
+# Run metadata that defines the trained model: runs that differ in any never share a row.
+MODEL_FIELDS: tuple[str, ...] = ("encoder", "encoder_params", "train_length", "head_dim",
+                                 "num_params")
+
+
+def check_same_model(label: str, members: list[dict]) -> None:
+  """Raises ValueError when results grouped under one row label come from different models."""
+  for field in MODEL_FIELDS:
+    values = {json.dumps(m["run"].get(field), sort_keys=True) for m in members}
+    if len(values) > 1:
+      raise ValueError(f"runs labelled {label!r} differ in {field} ({', '.join(sorted(values))}): "
+                       f"they are different models and cannot share a row; table them apart")
+
+
 def result_files(run_dirs: Sequence[str], name: str = "perplexity.json") -> list[str]:
   """Paths of DIR/<name> (DIR an eval dir), else of DIR/eval*/<name>, for every DIR; no repeats."""
   paths = []
@@ -81,6 +95,7 @@ def perplexity_rows(results: list[dict]) -> tuple[list[int], int, list[dict]]:
   train_length = train_lengths.pop() if len(train_lengths) == 1 else 0
   rows = []
   for label, members in groups.items():
+    check_same_model(label, members)
     row = {"label": label, "seeds": sorted({m["run"].get("seed", 0) for m in members}),
            "cells": {}}
     for length in lengths:
@@ -171,6 +186,8 @@ def metric_groups(summaries: list[dict]) -> tuple[list[str], "OrderedDict[str, l
   groups: OrderedDict[str, list[dict]] = OrderedDict()
   for summary in summaries:
     groups.setdefault(run_label(summary["run"]), []).append(summary)
+  for label, members in groups.items():
+    check_same_model(label, members)
   families: dict[str, list[str]] = {}
   for name in sorted({k for members in groups.values() for m in members for k in m["metrics"]}):
     match = METRIC_NAME.match(name)

@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from hope_jax import model
+from hope_jax.config import commands
+from hope_jax.config.resolve import resolve
 from hope_jax.interop import hf_config, hf_weights
 from hope_jax.parallel import sharding
 from hope_jax.training import checkpointing, loop, optim
@@ -97,10 +99,11 @@ def write_initial_run(config: ml_collections.ConfigDict, workdir: str, load_para
   if os.path.isdir(os.path.join(workdir, "checkpoints")) and os.listdir(
       os.path.join(workdir, "checkpoints")):
     raise FileExistsError(f"{workdir!r} already holds checkpoints; convert into a new directory")
-  mesh = sharding.make_mesh(sharding.MeshConfig.from_mapping(config.mesh))
-  rules = sharding.freeze_rules(config.mesh.rules.to_dict())
-  cfg = loop.model_config(config)
-  optimizer = optim.make_optimizer(config)
+  run_config = resolve(config)
+  mesh = sharding.make_mesh(run_config.mesh)
+  rules = run_config.mesh.rules
+  cfg = run_config.model
+  optimizer = optim.make_optimizer(run_config.optimizer)
   _, abstract, shardings = train_step.abstract_train_state(cfg, optimizer, mesh=mesh, rules=rules)
   params = load_params(cfg, abstract.params)
   with jax.set_mesh(mesh):
@@ -109,8 +112,9 @@ def write_initial_run(config: ml_collections.ConfigDict, workdir: str, load_para
       step=jax.device_put(jnp.zeros((), jnp.int32), shardings.step), params=params,
       opt_state=opt_state, model_state=jax.tree.map(
           lambda a: jnp.zeros(a.shape, a.dtype, device=a.sharding), abstract.model_state))
-  loop.record_run_info(config, workdir, cfg)
-  checkpointer = checkpointing.Checkpointer(workdir, keep=config.train.keep_checkpoints,
+  commands.save_config(config, workdir)
+  loop.record_run_info(workdir, cfg)
+  checkpointer = checkpointing.Checkpointer(workdir, keep=run_config.train.keep_checkpoints,
                                             async_save=False)
   try:
     checkpointer.save(0, state, metadata={"step": 0, "source": source})
@@ -146,7 +150,7 @@ def init_from_run(source_workdir: str, workdir: str,
   config = config if config is not None else source_config
 
   def load(cfg: model.TransformerConfig, abstract: Any) -> Any:
-    run = loop.setup(source_config, source_workdir, fresh_ok=False)
+    run = resolve(source_config).setup(source_workdir, fresh_ok=False)
     run.checkpointer.close()
     have, want = _shapes(run.state.params), _shapes(abstract)
     if have != want:

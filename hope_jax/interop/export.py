@@ -15,11 +15,11 @@ from typing import Any
 
 import jax
 
+from hope_jax.config.resolve import resolve
 from hope_jax.data import tokenizer
 from hope_jax.interop import hf_config, hf_weights
 from hope_jax.interop.convert import load_run_config
 from hope_jax.model.config import TransformerConfig
-from hope_jax.training import loop
 
 
 def write_hf_directory(config: TransformerConfig, params: Any, out_dir: str, *,
@@ -48,8 +48,9 @@ def _sentencepiece_file(name: str) -> str | None:
 def export_run(workdir: str, out_dir: str, *, step: int | None = None) -> dict[str, Any]:
   """Exports a run's checkpoint (latest, or ``step``) as an HF directory; returns the HF config."""
   config = load_run_config(workdir)
-  hf_config.hf_config_from_model(loop.model_config(config))  # refuse before reading weights
-  run = loop.setup(config, workdir, step=step, fresh_ok=False)
+  run_config = resolve(config)
+  hf_config.hf_config_from_model(run_config.model)  # refuse before reading weights
+  run = run_config.setup(workdir, step=step, fresh_ok=False)
   run.checkpointer.close()
   hf = write_hf_directory(run.model_config, run.state.params, out_dir)
   source = _sentencepiece_file(config.data.tokenizer)

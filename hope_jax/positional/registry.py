@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import typing
 from typing import Any, Callable, Mapping
 
 import jax
@@ -108,6 +109,27 @@ def encoder_parameters(name: str) -> dict[str, Any]:
   builder = _lookup(name)
   params = list(inspect.signature(builder).parameters.values())[1:]
   return {p.name: p.default for p in params}
+
+
+def all_encoder_parameters() -> dict[str, Any]:
+  """Returns every parameter any registered encoder takes, with its default (equal across encoders)."""
+  defaults: dict[str, Any] = {}
+  for name in encoder_names():
+    for key, default in encoder_parameters(name).items():
+      if key in defaults and defaults[key] != default:
+        raise ValueError(f"encoders disagree on the default of parameter {key!r}: "
+                         f"{defaults[key]!r} and {default!r} ({name!r})")
+      defaults[key] = default
+  return defaults
+
+
+def parameter_type(name: str, parameter: str) -> type:
+  """Returns the declared type of an encoder's parameter, without None (``int | None`` -> int)."""
+  hints = typing.get_type_hints(_lookup(name))
+  if parameter not in hints:
+    raise ValueError(f"encoder {name!r} has no parameter {parameter!r}")
+  kinds = [t for t in typing.get_args(hints[parameter]) if t is not type(None)]
+  return kinds[0] if kinds else hints[parameter]
 
 
 def _lookup(name: str) -> Callable[..., PositionalEncoding]:

@@ -2,31 +2,27 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
 import platform
 import time
-from typing import Any
 
 import jax
-import ml_collections
-import optax
 from absl import logging
 
+from hope_jax import model
 from hope_jax._version import __version__
 from hope_jax.data import batches
+from hope_jax.data.config import DataConfig
+from hope_jax.parallel import sharding
 from hope_jax.training import checkpointing
-from hope_jax.config import base as config_base
-from hope_jax.parallel import distributed
 from hope_jax.training import metrics
-from hope_jax import model
 from hope_jax.training import optim
 from hope_jax.training import preemption
-from hope_jax.parallel import sharding
-from hope_jax.data import tokenizer
+from hope_jax.training import setup as training_setup
 from hope_jax.training import step as train_step
+from hope_jax.training.config import OptimizerConfig, TrainConfig
 
 
 class TrainingDiverged(RuntimeError):
@@ -36,93 +32,11 @@ class TrainingDiverged(RuntimeError):
 TrainingInterrupted = preemption.TrainingInterrupted
 
 
-def model_config(config: ml_collections.ConfigDict) -> model.TransformerConfig:
-  """Builds the model's config from the run config (training length and encoder resolved)."""
-  m = config.model
-  fields = {k: m[k] for k in m.keys() if k not in ("encoder_params", "train_length")}
-  fields["train_length"] = config_base.train_length(config)
-  fields["encoder_params"] = config_base.encoder_kwargs(m.encoder, m.encoder_params)
-  if not m.head_dim:
-    fields["head_dim"] = m.embed_dim // m.num_heads
-  return model.TransformerConfig.from_mapping(fields)
-
-
-def data_spec(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """Returns the source fields of config.data that identify a dataset."""
-  d = config.data
-  return {k: d[k] for k in ("source", "path", "name", "text_field", "data_dir",
-                            "validation_percent")}
-
-
-def load_split(config: ml_collections.ConfigDict, split: str,
-               tok: tokenizer.Tokenizer | None = None) -> batches.TokenizedSplit:
-  """Tokenizes (or loads from the cache) one split of the configured dataset."""
-  tok = tok or tokenizer.load_tokenizer(config.data.tokenizer)
-  if tok.vocab_size > config.model.vocab_size:
-    raise ValueError(f"config.model.vocab_size={config.model.vocab_size} is smaller than the "
-                     f"tokenizer's vocabulary ({tok.vocab_size}, {config.data.tokenizer!r})")
-  return batches.tokenize_split(data_spec(config), split, tok,
-                                cache_dir=config.data.cache_dir or None)
-
-
-@dataclasses.dataclass
-class Run:
-  """Everything a training or evaluation run builds before its first step."""
-  config: ml_collections.ConfigDict
-  mesh: jax.sharding.Mesh
-  rules: Any
-  model_config: model.TransformerConfig
-  optimizer: optax.GradientTransformation
-  graphdef: Any
-  state: Any
-  shardings: Any
-  checkpointer: checkpointing.Checkpointer | None  # None without a workdir (benchmarks)
-  restored_step: int | None = None  # the checkpoint the state came from; None = fresh
-
-
-def setup(config: ml_collections.ConfigDict, workdir: str | None, *, step: int | None = None,
-          fresh_ok: bool = True) -> Run:
-  """Validates the config, builds the mesh and the sharded state: checkpoint ``step`` if saved.
-
-  ``step=None`` restores the latest checkpoint; with none saved the state is fresh
-  (``config.train.init_on``), or FileNotFoundError when not ``fresh_ok``.  A restored state is
-  read straight onto its shardings, with no fresh state built first.  With ``workdir=None``
-  nothing is read or written: fresh state, no checkpointer (benchmarks).
-  """
-  config_base.validate(config)
-  if workdir is None and step is not None:
-    raise ValueError(f"step={step} names a checkpoint, which needs a workdir; got workdir=None")
-  distributed.initialize_distributed({"on": True, "off": False}.get(config.distributed, "auto"))
-  mesh = sharding.make_mesh(sharding.MeshConfig.from_mapping(config.mesh))
-  rules = sharding.freeze_rules(config.mesh.rules.to_dict())
-  cfg = model_config(config)
-  sharding.check_model_sharding(cfg, mesh, rules)
-  sharding.check_batch(config.train.batch_size // config.train.grad_accum_steps, mesh, rules)
-  optimizer = optim.make_optimizer(config)
-  ckpt = None
-  if workdir is not None:
-    ckpt = checkpointing.Checkpointer(workdir, keep=config.train.keep_checkpoints,
-                                      async_save=config.train.async_checkpoints)
-  if ckpt is None or (step is None and ckpt.latest_step() is None):
-    if not fresh_ok:
-      raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints to restore; train first")
-    graphdef, state, shardings = train_step.create_train_state(
-        cfg, optimizer, mesh=mesh, rules=rules, seed=config.seed, init_on=config.train.init_on)
-  else:
-    graphdef, abstract, shardings = train_step.abstract_train_state(cfg, optimizer, mesh=mesh,
-                                                                    rules=rules)
-    step, state = ckpt.restore(abstract, step=step)  # step=None: the newest usable one
-  return Run(config, mesh, rules, cfg, optimizer, graphdef, state, shardings, ckpt, step)
-
-
-def record_run_info(config: ml_collections.ConfigDict, workdir: str,
-                    cfg: model.TransformerConfig) -> None:
-  """Writes the resolved config, the package version and the devices into the workdir."""
+def record_run_info(workdir: str, cfg: model.TransformerConfig) -> None:
+  """Writes the package version, the devices and model facts into workdir/run_info.json."""
   if jax.process_index() != 0:
     return
   os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
   devices = jax.devices()
   info = {
       "hope_jax": __version__, "jax": jax.__version__, "python": platform.python_version(),
@@ -162,15 +76,23 @@ def _last_good(step: int | None) -> str:
           else "no checkpoint was saved before it")
 
 
-def train(config: ml_collections.ConfigDict, workdir: str, *, verbose: bool = True) -> dict:
-  """Trains (or resumes) a model as the config says; returns a summary of the run.
+def train(model_config: model.TransformerConfig, mesh_config: sharding.MeshConfig,
+          data: DataConfig, train_config: TrainConfig, optimizer_config: OptimizerConfig, *,
+          workdir: str, seed: int = 0, distributed: bool | str = "auto",
+          verbose: bool = True) -> dict:
+  """Trains (or resumes) a model; returns a summary of the run.
 
   Raises TrainingDiverged at a non-finite loss or gradient norm (checked on every step, read at
   log and save steps), and TrainingInterrupted after SIGTERM or SIGINT, once the state reached
   is saved; running again resumes.  A run already at train.steps returns with already_finished.
   """
-  run = setup(config, workdir)
-  cfg, t = run.model_config, config.train
+  t = train_config
+  run = training_setup.setup(
+      model_config, mesh_config, optimizer=optim.make_optimizer(optimizer_config), seed=seed,
+      init_on=t.init_on, batch_size=t.micro_batch_size, workdir=workdir,
+      keep_checkpoints=t.keep_checkpoints, async_checkpoints=t.async_checkpoints,
+      distributed=distributed)
+  cfg = run.model_config
   ckpt = run.checkpointer
   start = int(jax.device_get(run.state.step))
   if ckpt.rejected:
@@ -182,10 +104,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, verbose: bool = Tr
     ckpt.close()
     return {"workdir": workdir, "start_step": start, "final_step": start, "stopped_early": False,
             "already_finished": True, "history": [], "final_loss": loss}
-  record_run_info(config, workdir, cfg)
-  tok = tokenizer.load_tokenizer(config.data.tokenizer)
-  split = load_split(config, "train", tok)
-  schedule = optim.learning_rate_schedule(config)
+  if run.restored_step is None:  # a resumed run keeps the record of how it started
+    record_run_info(workdir, cfg)
+  tok = data.load_tokenizer()
+  split = data.load_split("train", tok, vocab_size=cfg.vocab_size)
+  schedule = optim.learning_rate_schedule(optimizer_config)
   step_fn = train_step.make_train_step(run.graphdef, run.optimizer, mesh=run.mesh,
                                        state_shardings=run.shardings, rules=run.rules,
                                        grad_accum_steps=t.grad_accum_steps)
@@ -194,7 +117,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, verbose: bool = Tr
   writer = metrics.MetricsWriter(workdir, tensorboard=t.tensorboard, enabled=is_main,
                                  resume_step=start)
   progress = metrics.Progress(t.steps, enabled=verbose and is_main)
-  seq_len = config.data.seq_len
+  seq_len = data.seq_len
   flops_per_token = model.flops_per_token(cfg, seq_len)
   peak = metrics.peak_flops_per_device(override=t.peak_flops_per_device)
   last_good = run.restored_step
@@ -207,9 +130,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, verbose: bool = Tr
     with preemption.SignalCatcher() as signals:
       for step in range(start, t.steps):
         local = batches.train_batch(
-            split, seed=config.seed, step=step, batch_size=t.batch_size, seq_len=seq_len,
+            split, seed=seed, step=step, batch_size=t.batch_size, seq_len=seq_len,
             process_index=jax.process_index(), process_count=jax.process_count(),
-            with_segments=config.data.with_segments)
+            with_segments=data.with_segments)
         state, step_metrics = step_fn(state, train_step.global_batch(local, run.mesh, run.rules))
         done = step + 1  # the step number logs, metrics and checkpoints use
         pending.append((done, step_metrics))

@@ -1,0 +1,61 @@
+"""The data a run trains and evaluates on: a frozen, validated description of source and tokenizer."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from hope_jax import _mappings as mappings
+from hope_jax.data import batches
+from hope_jax.data import tokenizer as tokenizers
+
+SOURCES: tuple[str, ...] = ("embedded", "local", "tfds")
+# The fields that identify a dataset (the token cache is keyed by them).
+SOURCE_FIELDS: tuple[str, ...] = ("source", "path", "name", "text_field", "data_dir",
+                                  "validation_percent")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """Where the text comes from, how it is tokenized and cached, and the training sequence length."""
+  source: str = "embedded"  # "embedded" | "local" | "tfds"
+  path: str = ""  # local: a directory with {train,validation}.jsonl.xz, or files
+  name: str = ""  # tfds: a catalog name such as "pg19"
+  text_field: str = ""  # override the text field ("" = the source's default)
+  data_dir: str = ""  # tfds data dir ("" = TFDS default)
+  validation_percent: float = 1.0  # hash split for sources without a validation split
+  tokenizer: str = "default"  # "default" (shipped) or a path to a SentencePiece model
+  cache_dir: str = ""  # token cache ("" = $HOPE_JAX_CACHE or ~/.cache/hope_jax)
+  seq_len: int = 128
+  with_segments: bool = False  # mask attention across packed documents
+
+  def __post_init__(self):
+    """Validates the source and the sequence length, naming the field."""
+    if self.source not in SOURCES:
+      raise ValueError(f"config.data.source must be one of {SOURCES}, got "
+                       f"data.source={self.source!r}")
+    if isinstance(self.seq_len, bool) or not isinstance(self.seq_len, int) or self.seq_len <= 0:
+      raise ValueError(f"config.data.seq_len must be a positive integer, got "
+                       f"data.seq_len={self.seq_len!r}")
+
+  @classmethod
+  def from_mapping(cls, mapping: Any) -> DataConfig:
+    """Builds a DataConfig from a dict or ConfigDict; unknown keys raise ValueError naming them."""
+    return mappings.dataclass_from_mapping(cls, mapping)
+
+  def spec(self) -> dict[str, Any]:
+    """Returns the fields that identify the dataset."""
+    return {k: getattr(self, k) for k in SOURCE_FIELDS}
+
+  def load_tokenizer(self) -> tokenizers.Tokenizer:
+    """Loads the configured tokenizer."""
+    return tokenizers.load_tokenizer(self.tokenizer)
+
+  def load_split(self, split: str, tok: tokenizers.Tokenizer | None = None, *,
+                 vocab_size: int | None = None) -> batches.TokenizedSplit:
+    """Tokenizes (or loads from the cache) one split; the tokenizer must fit ``vocab_size``."""
+    tok = tok or self.load_tokenizer()
+    if vocab_size is not None and tok.vocab_size > vocab_size:
+      raise ValueError(f"config.model.vocab_size={vocab_size} is smaller than the tokenizer's "
+                       f"vocabulary ({tok.vocab_size}, data.tokenizer={self.tokenizer!r})")
+    return batches.tokenize_split(self.spec(), split, tok, cache_dir=self.cache_dir or None)
