@@ -61,7 +61,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.scaling_factor = 1.0
 
   c.data = ml_collections.ConfigDict()
-  c.data.source = "embedded"  # "embedded" | "local" | "tfds"
+  c.data.source = "embedded"  # "embedded" | "local" | "tfds" | "source_tree"
   c.data.path = ""  # local: a directory with {train,validation}.jsonl.xz, or files
   c.data.name = ""  # tfds: a catalog name such as "pg19"
   c.data.text_field = ""  # override the text field ("" = the source's default)
@@ -71,6 +71,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.cache_dir = ""  # token cache ("" = $HOPE_JAX_CACHE or ~/.cache/hope_jax)
   c.data.seq_len = 128
   c.data.with_segments = False  # mask attention across packed documents
+  # source_tree (path = a directory, or sysconfig:stdlib / sysconfig:purelib): one document per
+  # top-level package; what it reads:
+  c.data.suffixes = ".py"  # comma-separated file-name suffixes
+  c.data.max_file_bytes = 500_000  # larger (generated) files are left out and listed
+  c.data.exclude = ""  # comma-separated globs of paths or names, e.g. "test,tests"
 
   c.train = ml_collections.ConfigDict()
   c.train.steps = 200

@@ -7,19 +7,22 @@ from typing import Any
 
 from hope_jax import _mappings as mappings
 from hope_jax.data import batches
+from hope_jax.data import text_sources
 from hope_jax.data import tokenizer as tokenizers
 
-SOURCES: tuple[str, ...] = ("embedded", "local", "tfds")
+SOURCES: tuple[str, ...] = tuple(text_sources.SOURCES)
 # The fields that identify a dataset (the token cache is keyed by them).
 SOURCE_FIELDS: tuple[str, ...] = ("source", "path", "name", "text_field", "data_dir",
                                   "validation_percent")
+# What only a tree of source files reads (hope_jax.data.source_tree); part of its identity only.
+SOURCE_TREE_FIELDS: tuple[str, ...] = ("suffixes", "max_file_bytes", "exclude")
 
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
   """Where the text comes from, how it is tokenized and cached, and the training sequence length."""
-  source: str = "embedded"  # "embedded" | "local" | "tfds"
-  path: str = ""  # local: a directory with {train,validation}.jsonl.xz, or files
+  source: str = "embedded"  # "embedded" | "local" | "tfds" | "source_tree"
+  path: str = ""  # local: {train,validation}.jsonl.xz or files; source_tree: the root directory
   name: str = ""  # tfds: a catalog name such as "pg19"
   text_field: str = ""  # override the text field ("" = the source's default)
   data_dir: str = ""  # tfds data dir ("" = TFDS default)
@@ -28,6 +31,9 @@ class DataConfig:
   cache_dir: str = ""  # token cache ("" = $HOPE_JAX_CACHE or ~/.cache/hope_jax)
   seq_len: int = 128
   with_segments: bool = False  # mask attention across packed documents
+  suffixes: str = ".py"  # source_tree: comma-separated file-name suffixes
+  max_file_bytes: int = 500_000  # source_tree: larger (generated) files are left out, and listed
+  exclude: str = ""  # source_tree: comma-separated globs of paths or names to leave out
 
   def __post_init__(self):
     """Validates the source and the sequence length, naming the field."""
@@ -45,7 +51,8 @@ class DataConfig:
 
   def spec(self) -> dict[str, Any]:
     """Returns the fields that identify the dataset."""
-    return {k: getattr(self, k) for k in SOURCE_FIELDS}
+    fields = SOURCE_FIELDS + (SOURCE_TREE_FIELDS if self.source == "source_tree" else ())
+    return {k: getattr(self, k) for k in fields}
 
   def load_tokenizer(self) -> tokenizers.Tokenizer:
     """Loads the configured tokenizer."""

@@ -108,6 +108,9 @@ def train(model_config: model.TransformerConfig, mesh_config: sharding.MeshConfi
     record_run_info(workdir, cfg)
   tok = data.load_tokenizer()
   split = data.load_split("train", tok, vocab_size=cfg.vocab_size)
+  if split.manifest is not None and jax.process_index() == 0:  # the corpus behind the run
+    with open(os.path.join(workdir, "data_manifest.json"), "w", encoding="utf-8") as f:
+      json.dump(split.manifest, f, indent=1)
   schedule = optim.learning_rate_schedule(optimizer_config)
   step_fn = train_step.make_train_step(run.graphdef, run.optimizer, mesh=run.mesh,
                                        state_shardings=run.shardings, rules=run.rules,
