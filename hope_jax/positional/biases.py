@@ -7,6 +7,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 
 def alibi_slopes(num_heads: int) -> np.ndarray:
@@ -31,7 +32,7 @@ def alibi_slopes(num_heads: int) -> np.ndarray:
   return np.asarray(slopes, np.float32)
 
 
-def relative_distance(q_positions, k_positions) -> jax.Array:
+def relative_distance(q_positions: ArrayLike, k_positions: ArrayLike) -> jax.Array:
   """Returns float32 |q − k| of shape [..., q, k] from integer positions [..., q] and [..., k]."""
   q = jnp.asarray(q_positions)
   k = jnp.asarray(k_positions)
@@ -42,18 +43,20 @@ def relative_distance(q_positions, k_positions) -> jax.Array:
   return jnp.abs(diff).astype(jnp.float32)
 
 
-def alibi_bias(q_positions, k_positions, slopes) -> jax.Array:
+def alibi_bias(q_positions: ArrayLike, k_positions: ArrayLike, slopes: ArrayLike) -> jax.Array:
   """Returns ALiBi's bias −slope_h·|q − k|, shape [..., heads, q, k] (float32)."""
   distance = relative_distance(q_positions, k_positions)[..., None, :, :]
   return -jnp.asarray(slopes, jnp.float32)[:, None, None] * distance
 
 
-def kerple_log_bias(q_positions, k_positions, *, p, a) -> jax.Array:
+def kerple_log_bias(q_positions: ArrayLike, k_positions: ArrayLike, *, p: ArrayLike,
+                    a: ArrayLike) -> jax.Array:
   """Returns KERPLE-log's bias −p_h·log(1 + a_h·|q − k|) (Chi et al. 2022), shape [..., heads, q, k].
 
   p and a are per-head positive parameters ([heads]); callers keep them positive (e.g. by clamping).
   """
   distance = relative_distance(q_positions, k_positions)[..., None, :, :]
-  p = jnp.asarray(p, jnp.float32)[:, None, None]
-  a = jnp.asarray(a, jnp.float32)[:, None, None]
-  return -p * jnp.log1p(a * distance)
+  p_h = jnp.asarray(p, jnp.float32)[:, None, None]
+  a_h = jnp.asarray(a, jnp.float32)[:, None, None]
+  bias: jax.Array = -p_h * jnp.log1p(a_h * distance)
+  return bias

@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 
 import jax
 import numpy as np
+from jax.typing import ArrayLike
 
 from hope_jax.positional import biases
 from hope_jax.positional import encoders
@@ -56,9 +57,10 @@ class PositionalEncoding:
     """How many bands rotate."""
     return int(np.count_nonzero(self.frequencies))
 
-  def rotate(self, x: jax.Array, positions) -> jax.Array:
+  def rotate(self, x: jax.Array, positions: ArrayLike) -> jax.Array:
     """Rotates q or k [..., seq, heads, head_dim] by the encoding's frequencies."""
-    return encoders.apply_rotary(x, positions, self.frequencies, layout=self.layout)
+    return encoders.apply_rotary(x, positions, self.frequencies,
+                                 layout=typing.cast(encoders.Layout, self.layout))
 
   def with_scaling(self, name: str, *, factor: float,
                    original_length: int | None = None) -> PositionalEncoding:
@@ -86,12 +88,13 @@ class EncoderContext:
   train_length: int
 
 
-_BUILDERS: dict[str, Callable[..., PositionalEncoding]] = {}
+Builder = Callable[..., PositionalEncoding]
+_BUILDERS: dict[str, Builder] = {}
 
 
-def register_encoder(name: str):
+def register_encoder(name: str) -> Callable[[Builder], Builder]:
   """Decorator: registers ``builder(ctx, **params) -> PositionalEncoding`` under ``name``."""
-  def wrap(builder):
+  def wrap(builder: Builder) -> Builder:
     if name in _BUILDERS:
       raise ValueError(f"encoder {name!r} is already registered")
     _BUILDERS[name] = builder
@@ -129,7 +132,7 @@ def parameter_type(name: str, parameter: str) -> type:
   if parameter not in hints:
     raise ValueError(f"encoder {name!r} has no parameter {parameter!r}")
   kinds = [t for t in typing.get_args(hints[parameter]) if t is not type(None)]
-  return kinds[0] if kinds else hints[parameter]
+  return typing.cast(type, kinds[0] if kinds else hints[parameter])
 
 
 def _lookup(name: str) -> Callable[..., PositionalEncoding]:
@@ -145,7 +148,7 @@ def _check_layout(layout: str) -> str:
 
 
 def build_encoding(name: str, *, head_dim: int, num_heads: int, train_length: int,
-                   params: Mapping[str, Any] | None = None, **kwargs) -> PositionalEncoding:
+                   params: Mapping[str, Any] | None = None, **kwargs: Any) -> PositionalEncoding:
   """Builds the encoder ``name`` for a model; ``params``/``kwargs`` are the encoder's parameters."""
   builder = _lookup(name)
   given = {**(params or {}), **kwargs}

@@ -13,6 +13,7 @@ import math
 from typing import Callable
 
 import numpy as np
+from jax.typing import ArrayLike
 
 from hope_jax.positional.encoders import concrete_frequencies
 
@@ -34,19 +35,19 @@ def _check_length(name: str, value: int) -> int:
 def _rotary_dim(freqs: np.ndarray, rotary_dim: int | None) -> int:
   """Returns the dimension the frequencies were computed over (default: 2 × bands)."""
   if rotary_dim is None:
-    return 2 * freqs.shape[0]
+    return 2 * int(freqs.shape[0])
   if int(rotary_dim) != rotary_dim or rotary_dim <= 2 or rotary_dim % 2:
     raise ValueError(f"rotary_dim must be an even integer > 2, got rotary_dim={rotary_dim!r}")
   return int(rotary_dim)
 
 
-def linear_scaling(frequencies, *, factor: float) -> np.ndarray:
+def linear_scaling(frequencies: ArrayLike, *, factor: float) -> np.ndarray:
   """Position interpolation (Chen et al. 2023): every frequency divided by factor."""
   freqs = concrete_frequencies(frequencies).astype(np.float64)
   return (freqs / _check_factor(factor)).astype(np.float32)
 
 
-def ntk_aware_scaling(frequencies, *, factor: float, rotary_dim: int | None = None) -> np.ndarray:
+def ntk_aware_scaling(frequencies: ArrayLike, *, factor: float, rotary_dim: int | None = None) -> np.ndarray:
   """NTK-aware base scaling: base → base·factor^(d/(d−2)), i.e. θ_i → θ_i·factor^(−2i/(d−2))."""
   freqs = concrete_frequencies(frequencies).astype(np.float64)
   factor, dim = _check_factor(factor), _rotary_dim(freqs, rotary_dim)
@@ -72,7 +73,7 @@ def yarn_attention_factor(factor: float, *, mscale: float = 1.0) -> float:
   return 1.0 if factor <= 1.0 else 0.1 * mscale * math.log(factor) + 1.0
 
 
-def yarn_scaling(frequencies, *, factor: float, original_length: int, base: float,
+def yarn_scaling(frequencies: ArrayLike, *, factor: float, original_length: int, base: float,
                  rotary_dim: int | None = None, beta_fast: float = 32.0, beta_slow: float = 1.0,
                  truncate: bool = True) -> np.ndarray:
   """YaRN's NTK-by-parts frequencies (Peng et al. 2023), as in HF ``_compute_yarn_parameters``.
@@ -100,7 +101,7 @@ def yarn_scaling(frequencies, *, factor: float, original_length: int, base: floa
   return scaled.astype(np.float32)
 
 
-def llama3_scaling(frequencies, *, factor: float, original_length: int,
+def llama3_scaling(frequencies: ArrayLike, *, factor: float, original_length: int,
                    low_freq_factor: float = 1.0, high_freq_factor: float = 4.0) -> np.ndarray:
   """Llama 3.1 scaling (HF ``_compute_llama3_parameters``): long waves ÷ factor, short kept, smooth between."""
   freqs = concrete_frequencies(frequencies).astype(np.float64)
@@ -127,28 +128,33 @@ class ScaledFrequencies:
   attention_factor: float = 1.0
 
 
-def _none(freqs, *, factor, original_length, base, rotary_dim):
+def _none(freqs: ArrayLike, *, factor: float, original_length: int, base: float,
+          rotary_dim: int | None) -> ScaledFrequencies:
   del factor, original_length, base, rotary_dim
   return ScaledFrequencies(concrete_frequencies(freqs))
 
 
-def _linear(freqs, *, factor, original_length, base, rotary_dim):
+def _linear(freqs: ArrayLike, *, factor: float, original_length: int, base: float,
+            rotary_dim: int | None) -> ScaledFrequencies:
   del original_length, base, rotary_dim
   return ScaledFrequencies(linear_scaling(freqs, factor=factor))
 
 
-def _ntk(freqs, *, factor, original_length, base, rotary_dim):
+def _ntk(freqs: ArrayLike, *, factor: float, original_length: int, base: float,
+         rotary_dim: int | None) -> ScaledFrequencies:
   del original_length, base
   return ScaledFrequencies(ntk_aware_scaling(freqs, factor=factor, rotary_dim=rotary_dim))
 
 
-def _yarn(freqs, *, factor, original_length, base, rotary_dim):
+def _yarn(freqs: ArrayLike, *, factor: float, original_length: int, base: float,
+          rotary_dim: int | None) -> ScaledFrequencies:
   scaled = yarn_scaling(freqs, factor=factor, original_length=original_length, base=base,
                         rotary_dim=rotary_dim)
   return ScaledFrequencies(scaled, yarn_attention_factor(factor))
 
 
-def _llama3(freqs, *, factor, original_length, base, rotary_dim):
+def _llama3(freqs: ArrayLike, *, factor: float, original_length: int, base: float,
+            rotary_dim: int | None) -> ScaledFrequencies:
   del base, rotary_dim
   return ScaledFrequencies(llama3_scaling(freqs, factor=factor, original_length=original_length))
 
@@ -158,7 +164,7 @@ SCALINGS: dict[str, Callable[..., ScaledFrequencies]] = {
 }
 
 
-def scale_frequencies(name: str, frequencies, *, factor: float, original_length: int,
+def scale_frequencies(name: str, frequencies: ArrayLike, *, factor: float, original_length: int,
                       base: float, rotary_dim: int | None = None) -> ScaledFrequencies:
   """Applies the context-extension transform called ``name`` (a key of SCALINGS)."""
   if name not in SCALINGS:
