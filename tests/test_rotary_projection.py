@@ -41,14 +41,19 @@ def test_fused_gradients_match_the_xla_path():
     np.testing.assert_allclose(fused, xla, atol=0.05, rtol=2 ** -7)
 
 
+def qkv_inputs(b: int, t: int, d: int, head_dim: int, *, heads: tuple[int, int, int], seed: int):
+  """bf16 x [b, t, d] and q, k, v weights [d, heads, head_dim] of a seeded generator."""
+  rng = np.random.default_rng(seed)
+  x = jnp.asarray(rng.standard_normal((b, t, d)), jnp.bfloat16)
+  return (x, *(jnp.asarray(rng.standard_normal((d, h, head_dim)) / np.sqrt(d), jnp.bfloat16)
+               for h in heads))
+
+
 @needs_mosaic
 def test_qkv_projection_gradients_match_the_xla_path():
   """project_qkv (grouped kv heads) against the XLA products and rotations, value and VJP."""
   b, t, d, head_dim = 2, 32, 128, 64
-  rng = np.random.default_rng(3)
-  x = jnp.asarray(rng.standard_normal((b, t, d)), jnp.bfloat16)
-  wq, wk, wv = (jnp.asarray(rng.standard_normal((d, h, head_dim)) / np.sqrt(d), jnp.bfloat16)
-                for h in (4, 2, 2))
+  x, wq, wk, wv = qkv_inputs(b, t, d, head_dim, heads=(4, 2, 2), seed=3)
   freqs = encoders.hope_frequencies(head_dim, train_length=32)
   positions = jnp.broadcast_to(jnp.arange(t) * 5, (b, t))
   cos, sin, rotating = encoders.rotation_cos_sin(positions, freqs)
@@ -62,6 +67,7 @@ def test_qkv_projection_gradients_match_the_xla_path():
     return rp.project_qkv(x, wq, wk, wv, cos, sin, rotating=rotating, tiles_q=SMALL,
                           tiles_k=SMALL)
 
+  rng = np.random.default_rng(4)
   cotangents = tuple(jnp.asarray(rng.standard_normal(o.shape), jnp.bfloat16)
                      for o in xla(x, wq, wk, wv))
   results = {}
@@ -122,10 +128,7 @@ def test_tiling_choice_and_errors():
 def test_entry_point_matches_the_xla_path():
   """kernels.rotary_projection, pallas against xla: it computes its cos/sin from positions."""
   b, t, d, head_dim = 1, 64, 128, 64
-  rng = np.random.default_rng(6)
-  x = jnp.asarray(rng.standard_normal((b, t, d)), jnp.bfloat16)
-  wq, wk, wv = (jnp.asarray(rng.standard_normal((d, h, head_dim)) / np.sqrt(d), jnp.bfloat16)
-                for h in (2, 2, 2))
+  x, wq, wk, wv = qkv_inputs(b, t, d, head_dim, heads=(2, 2, 2), seed=6)
   positions = 3 + jnp.broadcast_to(jnp.arange(t), (b, t))
   freqs = encoders.hope_frequencies(head_dim, train_length=32)
   results = [kernels.rotary_projection(x, wq, wk, wv, positions, freqs, implementation=impl)
