@@ -97,7 +97,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.peak_flops_per_device = 0.0  # 0 = look the device up in hope_jax.training.metrics.PEAK_FLOPS
   # Where the initial state is computed: "host" (compiled for the CPU, then copied shard by shard;
   # needs the whole state in host memory) or "device" (jitted on the mesh and born sharded; on an
-  # H100 at 342M it had not finished after 4.5 minutes, where "host" took 13.5 s: RESULTS.md §4).
+  # H100 at 342M it had not finished after 4.5 minutes, where "host" took 13.5 s: RESULTS.md §1.5).
   c.train.init_on = "host"
   c.train.stop_after = 0  # stop (with a checkpoint) after this step, as a preemption would; 0 = never
 
