@@ -7,7 +7,7 @@ import math
 import os
 import sys
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import jax
 
@@ -109,14 +109,38 @@ class MetricsWriter:
       self._tb = None
 
 
+def format_duration(seconds: float) -> str:
+  """Seconds as 45s, 3m07s or 2h05m."""
+  seconds = int(round(seconds))
+  if seconds < 60:
+    return f"{seconds}s"
+  if seconds < 3600:
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+  return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
 class Progress:
   """A progress bar on a terminal, a compact line per interval otherwise."""
 
-  def __init__(self, total_steps: int, *, stream=None, enabled: bool = True):
+  def __init__(self, total_steps: int, *, stream=None, enabled: bool = True,
+               clock: Callable[[], float] = time.monotonic):
     self.total = total_steps
     self.stream = stream or sys.stderr
     self.enabled = enabled
     self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+    self.clock = clock
+    self._first: tuple[int, float] | None = None  # (step, time) of the first update: compiled
+
+  def eta_seconds(self, step: int) -> float | None:
+    """Seconds left at the pace since the first update (which carries the compile), or None."""
+    now = self.clock()
+    if self._first is None:
+      self._first = (step, now)
+      return None
+    first_step, first_time = self._first
+    if step <= first_step:
+      return None
+    return (now - first_time) / (step - first_step) * max(self.total - step, 0)
 
   def update(self, step: int, metrics: Mapping[str, float]) -> None:
     """Shows the step and a few metrics."""
@@ -128,6 +152,9 @@ class Progress:
       if key in metrics and not (key == "mfu" and not metrics[key]):
         parts.append((key + " " if key in ("loss", "grad_norm", "learning_rate") else "")
                      + fmt.format(metrics[key]))
+    eta = self.eta_seconds(step)
+    if eta is not None and step < self.total:
+      parts.append(f"ETA {format_duration(eta)}")
     line = " | ".join(parts)
     if self.tty:
       width = 24
