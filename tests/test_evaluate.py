@@ -137,17 +137,18 @@ def test_chunked_head_matches_full_logits(context):
 
 def test_perplexity_and_probes_take_the_long_forward_from_its_threshold(context):
   from hope_jax.evaluation import perplexity
-  assert context.config.eval.long_forward_min_tokens == 32768  # the default: not at 32 or 64
+  assert context.config.long_forward_min_tokens == 32768  # the default: not at 32 or 64
   tokens = batches.eval_windows(context.split, length=64).tokens[:3]
   with jax.default_matmul_precision("highest"):  # no TF32 on a GPU host
     whole = perplexity.eval_perplexity(context)["results"]
     predicted = context.predict(tokens)
-    context.config.eval.long_forward_min_tokens = 64
+    original = context.config
+    context.config = dataclasses.replace(original, long_forward_min_tokens=64)
     try:
       long = perplexity.eval_perplexity(context)["results"]
       long_predicted = context.predict(tokens)
     finally:
-      context.config.eval.long_forward_min_tokens = 32768
+      context.config = original
   assert [r["long_forward"] for r in whole] == [False, False]
   assert [r["long_forward"] for r in long] == [False, True]
   assert any(key[1][0] == "long" for key in context.compiled)

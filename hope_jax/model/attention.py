@@ -206,7 +206,7 @@ class Attention(nnx.Module):
   def kernel_inputs(self, x: jax.Array,
                     positions: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Returns what a causal kernel takes for x [B,T,d]: rotated (log-n scaled) q, rotated k, v."""
-    q, k, v = self._project_rotated(x, positions)
+    q, k, v = self._project(x, positions, implementation=self.config.projection_impl)
     return self._logn(q, positions), k, v
 
   def logit_bias(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array | None:
