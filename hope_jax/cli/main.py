@@ -118,7 +118,14 @@ def _main(argv: list[str]) -> None:
 
 
 def main() -> None:
-  """Console-script entry point."""
+  """Console-script entry point; ``--help`` (alone or after a command) prints what it does."""
+  args = sys.argv[1:]
+  if not args or args[0] in ("-h", "--help", "help") or (
+      args[0] in COMMANDS and any(a in ("-h", "--help") for a in args[1:])):
+    from hope_jax.cli import help as cli_help  # pylint: disable=import-outside-toplevel
+    command = args[0] if args and args[0] in COMMANDS else None
+    print(cli_help.command_help(command) if command else cli_help.usage())
+    sys.exit(0 if args else 2)
   app.run(_main, argv=sys.argv)
 
 
