@@ -36,7 +36,7 @@ class SignalCatcher:
   where Python cannot install handlers, signals are left alone.
   """
 
-  def __init__(self):
+  def __init__(self) -> None:
     self.signal_name: str | None = None
     self._previous: dict[int, Any] = {}
 
