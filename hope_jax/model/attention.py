@@ -98,6 +98,8 @@ class Attention(nnx.Module):
     """Returns the float32 logit bias [B, N, q, k] of ALiBi/KERPLE, or None."""
     encoding = self.config.encoding
     if encoding.bias == "alibi":
+      if encoding.alibi_slopes is None:
+        raise ValueError(f"encoding {encoding.name!r} has bias='alibi' but no alibi_slopes")
       return biases.alibi_bias(q_positions, k_positions, encoding.alibi_slopes)
     if encoding.bias == "kerple":
       p = jnp.maximum(self.kerple_p[...].astype(jnp.float32), KERPLE_MIN)
@@ -206,7 +208,7 @@ class Attention(nnx.Module):
   def kernel_inputs(self, x: jax.Array,
                     positions: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Returns what a causal kernel takes for x [B,T,d]: rotated (log-n scaled) q, rotated k, v."""
-    q, k, v = self._project_rotated(x, positions)
+    q, k, v = self._project(x, positions, implementation=self.config.projection_impl)
     return self._logn(q, positions), k, v
 
   def logit_bias(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array | None:
