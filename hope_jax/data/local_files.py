@@ -18,13 +18,13 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import io
 import json
 import lzma
 import os
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO
 
 SUFFIXES: tuple[str, ...] = (".txt", ".jsonl", ".jsonl.xz", ".jsonl.gz")
 SPLITS: tuple[str, ...] = ("train", "validation")
@@ -96,7 +96,7 @@ def decode_utf8(path: Path, data: bytes, *, first_line: int = 1) -> str:
                         line=line) from None
 
 
-def _open_binary(path: Path) -> IO[bytes]:
+def _open_binary(path: Path) -> io.BufferedIOBase:
   """Open a possibly compressed file for reading its decompressed bytes."""
   if path.name.endswith(".xz"):
     return lzma.open(path, "rb")

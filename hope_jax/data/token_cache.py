@@ -40,11 +40,19 @@ BATCH_DOCS = 1024  # ...or this many documents, whichever comes first.
 
 
 class TokenizerLike(Protocol):
-  """What tokenization needs from a tokenizer."""
+  """What tokenization needs from a tokenizer (read-only attributes or properties)."""
 
-  vocab_size: int
-  eos_id: int
-  fingerprint: str
+  @property
+  def vocab_size(self) -> int:
+    ...
+
+  @property
+  def eos_id(self) -> int:
+    ...
+
+  @property
+  def fingerprint(self) -> str:
+    ...
 
   def encode_batch(self, texts: list[str], *, num_threads: int = -1) -> list[list[int]]:
     ...

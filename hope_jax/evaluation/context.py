@@ -217,6 +217,8 @@ def load_context(config: EvalConfig, model_config: model.TransformerConfig,
   run = training_setup.setup(model_config, mesh_config,
                              optimizer=optim.make_optimizer(optimizer), workdir=workdir, step=config.step if config.step >= 0 else None,
                              fresh_ok=False, distributed=distributed)
+  assert run.checkpointer is not None  # setup makes one whenever there is a workdir
+  assert run.restored_step is not None  # fresh_ok=False: restored, or setup raised
   run.checkpointer.close()
   tok = data.load_tokenizer()
   split = data.load_split(config.split, tok, vocab_size=model_config.vocab_size)

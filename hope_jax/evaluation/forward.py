@@ -84,8 +84,11 @@ def head_outputs(net: model.Transformer, x: jax.Array, labels: jax.Array, *, chu
 
 
 def batched_call(fn: Callable[..., Any], tokens: np.ndarray, *, batch_size: int,
-                 batch_divisor: int = 1, positions: np.ndarray | None = None) -> dict[str, Any]:
-  """Runs fn over rows in batches (the last padded to the divisor); concatenates per-row outputs."""
+                 batch_divisor: int = 1, positions: np.ndarray | None = None) -> Any:
+  """Runs fn over rows in batches (the last padded to the divisor); concatenates per-row outputs.
+
+  Returns a pytree shaped like fn's output (an array, or e.g. a dict of arrays).
+  """
   batch_size = max(batch_divisor, batch_size // batch_divisor * batch_divisor)
   outputs = []
   for start in range(0, tokens.shape[0], batch_size):

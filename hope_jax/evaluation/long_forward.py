@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import jax
 import numpy as np
@@ -153,12 +153,14 @@ class LongForward:
     if self.attention == "cudnn":
       return jax.nn.dot_product_attention(q, k, v, scale=attn.scale, is_causal=True,
                                           implementation="cudnn")
-    bias_fn = attn.logit_bias if self.config.encoding.bias is not None else None
+    # A bias encoder's logit_bias returns an array, never None.
+    bias_fn = (cast(blockwise_attention.BiasFn, attn.logit_bias)
+               if self.config.encoding.bias is not None else None)
     block = min(self.options.attention_block, q.shape[1])
     return blockwise_attention.causal_attention(q, k, v, scale=attn.scale, block=block,
                                                 positions=positions, bias_fn=bias_fn)
 
-  def _head_body(self, params: nnx.State, x: jax.Array, update: jax.Array,
+  def _head_body(self, params: nnx.State, x: jax.Array, update: jax.Array | None,
                  labels: jax.Array) -> dict[str, jax.Array]:
     with nnx.logical_axis_rules(self.rules):
       net = nnx.merge(self.graphdef, params, self.model_state)
@@ -168,11 +170,11 @@ class LongForward:
   # ---- public passes ----------------------------------------------------------------------------
 
   def residual_stream(self, tokens: np.ndarray, positions: np.ndarray | None = None, *,
-                      num_blocks: int | None = None) -> tuple[jax.Array, jax.Array, int]:
+                      num_blocks: int | None = None) -> tuple[jax.Array, jax.Array | None, int]:
     """Runs tokens [B, T] through every block; returns (x, update, T), each [B, padded T, d].
 
     x + update is the residual stream after the last block (the final norm adds them);
-    ``num_blocks`` stops after that many blocks (see :meth:`warm_up`).
+    ``num_blocks`` stops after that many blocks (see :meth:`warm_up`; 0 leaves update None).
     """
     tokens = np.asarray(tokens, np.int32)
     batch, length = tokens.shape
@@ -194,6 +196,7 @@ class LongForward:
   def hidden_states(self, tokens: np.ndarray, positions: np.ndarray | None = None) -> jax.Array:
     """The residual stream after the last block [B, T, d], as ``Transformer.hidden_states``."""
     x, update, length = self.residual_stream(tokens, positions)
+    assert update is not None  # every block ran, and there is at least one
     return (x + update)[:, :length]
 
   def next_token_outputs(self, tokens: np.ndarray, positions: np.ndarray | None = None, *,

@@ -109,7 +109,8 @@ def passkey_accuracy(predict: Predict, tokenizer: probes.TextTokenizer, *,
                      lengths: Sequence[tuple[float, int]], depths: Sequence[float], keys: int,
                      seed: int) -> dict[str, Any]:
   """Passkey accuracy over lengths × depths, ``keys`` random keys per cell (exact greedy key)."""
-  results, skipped, metrics, counts = [], [], {}, {}
+  results: list[dict[str, Any]] = []
+  skipped, metrics, counts = [], {}, {}
   next_seed = seed * 1_000_003
   for multiple, length in lengths:
     try:
@@ -189,7 +190,8 @@ def recall_accuracy(predict: Predict, sources: Mapping[str, Any], *, pairs: Sequ
                     distances: Sequence[tuple[float, int]], queries: int, num_examples: int,
                     seed: int) -> dict[str, Any]:
   """Query accuracy (all value tokens right) versus demonstrations and distance, per source."""
-  results, skipped = [], []
+  results: list[dict[str, Any]] = []
+  skipped = []
   for name, source in sources.items():
     for num_pairs in pairs:
       for multiple, distance in distances:

@@ -50,10 +50,18 @@ SPECIAL_IDS = 4  # pad, unk, bos, eos are ids 0..3 and never drawn as random tok
 
 
 class TextTokenizer(Protocol):
-  """What the text probes need from a tokenizer."""
+  """What the text probes need from a tokenizer (read-only attributes or properties)."""
 
-  vocab_size: int
-  pad_id: int
+  @property
+  def vocab_size(self) -> int:
+    ...
+
+  @property
+  def pad_id(self) -> int:
+    ...
+
+  def __hash__(self) -> int:  # the tokenizer keys an lru_cache
+    ...
 
   def encode(self, text: str) -> list[int]:
     ...

@@ -53,7 +53,7 @@ def check_same_model(label: str, members: list[dict]) -> None:
 
 def result_files(run_dirs: Sequence[str], name: str = "perplexity.json") -> list[str]:
   """Paths of DIR/<name> (DIR an eval dir), else of DIR/eval*/<name>, for every DIR; no repeats."""
-  paths = []
+  paths: list[str] = []
   for run_dir in run_dirs:
     direct = os.path.join(run_dir, name)
     found = [direct] if os.path.exists(direct) else sorted(
@@ -96,8 +96,8 @@ def perplexity_rows(results: list[dict]) -> tuple[list[int], int, list[dict]]:
   rows = []
   for label, members in groups.items():
     check_same_model(label, members)
-    row = {"label": label, "seeds": sorted({m["run"].get("seed", 0) for m in members}),
-           "cells": {}}
+    seeds = sorted({m["run"].get("seed", 0) for m in members})
+    row: dict[str, Any] = {"label": label, "seeds": seeds, "cells": {}}
     for length in lengths:
       entries = [r for m in members for r in m["results"] if r["length"] == length]
       mean, spread = _mean_spread([e["perplexity"] for e in entries])
@@ -177,6 +177,12 @@ def _number(text: str) -> float:
     return math.nan
 
 
+def _name_value(name: str, default: float) -> float:
+  """The number after ``=`` in a metric name ``family@var=value``; ``default`` for other names."""
+  match = METRIC_NAME.match(name)
+  return _number(match["value"]) if match else default
+
+
 def metric_groups(summaries: list[dict]) -> tuple[list[str], "OrderedDict[str, list[dict]]",
                                                   dict[str, list[str]]]:
   """Returns (row labels, summaries by label, metric names by family sorted by their value).
@@ -194,8 +200,7 @@ def metric_groups(summaries: list[dict]) -> tuple[list[str], "OrderedDict[str, l
     family = f"{match['family']}@{match['var']}" if match else "overall"
     families.setdefault(family, []).append(name)
   for family, names in families.items():
-    names.sort(key=lambda n: (_number(METRIC_NAME.match(n)["value"]) if METRIC_NAME.match(n)
-                              else 0.0, n))
+    names.sort(key=lambda n: (_name_value(n, 0.0), n))
   return list(groups), groups, dict(sorted(families.items(), key=lambda kv: kv[0] != "overall"))
 
 
@@ -232,7 +237,7 @@ def summary_markdown(summaries: list[dict]) -> str:
   for family, names in families.items():
     header = ["run", "seeds"] + [_column_title(n, train_length) for n in names]
     lines = [f"**{family}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    examples = {n: [] for n in names}
+    examples: dict[str, list[int]] = {n: [] for n in names}
     for label in labels:
       # Seeds are the runs that measured this family; runs that measured none of it are left out.
       members = [m for m in groups[label] if any(n in m["metrics"] for n in names)]
@@ -273,8 +278,7 @@ def plot_summary(path: str, summaries: list[dict]) -> bool:
   labels, groups, families = metric_groups(summaries)
   panels: dict[str, dict[str, tuple[list, list, list]]] = {}
   for family, names in families.items():
-    xs = [_number(METRIC_NAME.match(n)["value"]) if METRIC_NAME.match(n) else math.nan
-          for n in names]
+    xs = [_name_value(n, math.nan) for n in names]
     if family == "overall" or not all(math.isfinite(x) for x in xs):
       continue
     panels[family] = {}

@@ -151,6 +151,7 @@ def init_from_run(source_workdir: str, workdir: str,
 
   def load(cfg: model.TransformerConfig, abstract: Any) -> Any:
     run = resolve(source_config).setup(source_workdir, fresh_ok=False)
+    assert run.checkpointer is not None  # setup makes one whenever there is a workdir
     run.checkpointer.close()
     have, want = _shapes(run.state.params), _shapes(abstract)
     if have != want:

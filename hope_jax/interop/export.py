@@ -41,8 +41,8 @@ def write_hf_directory(config: TransformerConfig, params: Any, out_dir: str, *,
 
 def _sentencepiece_file(name: str) -> str | None:
   """The SentencePiece model file behind a data.tokenizer setting, if it is one."""
-  path = tokenizer.default_model_path() if name == tokenizer.DEFAULT_NAME else name
-  return path if os.path.isfile(str(path)) and str(path).endswith(".model") else None
+  path = str(tokenizer.default_model_path()) if name == tokenizer.DEFAULT_NAME else name
+  return path if os.path.isfile(path) and path.endswith(".model") else None
 
 
 def export_run(workdir: str, out_dir: str, *, step: int | None = None) -> dict[str, Any]:
@@ -51,6 +51,7 @@ def export_run(workdir: str, out_dir: str, *, step: int | None = None) -> dict[s
   run_config = resolve(config)
   hf_config.hf_config_from_model(run_config.model)  # refuse before reading weights
   run = run_config.setup(workdir, step=step, fresh_ok=False)
+  assert run.checkpointer is not None  # setup makes one whenever there is a workdir
   run.checkpointer.close()
   hf = write_hf_directory(run.model_config, run.state.params, out_dir)
   source = _sentencepiece_file(config.data.tokenizer)

@@ -184,9 +184,12 @@ def read_params(directory: str, config: TransformerConfig, abstract_params: Any)
     if tuple(tensor.get_shape()) != expected:
       raise UnsupportedCheckpoint(f"tensor {hf!r} has shape {tuple(tensor.get_shape())}, the "
                                   f"config implies {expected}")
-    return jax.make_array_from_callback(
-        leaf.shape, leaf.sharding,
-        lambda index: np.asarray(read_block(tensor, kind, index, leaf.shape), leaf.dtype))
+
+    def block(index: tuple[slice, ...] | None) -> np.ndarray:
+      assert index is not None  # jax passes every shard's index (and asserts so itself)
+      return np.asarray(read_block(tensor, kind, index, leaf.shape), leaf.dtype)
+
+    return jax.make_array_from_callback(leaf.shape, leaf.sharding, block)
 
   try:
     return jax.tree_util.tree_map_with_path(load, abstract_params)

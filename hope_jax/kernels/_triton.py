@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence, cast
 
 import jax
 
@@ -12,7 +12,7 @@ try:  # The Triton backend of Pallas is deprecated (JAX 0.11) and may be removed
   from jax.experimental import pallas as pl
   from jax.experimental.pallas import triton as plgpu
 except ImportError:  # pragma: no cover
-  pl = plgpu = None
+  pl = plgpu = cast(Any, None)  # callers check `plgpu is not None` first
 
 def available(backend: str | None = None) -> bool:
   """Whether the kernels run compiled here: a GPU backend and Pallas' Triton backend."""

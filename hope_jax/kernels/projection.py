@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Sequence
+from typing import Sequence, cast
 
 import jax
 import jax.numpy as jnp
@@ -233,7 +233,8 @@ def _xla_projection(x: jax.Array, wq: jax.Array, wk: jax.Array, wv: jax.Array,
   product = lambda w: jnp.einsum("btd,dnh->btnh", x, w)  # noqa: E731
   q = sharding.constrain(product(wq), Q_AXES)
   k, v = product(wk), product(wv)
-  rotate = lambda y: encoders.apply_rotary(y, positions, frequencies, layout=layout)  # noqa: E731
+  rotate = lambda y: encoders.apply_rotary(  # noqa: E731
+      y, positions, frequencies, layout=cast(encoders.Layout, layout))  # checked there
   return rotate(q), rotate(k), v
 
 
@@ -258,6 +259,8 @@ def rotary_projection(x: jax.Array, wq: jax.Array, wk: jax.Array, wv: jax.Array,
     return _xla_projection(x, wq, wk, wv, positions, frequencies, layout)
   cos, sin, rotating = encoders.rotation_cos_sin(jnp.broadcast_to(positions, (batch, length)),
                                                  frequencies)
-  q, k, v = project_qkv(x, wq, wk, wv, cos, sin, rotating=rotating, tiles_q=plans[0][0],
-                        tiles_k=plans[1][0])
+  tiles_q, tiles_k = plans[0][0], plans[1][0]
+  assert tiles_q is not None and tiles_k is not None  # "pallas" is chosen only when both tile
+  q, k, v = project_qkv(x, wq, wk, wv, cos, sin, rotating=rotating, tiles_q=tiles_q,
+                        tiles_k=tiles_k)
   return sharding.constrain(q, Q_AXES), k, v

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +27,7 @@ try:
   from jax.experimental import pallas as pl
   from jax.experimental.pallas import mosaic_gpu as plgpu
 except ImportError:  # pragma: no cover
-  pl = plgpu = None
+  pl = plgpu = cast(Any, None)  # callers check `plgpu is not None` first
 
 @dataclasses.dataclass(frozen=True)
 class TileConfig:

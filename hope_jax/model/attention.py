@@ -98,6 +98,8 @@ class Attention(nnx.Module):
     """Returns the float32 logit bias [B, N, q, k] of ALiBi/KERPLE, or None."""
     encoding = self.config.encoding
     if encoding.bias == "alibi":
+      if encoding.alibi_slopes is None:
+        raise ValueError(f"encoding {encoding.name!r} has bias='alibi' but no alibi_slopes")
       return biases.alibi_bias(q_positions, k_positions, encoding.alibi_slopes)
     if encoding.bias == "kerple":
       p = jnp.maximum(self.kerple_p[...].astype(jnp.float32), KERPLE_MIN)

@@ -25,6 +25,9 @@ REMAT_POLICIES: dict[str, Any] = {
 LOGITS_DTYPES: tuple[str, ...] = ("float32", "bfloat16")
 _POSITIVE_INTS = ("vocab_size", "num_layers", "embed_dim", "num_heads", "num_kv_heads",
                   "head_dim", "mlp_dim", "train_length")
+# The default (None) of a field that __post_init__ derives from others: typed Any so that the
+# field reads as the int every constructed config holds.
+_DERIVED: Any = None
 
 
 def _require(ok: bool, field: str, value: Any, requirement: str) -> None:
@@ -40,9 +43,9 @@ class TransformerConfig:
   num_layers: int
   embed_dim: int
   num_heads: int
-  num_kv_heads: int | None = None  # default: num_heads (multi-head attention)
-  head_dim: int | None = None  # default: embed_dim // num_heads
-  mlp_dim: int | None = None  # default: 4 * embed_dim
+  num_kv_heads: int = _DERIVED  # None (default): num_heads (multi-head attention)
+  head_dim: int = _DERIVED  # None (default): embed_dim // num_heads
+  mlp_dim: int = _DERIVED  # None (default): 4 * embed_dim
   tie_embeddings: bool = False
   dtype: str = "bfloat16"
   param_dtype: str = "float32"

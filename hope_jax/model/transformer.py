@@ -23,8 +23,8 @@ from hope_jax.model.layers import MLP, RMSNorm, float32_logits, param
 from hope_jax.parallel import sharding
 
 
-def broadcast_positions(positions: jax.Array | None, shape: tuple[int, int]) -> jax.Array:
-  """Returns int32 positions [B, T] for tokens of this shape: arange(T) when None."""
+def broadcast_positions(positions: jax.Array | None, shape: tuple[int, ...]) -> jax.Array:
+  """Returns int32 positions [B, T] for tokens of this shape [B, T]: arange(T) when None."""
   batch, length = shape
   if positions is None:
     positions = jnp.arange(length, dtype=jnp.int32)
@@ -126,10 +126,11 @@ class Transformer(nnx.Module):
       return block(x, update, positions, segment_ids)
 
     if self.config.remat != "none":
-      run = nnx.remat(run, policy=REMAT_POLICIES[self.config.remat])
+      run = nnx.remat(run, policy=REMAT_POLICIES[str(self.config.remat)])  # a name by now
     x, update = self.embed(tokens), None
     for block in self.blocks:
       x, update = run(block, x, update, positions, segment_ids)
+    assert update is not None  # num_layers >= 1
     return x, update
 
   def hidden_states(self, tokens: jax.Array, positions: jax.Array | None = None,

@@ -85,8 +85,11 @@ def _short(paths: list[str], limit: int = 3) -> str:
 def _reason(error: BaseException) -> str:
   """Returns a one-line summary of an orbax/TensorStore error: its root cause's first line."""
   seen = {id(error)}
-  while (error.__cause__ or error.__context__) is not None and len(seen) < 20:
-    error = error.__cause__ or error.__context__
+  while len(seen) < 20:
+    parent = error.__cause__ or error.__context__
+    if parent is None:
+      break
+    error = parent
     if id(error) in seen:
       break
     seen.add(id(error))

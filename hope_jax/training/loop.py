@@ -94,6 +94,7 @@ def train(model_config: model.TransformerConfig, mesh_config: sharding.MeshConfi
       distributed=distributed)
   cfg = run.model_config
   ckpt = run.checkpointer
+  assert ckpt is not None  # setup makes one whenever there is a workdir
   start = int(jax.device_get(run.state.step))
   if ckpt.rejected:
     moved = ckpt.set_aside(sorted(ckpt.rejected))
@@ -144,7 +145,7 @@ def train(model_config: model.TransformerConfig, mesh_config: sharding.MeshConfi
         # Processes agree on a signal at log steps (a collective); alone, every step is free.
         interrupted = (signals.requested if single_process
                        else log_now and preemption.any_process(signals.requested))
-        stop = interrupted or (t.stop_after and done >= t.stop_after)
+        stop = interrupted or (t.stop_after > 0 and done >= t.stop_after)
         log_now = log_now or stop
         save_now = done % t.checkpoint_every == 0 or done == t.steps or stop
         if log_now or save_now:

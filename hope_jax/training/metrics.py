@@ -90,12 +90,13 @@ class MetricsWriter:
     """Appends one record; non-finite values are written as strings so the file stays JSON."""
     if not self.enabled:
       return
-    record = {"step": int(step), "time": time.time()}
+    record: dict[str, float | str] = {"step": int(step), "time": time.time()}
     for key, value in metrics.items():
       value = float(value)
       record[key] = value if math.isfinite(value) else str(value)
       if self._tb is not None:
         self._tb.add_scalar(key, value, int(step))
+    assert self._jsonl is not None  # opened in __init__ whenever enabled
     self._jsonl.write(json.dumps(record) + "\n")
     self._jsonl.flush()
 

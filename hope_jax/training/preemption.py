@@ -22,10 +22,11 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 class TrainingInterrupted(RuntimeError):
   """Raised once a signal stopped training and its checkpoint is saved; rerun to resume."""
 
-  def __init__(self, message: str, *, step: int, signal_name: str, summary: dict | None = None):
+  def __init__(self, message: str, *, step: int, signal_name: str | None,
+               summary: dict | None = None):
     super().__init__(message)
     self.step = step
-    self.signal_name = signal_name
+    self.signal_name = signal_name  # None on a process that another process's signal stopped
     self.summary = summary or {}
 
 
@@ -36,7 +37,7 @@ class SignalCatcher:
   where Python cannot install handlers, signals are left alone.
   """
 
-  def __init__(self):
+  def __init__(self) -> None:
     self.signal_name: str | None = None
     self._previous: dict[int, Any] = {}
 

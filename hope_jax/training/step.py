@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, cast
 
 import jax
 import jax.numpy as jnp
@@ -44,7 +44,8 @@ class TrainState:
 
 def _split(model: Transformer) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
   """Splits a model into (graphdef, params, other state)."""
-  return nnx.split(model, nnx.Param, ...)
+  # Two filters give exactly two states; nnx.split's stub returns a variadic tuple.
+  return cast("tuple[nnx.GraphDef, nnx.State, nnx.State]", nnx.split(model, nnx.Param, ...))
 
 
 INIT_PLACES = ("device", "host")
