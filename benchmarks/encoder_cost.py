@@ -17,8 +17,8 @@ import argparse
 
 import jax
 import jax.numpy as jnp
-
 from common import summary, time_steps, write_json  # noqa: I001
+
 from hope_jax.positional import encoders
 
 
@@ -61,7 +61,7 @@ def main() -> None:
       op = lambda x, p, freqs=freqs: encoders.apply_rotary(x, p, freqs)
     fn, holder = chain(op, args.repeat), {"x": x.copy()}
 
-    def call(fn=fn):
+    def call(fn=fn, holder=holder):
       holder["x"] = fn(holder["x"], positions)
       return holder["x"]
 

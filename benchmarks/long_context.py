@@ -26,12 +26,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-
 from common import run_config, summary, time_steps, write_json  # noqa: I001
+
 from hope_jax import model
 from hope_jax.config import resolve
-from hope_jax.evaluation import forward
-from hope_jax.evaluation import long_forward
+from hope_jax.evaluation import forward, long_forward
 from hope_jax.parallel import sharding
 from hope_jax.training import step as train_step
 

@@ -24,9 +24,7 @@ import os
 import re
 
 import jax
-
-from common import (add_model_args, model_fields, parse_shape,  # noqa: I001
-                    set_projection_tiles)
+from common import add_model_args, model_fields, parse_shape, set_projection_tiles  # noqa: I001
 from train_throughput import build_step
 
 # Kernel classes, first match wins (kernel names as the CUDA profiler reports them).

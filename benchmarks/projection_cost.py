@@ -19,11 +19,10 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+from common import add_projection_args, parse_overrides, summary, time_steps, write_json  # noqa: I001
 
-from common import (add_projection_args, parse_overrides, summary,  # noqa: I001
-                    time_steps, write_json)
-from hope_jax.positional import encoders
 from hope_jax.kernels import projection as rp
+from hope_jax.positional import encoders
 
 
 def main() -> None:
@@ -81,12 +80,14 @@ def main() -> None:
       if name.startswith("pallas"):
         record["max_abs_diff_vs_xla"] = float(jnp.max(jnp.abs(
             forward(x, ws, cos, sin)[0].astype(jnp.float32) - reference.astype(jnp.float32))))
-      fwd = summary(time_steps(lambda: forward(x, ws, cos, sin), warmup=2, steps=args.steps))
+      fwd = summary(time_steps(lambda forward=forward: forward(x, ws, cos, sin), warmup=2,
+                               steps=args.steps))
       record["forward_ms_per_op"] = fwd["step_ms"] / args.repeat
       record["forward_tflops"] = flops / (fwd["step_ms"] * 1e-3) / 1e12
       if not name.startswith("mgpu_matmul"):
         fb = jax.jit(both)
-        total = summary(time_steps(lambda: fb(x, ws, cos, sin, grads), warmup=2, steps=args.steps))
+        total = summary(time_steps(lambda fb=fb: fb(x, ws, cos, sin, grads), warmup=2,
+                                   steps=args.steps))
         record["fwd_bwd_ms_per_op"] = total["step_ms"] / args.repeat
     except Exception as e:  # noqa: BLE001 - a tiling that fails is a row, not the end of the run
       record["error"] = f"{type(e).__name__}: {str(e)[:300]}"

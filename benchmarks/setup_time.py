@@ -20,7 +20,6 @@ import tempfile
 import time
 
 import numpy as np
-
 from common import parse_shape, run_config, setup_run, write_json  # noqa: I001
 
 SAMPLE = 4096  # leading elements of each parameter kept for the comparison
@@ -30,7 +29,6 @@ def child(args: argparse.Namespace) -> None:
   """Times one place in this process and prints its record."""
   import jax  # pylint: disable=import-outside-toplevel
   from jax._src import monitoring  # pylint: disable=import-outside-toplevel
-
   from train_throughput import step_and_batch  # pylint: disable=import-outside-toplevel
 
   compiles: list[tuple[str, float]] = []

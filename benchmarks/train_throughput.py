@@ -22,12 +22,21 @@ import time
 
 import jax
 import numpy as np
+from common import (  # noqa: I001
+  PEER_SHAPES,
+  add_model_args,
+  model_fields,
+  parse_shape,
+  run_config,
+  set_projection_tiles,
+  setup_run,
+  summary,
+  time_pipelined,
+  time_steps,
+  write_json,
+)
 
-from common import (PEER_SHAPES, add_model_args, model_fields, parse_shape,  # noqa: I001
-                    run_config, set_projection_tiles, setup_run, summary, time_pipelined, time_steps,
-                    write_json)
-from hope_jax import model
-from hope_jax import kernels
+from hope_jax import kernels, model
 from hope_jax.kernels import projection
 from hope_jax.training import setup as training_setup
 from hope_jax.training import step as train_step

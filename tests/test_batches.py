@@ -15,13 +15,13 @@ from hypothesis import strategies as st
 
 from hope_jax.data import batches
 from hope_jax.data.batches import (
-    TokenizedSplit,
-    epoch_permutation,
-    eval_windows,
-    segments_and_positions,
-    tokenize_split,
-    token_dtype,
-    train_batch,
+  TokenizedSplit,
+  epoch_permutation,
+  eval_windows,
+  segments_and_positions,
+  token_dtype,
+  tokenize_split,
+  train_batch,
 )
 from hope_jax.data.text_sources import open_documents
 from hope_jax.data.tokenizer import Tokenizer, load_tokenizer

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from test_train import small_config
 
 from hope_jax.config import commands
 from hope_jax.config.resolve import resolve
@@ -18,7 +19,6 @@ from hope_jax.parallel import sharding
 from hope_jax.training import checkpointing
 from hope_jax.training import loop as train
 from hope_jax.training import step as train_step
-from test_train import small_config
 
 # A failed read leaves orbax's pending reads to be collected with their errors unraised: expected.
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")

@@ -10,13 +10,13 @@ from flax import nnx
 
 from hope_jax.config import base as config_base
 from hope_jax.config.resolve import resolve
+from hope_jax.data.tokenizer import load_tokenizer
 from hope_jax.evaluation import config as eval_config_lib
-from hope_jax.evaluation import probe_evals as evals_probes
 from hope_jax.evaluation import context as eval_context
+from hope_jax.evaluation import probe_evals as evals_probes
+from hope_jax.evaluation import probes
 from hope_jax.evaluation import runner as evaluate
 from hope_jax.model import generate
-from hope_jax.evaluation import probes
-from hope_jax.data.tokenizer import load_tokenizer
 
 
 @pytest.fixture(scope="module")

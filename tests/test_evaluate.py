@@ -1,17 +1,17 @@
 """Tests of the evaluation runner: perplexity, chunked NLL, scaling, summaries, files, CLI."""
 
+import dataclasses
 import json
 import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 from flax import nnx
-
-import dataclasses
 
 from hope_jax.config import base as config_base
 from hope_jax.config import commands
@@ -73,7 +73,7 @@ def test_train_then_evaluate_everything_end_to_end(run_dir, context):
   names = ("perplexity", "copy", "passkey", "recall", "attention")
   out = commands.evaluate(small_config(evaluations=names), run_dir, verbose=False)
   eval_dir = os.path.join(run_dir, "eval")
-  saved = {n: json.loads(open(os.path.join(eval_dir, f"{n}.json")).read()) for n in names}
+  saved = {n: json.loads(Path(eval_dir, f"{n}.json").read_text()) for n in names}
   for name in names:
     assert saved[name]["run"]["encoder"] == "rope" and saved[name]["run"]["train_length"] == 32
     assert set(out[name]) == set(saved[name]) and saved[name]["seconds"] > 0
@@ -100,7 +100,7 @@ def test_train_then_evaluate_everything_end_to_end(run_dir, context):
   for name in ("passkey.png", "attention_distance.png", "band_contributions.png", "table.md",
                "table.csv", "table.png", "table_probes.csv", "table_probes.png"):
     assert os.path.getsize(os.path.join(eval_dir, name)) > 0
-  summary = json.loads(open(os.path.join(eval_dir, "summary.json")).read())
+  summary = json.loads(Path(eval_dir, "summary.json").read_text())
   metrics = summary["metrics"]
   assert {"copy_text_acc@gap=0", "copy_random_acc@gap=32", "passkey_acc", "passkey_acc@T=96",
           "recall_words_acc@d=32", "recall_random_acc@pairs=2"} <= set(metrics)
@@ -108,7 +108,7 @@ def test_train_then_evaluate_everything_end_to_end(run_dir, context):
   assert summary["counts"]["passkey_acc"] == 2 and summary["counts"]["copy_text_acc@gap=0"] == 30
   assert set(summary["evaluations"]) == {"copy", "passkey", "recall"}
   assert saved["attention"]["length"] == 64 and len(saved["attention"]["layers"]) == 1
-  table = open(os.path.join(eval_dir, "table.md")).read()
+  table = Path(eval_dir, "table.md").read_text()
   assert "**32 (L)**" in table and "| rope | 1 |" in table and "passkey_acc@T" in table
 
 
@@ -217,6 +217,6 @@ def test_cli_evaluate(run_dir, tmp_path):
                          "--config=configs/tiny_cpu.py", f"--workdir={run_dir}", *overrides],
                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  saved = json.loads(open(os.path.join(run_dir, "eval_cli", "perplexity.json")).read())
+  saved = json.loads(Path(run_dir, "eval_cli", "perplexity.json").read_text())
   assert [r["length"] for r in saved["results"]] == [64]
   assert os.path.exists(os.path.join(run_dir, "eval_cli", "table.md"))

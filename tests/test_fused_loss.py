@@ -67,7 +67,7 @@ def test_token_nll_and_gradient_are_the_same_with_either_implementation(dtype):
   x, labels = jnp.asarray(logits, dtype), jnp.asarray(labels)
   out = {}
   for impl in ("xla", "pallas"):
-    nll, vjp = jax.vjp(lambda x: fused_loss.token_nll(x, labels, impl), x)
+    nll, vjp = jax.vjp(lambda x, impl=impl: fused_loss.token_nll(x, labels, impl), x)
     out[impl] = (nll, vjp(jnp.asarray(g, jnp.float32))[0])
   np.testing.assert_allclose(out["pallas"][0], out["xla"][0], rtol=1e-6, atol=1e-5)
   np.testing.assert_allclose(np.asarray(out["pallas"][1], np.float32),
@@ -89,6 +89,6 @@ def test_pallas_under_a_mesh_and_a_sharded_vocabulary():
     got = fn(x, labels)
   for a, b in zip(got, expected):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-5)
-  with jax.set_mesh(_mesh((2, 2, 2))), nnx.logical_axis_rules(sharding.DEFAULT_RULES):
-    with pytest.raises(ValueError, match="vocabulary axis unsharded"):
-      fn(x, labels)
+  with (jax.set_mesh(_mesh((2, 2, 2))), nnx.logical_axis_rules(sharding.DEFAULT_RULES),
+        pytest.raises(ValueError, match="vocabulary axis unsharded")):
+    fn(x, labels)

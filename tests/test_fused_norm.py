@@ -75,7 +75,7 @@ def test_plain_norm_without_update():
   x, _, scale, _, wn = _inputs((3, 4, 40), seed=2)
   _, n_ref, ds_ref, dscale_ref = reference(x, 0.0, scale, 0.0, wn)
   for impl in ("xla", "pallas"):
-    def loss(x, scale):
+    def loss(x, scale, impl=impl):
       s, n = fused_norm.IMPLEMENTATIONS[impl](x, None, scale, eps=EPS, out_dtype=jnp.float32)
       assert s is x
       return jnp.sum(n * wn)
@@ -110,6 +110,6 @@ def test_pallas_refuses_a_sharded_embedding_axis():
   x, update, scale, ws, wn = _inputs((4, 8, 48), seed=3)
   rules = tuple((name, "tensor" if name == "act_embed" else target)
                 for name, target in sharding.DEFAULT_RULES)
-  with jax.set_mesh(_mesh((2, 2, 2))), nnx.logical_axis_rules(rules):
-    with pytest.raises(ValueError, match="act_embed"):
-      _loss_and_grads("pallas", x, update, scale, ws, wn)
+  with (jax.set_mesh(_mesh((2, 2, 2))), nnx.logical_axis_rules(rules),
+        pytest.raises(ValueError, match="act_embed")):
+    _loss_and_grads("pallas", x, update, scale, ws, wn)

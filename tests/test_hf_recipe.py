@@ -25,7 +25,7 @@ from hope_jax.model import TransformerConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests", "fixtures", "hf"))
-from make_fixtures import numpy_params
+from make_fixtures import numpy_params  # noqa: E402 - the fixtures folder is put on the path first
 
 LENGTH = 16  # the source model's context (max_position_embeddings)
 

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from hope_jax.evaluation import forward
-from hope_jax.evaluation import long_forward
+from hope_jax.evaluation import forward, long_forward
 from hope_jax.kernels import blockwise_attention
 from hope_jax.model import Transformer
 from hope_jax.model.attention import causal_mask, reference_attention

@@ -6,17 +6,17 @@ import numpy as np
 import pytest
 
 from hope_jax.data.batches import TokenizedSplit
-from hope_jax.evaluation.probes import (
-    PASSKEY_FILLER,
-    PASSKEY_INTRO,
-    associative_recall_examples,
-    copy_examples,
-    masked_accuracy,
-    passkey_example,
-    passkey_examples,
-    score_passkey,
-)
 from hope_jax.data.tokenizer import load_tokenizer
+from hope_jax.evaluation.probes import (
+  PASSKEY_FILLER,
+  PASSKEY_INTRO,
+  associative_recall_examples,
+  copy_examples,
+  masked_accuracy,
+  passkey_example,
+  passkey_examples,
+  score_passkey,
+)
 
 EOS = 3
 

@@ -5,8 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hope_jax.positional import encoders
-from hope_jax.positional import registry
+from hope_jax.positional import encoders, registry
 
 CTX = dict(head_dim=64, num_heads=8, train_length=512)
 

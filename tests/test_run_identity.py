@@ -8,8 +8,7 @@ import sys
 import pytest
 
 from hope_jax.config import base as config_base
-from hope_jax.config import commands
-from hope_jax.config import identity
+from hope_jax.config import commands, identity
 from hope_jax.config.resolve import resolve
 from hope_jax.evaluation import tables
 from hope_jax.training import workdir_lock

@@ -5,8 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from hope_jax.positional import encoders
-from hope_jax.positional import scaling
+from hope_jax.positional import encoders, scaling
 
 HEAD_DIM, BASE, LENGTH = 64, 10000.0, 512
 

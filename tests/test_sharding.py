@@ -12,14 +12,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from device_helpers import cpu_devices, cpu_mesh, on_cpu
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from hope_jax.parallel import distributed
-from hope_jax.parallel import sharding
-from hope_jax.training import step as train_step
 from hope_jax.model import Transformer, create_sharded_model
-from device_helpers import cpu_devices, cpu_mesh, on_cpu
+from hope_jax.parallel import distributed, sharding
+from hope_jax.training import step as train_step
 
 RULES = sharding.DEFAULT_RULES
 MESHES = [(8, 1, 1), (2, 4, 1), (2, 2, 2)]

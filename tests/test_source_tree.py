@@ -196,8 +196,9 @@ def test_bad_options_are_named(tree: Path, tmp_path: Path) -> None:
 
 def test_train_command_on_a_source_tree_records_its_manifest(tree: Path, tmp_path: Path) -> None:
   """`train --config.data.source=source_tree --config.data.path=ROOT` trains and names its corpus."""
-  from hope_jax.config import commands  # pylint: disable=import-outside-toplevel
   from test_train import small_config  # pylint: disable=import-outside-toplevel
+
+  from hope_jax.config import commands  # pylint: disable=import-outside-toplevel
   config = small_config(steps=2, checkpoint_every=2)
   config.data.update(dict(source="source_tree", path=str(tree), validation_percent=20.0,
                           max_file_bytes=1000, exclude="tests", cache_dir=str(tmp_path / "cache")))

@@ -15,9 +15,8 @@ from device_helpers import needs_default_devices
 from hope_jax.config import base as config_base
 from hope_jax.config import commands
 from hope_jax.config.resolve import resolve
-from hope_jax.training import checkpointing
+from hope_jax.training import checkpointing, preemption
 from hope_jax.training import loop as train
-from hope_jax.training import preemption
 from hope_jax.training import setup as training_setup
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -11,9 +11,9 @@ from device_helpers import cpu_mesh, on_cpu
 from flax import nnx
 from jax.sharding import PartitionSpec
 
+from hope_jax.model import Transformer, TransformerConfig
 from hope_jax.parallel import sharding
 from hope_jax.training import step as train_step
-from hope_jax.model import Transformer, TransformerConfig
 
 ENCODERS = ["rope", "hope", "nope", "p_rope", "partial_rope", "alibi", "kerple"]
 RULES = sharding.DEFAULT_RULES

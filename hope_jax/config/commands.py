@@ -18,8 +18,7 @@ from hope_jax.config import identity
 from hope_jax.config import resolve as resolve_lib
 from hope_jax.evaluation import runner
 from hope_jax.parallel import distributed as distributed_lib
-from hope_jax.training import loop
-from hope_jax.training import workdir_lock
+from hope_jax.training import loop, workdir_lock
 
 
 def save_config(config: Any, workdir: str) -> None:

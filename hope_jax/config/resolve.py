@@ -10,7 +10,8 @@ too.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from hope_jax import model
 from hope_jax.data.config import DataConfig

@@ -6,8 +6,7 @@ import dataclasses
 from typing import Any
 
 from hope_jax import _mappings as mappings
-from hope_jax.data import batches
-from hope_jax.data import text_sources
+from hope_jax.data import batches, text_sources
 from hope_jax.data import tokenizer as tokenizers
 
 SOURCES: tuple[str, ...] = tuple(text_sources.SOURCES)

@@ -19,19 +19,20 @@ measures, per layer, averaged over heads, queries and windows:
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from hope_jax.data import batches
-from hope_jax.positional import encoders
-from hope_jax.evaluation import forward as eval_forward
-from hope_jax.evaluation import context as evaluate
 from hope_jax import model
+from hope_jax.data import batches
+from hope_jax.evaluation import context as evaluate
+from hope_jax.evaluation import forward as eval_forward
 from hope_jax.evaluation import plots
+from hope_jax.positional import encoders
 
 # Layout -> the two members (a, b) of every rotation pair, each [..., head_dim // 2].
 PAIRINGS: dict[str, Callable[[jax.Array], tuple[jax.Array, jax.Array]]] = {

@@ -6,7 +6,8 @@ Lengths, gaps and distances are multiples of the training length L.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 EVALUATION_NAMES: tuple[str, ...] = ("perplexity", "copy", "passkey", "recall", "attention")
 SCALINGS: tuple[str, ...] = ("none", "linear", "ntk", "yarn", "llama3")

@@ -6,7 +6,8 @@ import dataclasses
 import functools
 import os
 import sys
-from typing import Any, Callable, Hashable
+from collections.abc import Callable, Hashable
+from typing import Any
 
 import jax
 import numpy as np
@@ -15,8 +16,7 @@ from etils import epath
 from flax import nnx
 
 from hope_jax import model
-from hope_jax.data import batches
-from hope_jax.data import tokenizer
+from hope_jax.data import batches, tokenizer
 from hope_jax.data.config import DataConfig
 from hope_jax.evaluation import forward as eval_forward
 from hope_jax.evaluation import long_forward

@@ -10,7 +10,8 @@ logits never exist (a 65,536-token window of a 16,384-word model would need 4 Gi
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

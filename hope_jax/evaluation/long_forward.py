@@ -24,15 +24,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, cast
+from collections.abc import Callable
+from typing import Any, cast
 
 import jax
 import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding
 
-from hope_jax.evaluation import forward as eval_forward
 from hope_jax import kernels
+from hope_jax.evaluation import forward as eval_forward
 from hope_jax.kernels import blockwise_attention
 from hope_jax.model import attention as model_attention
 from hope_jax.parallel import sharding

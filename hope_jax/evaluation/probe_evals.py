@@ -13,14 +13,14 @@ demonstrations' span) and scalar ``metrics``/``counts`` for ``eval/summary.json`
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from hope_jax.evaluation import context as evaluate
-from hope_jax.evaluation import plots
-from hope_jax.evaluation import probes
 from hope_jax.data.batches import TokenizedSplit
+from hope_jax.evaluation import context as evaluate
+from hope_jax.evaluation import plots, probes
 
 # (tokens [N, T], evaluation length) -> greedy predictions aligned with tokens (column 0 unused).
 Predict = Callable[[np.ndarray, int], np.ndarray]

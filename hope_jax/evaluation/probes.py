@@ -34,17 +34,10 @@ PASSKEY_NEEDLE = "The pass key is {key}. Remember it. {key} is the pass key."
 PASSKEY_QUESTION = "What is the pass key? The pass key is"
 
 KEY_WORDS: tuple[str, ...] = tuple(
-    "apple river stone cloud tiger piano candle mirror garden rocket forest window dragon "
-    "pencil castle bridge falcon lemon anchor violin desert marble harbor comet meadow "
-    "lantern glacier parrot saddle thunder velvet walnut beacon cactus dolphin ember fossil "
-    "goblet hammer island jacket kettle ladder magnet needle orchid pepper quartz ribbon "
-    "satchel tunnel umbrella valley wagon yarrow zipper badger copper dune".split()
+    ["apple", "river", "stone", "cloud", "tiger", "piano", "candle", "mirror", "garden", "rocket", "forest", "window", "dragon", "pencil", "castle", "bridge", "falcon", "lemon", "anchor", "violin", "desert", "marble", "harbor", "comet", "meadow", "lantern", "glacier", "parrot", "saddle", "thunder", "velvet", "walnut", "beacon", "cactus", "dolphin", "ember", "fossil", "goblet", "hammer", "island", "jacket", "kettle", "ladder", "magnet", "needle", "orchid", "pepper", "quartz", "ribbon", "satchel", "tunnel", "umbrella", "valley", "wagon", "yarrow", "zipper", "badger", "copper", "dune"]
 )
 VALUE_WORDS: tuple[str, ...] = tuple(
-    "red blue green black white orange purple yellow silver golden north south east west "
-    "one two three four five six seven eight nine ten cold warm quiet loud early late "
-    "happy sad bright dark soft hard sweet bitter round square high low fast slow old new "
-    "young wild calm brave clever gentle proud shy".split()
+    ["red", "blue", "green", "black", "white", "orange", "purple", "yellow", "silver", "golden", "north", "south", "east", "west", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "cold", "warm", "quiet", "loud", "early", "late", "happy", "sad", "bright", "dark", "soft", "hard", "sweet", "bitter", "round", "square", "high", "low", "fast", "slow", "old", "new", "young", "wild", "calm", "brave", "clever", "gentle", "proud", "shy"]
 )
 SPECIAL_IDS = 4  # pad, unk, bos, eos are ids 0..3 and never drawn as random tokens.
 

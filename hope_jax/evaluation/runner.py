@@ -22,14 +22,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from hope_jax import model
 from hope_jax.data.config import DataConfig
 from hope_jax.evaluation import attention as evals_attention
-from hope_jax.evaluation import perplexity
-from hope_jax.evaluation import probe_evals
-from hope_jax.evaluation import tables
+from hope_jax.evaluation import perplexity, probe_evals, tables
 from hope_jax.evaluation.config import EvalConfig
 from hope_jax.evaluation.context import EvalContext, load_context
 from hope_jax.parallel import sharding

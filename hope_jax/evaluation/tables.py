@@ -19,7 +19,8 @@ import math
 import os
 import re
 from collections import OrderedDict
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -183,7 +184,7 @@ def _name_value(name: str, default: float) -> float:
   return _number(match["value"]) if match else default
 
 
-def metric_groups(summaries: list[dict]) -> tuple[list[str], "OrderedDict[str, list[dict]]",
+def metric_groups(summaries: list[dict]) -> tuple[list[str], OrderedDict[str, list[dict]],
                                                   dict[str, list[str]]]:
   """Returns (row labels, summaries by label, metric names by family sorted by their value).
 
@@ -199,7 +200,7 @@ def metric_groups(summaries: list[dict]) -> tuple[list[str], "OrderedDict[str, l
     match = METRIC_NAME.match(name)
     family = f"{match['family']}@{match['var']}" if match else "overall"
     families.setdefault(family, []).append(name)
-  for family, names in families.items():
+  for names in families.values():
     names.sort(key=lambda n: (_name_value(n, 0.0), n))
   return list(groups), groups, dict(sorted(families.items(), key=lambda kv: kv[0] != "overall"))
 

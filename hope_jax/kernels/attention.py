@@ -22,7 +22,7 @@ Implementations (``TransformerConfig.attention_impl``, chosen by :mod:`hope_jax.
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

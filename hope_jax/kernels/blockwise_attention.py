@@ -13,7 +13,7 @@ rotary encoders use cuDNN's flash attention instead (:mod:`hope_jax.evaluation.l
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

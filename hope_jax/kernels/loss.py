@@ -18,7 +18,7 @@ Implementations (``implementation=``):
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Sequence, cast
+from collections.abc import Sequence
+from typing import cast
 
 import jax
 import jax.numpy as jnp

@@ -20,7 +20,8 @@ that need no arrays), else what ``"auto"`` picks from the backend and the facts:
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -9,6 +9,7 @@ filled.  All rows advance together.  ``Transformer.extend`` runs T new tokens ag
 from __future__ import annotations
 
 import dataclasses
+
 import jax
 import jax.numpy as jnp
 

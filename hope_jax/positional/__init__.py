@@ -5,15 +5,35 @@ This is what a user imports into their own Flax model; it depends on nothing els
 """
 
 from hope_jax.positional.biases import alibi_bias, alibi_slopes, kerple_log_bias
-from hope_jax.positional.encoders import (apply_hope, apply_rope, apply_rotary, hope_frequencies,
-                                          hope_kept_bands, nope_frequencies, p_rope_frequencies,
-                                          partial_rotary_frequencies, rope_frequencies,
-                                          rotation_angles, rotation_cos_sin)
-from hope_jax.positional.registry import (PositionalEncoding, build_encoding, encoder_names,
-                                          encoder_parameters, register_encoder)
-from hope_jax.positional.scaling import (dynamic_ntk_factor, linear_scaling, llama3_scaling,
-                                         ntk_aware_scaling, scale_frequencies,
-                                         yarn_attention_factor, yarn_scaling)
+from hope_jax.positional.encoders import (
+                                          apply_hope,
+                                          apply_rope,
+                                          apply_rotary,
+                                          hope_frequencies,
+                                          hope_kept_bands,
+                                          nope_frequencies,
+                                          p_rope_frequencies,
+                                          partial_rotary_frequencies,
+                                          rope_frequencies,
+                                          rotation_angles,
+                                          rotation_cos_sin,
+)
+from hope_jax.positional.registry import (
+                                          PositionalEncoding,
+                                          build_encoding,
+                                          encoder_names,
+                                          encoder_parameters,
+                                          register_encoder,
+)
+from hope_jax.positional.scaling import (
+                                          dynamic_ntk_factor,
+                                          linear_scaling,
+                                          llama3_scaling,
+                                          ntk_aware_scaling,
+                                          scale_frequencies,
+                                          yarn_attention_factor,
+                                          yarn_scaling,
+)
 
 __all__ = [
     "PositionalEncoding", "alibi_bias", "alibi_slopes", "apply_hope", "apply_rope", "apply_rotary",

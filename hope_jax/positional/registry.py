@@ -14,15 +14,14 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import typing
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import numpy as np
 from jax.typing import ArrayLike
 
-from hope_jax.positional import biases
-from hope_jax.positional import encoders
-from hope_jax.positional import scaling
+from hope_jax.positional import biases, encoders, scaling
 
 BIAS_KINDS = (None, "alibi", "kerple")
 

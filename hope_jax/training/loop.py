@@ -16,10 +16,7 @@ from hope_jax._version import __version__
 from hope_jax.data import batches
 from hope_jax.data.config import DataConfig
 from hope_jax.parallel import sharding
-from hope_jax.training import checkpointing
-from hope_jax.training import metrics
-from hope_jax.training import optim
-from hope_jax.training import preemption
+from hope_jax.training import checkpointing, metrics, optim, preemption
 from hope_jax.training import setup as training_setup
 from hope_jax.training import step as train_step
 from hope_jax.training.config import OptimizerConfig, TrainConfig

@@ -7,7 +7,8 @@ import math
 import os
 import sys
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 
@@ -79,7 +80,7 @@ class MetricsWriter:
     os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, "metrics.jsonl")
     drop_records_after(path, resume_step)
-    self._jsonl = open(path, "a", encoding="utf-8")
+    self._jsonl = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open until close()
     if tensorboard:
       from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
       # purge_step: TensorBoard hides the earlier files' events from this step on.

@@ -46,7 +46,7 @@ class SignalCatcher:
     """Whether a signal asked the run to stop."""
     return self.signal_name is not None
 
-  def __enter__(self) -> "SignalCatcher":
+  def __enter__(self) -> SignalCatcher:
     for signum in SIGNALS:
       try:
         self._previous[signum] = signal.signal(signum, self._handle)

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, Mapping, cast
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -217,10 +218,10 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
 
     def body(carry, micro):
       loss_sum, count, grads = carry
-      (l, n), g = grad_fn(params, model_state, micro)
+      (loss, n), g = grad_fn(params, model_state, micro)
       grads = jax.tree.map(jnp.add, grads, g)
       grads = jax.lax.with_sharding_constraint(grads, param_shardings)
-      return (loss_sum + l, count + n, grads), None
+      return (loss_sum + loss, count + n, grads), None
 
     zeros = jax.tree.map(jnp.zeros_like, params)
     init = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32), zeros)
