@@ -23,8 +23,10 @@ from hope_jax.kernels import projection  # noqa: E402
 from hope_jax.training import setup as training_setup  # noqa: E402
 
 # The PyTorch peer's shapes (../shared/bench/torch_peer.py): SwiGLU widths and heads per preset.
-PEER_SHAPES = {"110m": dict(layers=12, dim=768, heads=12, ff=2048),
-               "340m": dict(layers=24, dim=1024, heads=16, ff=2816)}
+PEER_SHAPES = {
+  "110m": dict(layers=12, dim=768, heads=12, ff=2048),
+  "340m": dict(layers=24, dim=1024, heads=16, ff=2816),
+}
 
 
 def parse_shape(shape: str) -> tuple[str, int, int]:
@@ -34,11 +36,19 @@ def parse_shape(shape: str) -> tuple[str, int, int]:
   return size, seq_len, batch
 
 
-def run_config(size: str, encoder: str, *, seq_len: int, batch_size: int,
-               encoder_params: dict[str, Any] | None = None, **model_fields):
+def run_config(
+  size: str,
+  encoder: str,
+  *,
+  seq_len: int,
+  batch_size: int,
+  encoder_params: dict[str, Any] | None = None,
+  **model_fields,
+):
   """Returns a run config for a preset at a sequence length and global batch size (bf16)."""
-  config = config_base.accelerator_config(size, encoder, seq_len=seq_len, batch_size=batch_size,
-                                          learning_rate=3e-3, steps=1000)
+  config = config_base.accelerator_config(
+    size, encoder, seq_len=seq_len, batch_size=batch_size, learning_rate=3e-3, steps=1000
+  )
   config.train.warmup_steps = 10
   config.model.update(model_fields)
   config.model.encoder_params.update(encoder_params or {})
@@ -57,13 +67,22 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--norm_impl", default="auto", help="model.norm_impl: auto, xla or pallas")
   parser.add_argument("--logits_dtype", default="float32", help="model.logits_dtype")
   parser.add_argument("--loss_impl", default="auto", help="model.loss_impl: auto, xla or pallas")
-  parser.add_argument("--projection_impl", default="auto",
-                      help="model.projection_impl: auto, xla or pallas (rotation in the q/k product)")
-  parser.add_argument("--projection_tiles", default="",
-                      help="overrides of the fused projection's default TileConfig, e.g. "
-                           "grid_tile_width=6 (applied by set_projection_tiles)")
-  parser.add_argument("--encoder_params", default="",
-                      help="model.encoder_params for every encoder, e.g. layout=interleaved")
+  parser.add_argument(
+    "--projection_impl",
+    default="auto",
+    help="model.projection_impl: auto, xla or pallas (rotation in the q/k product)",
+  )
+  parser.add_argument(
+    "--projection_tiles",
+    default="",
+    help="overrides of the fused projection's default TileConfig, e.g. "
+    "grid_tile_width=6 (applied by set_projection_tiles)",
+  )
+  parser.add_argument(
+    "--encoder_params",
+    default="",
+    help="model.encoder_params for every encoder, e.g. layout=interleaved",
+  )
 
 
 def model_fields(args: argparse.Namespace) -> dict[str, Any]:
@@ -75,10 +94,15 @@ def model_fields(args: argparse.Namespace) -> dict[str, Any]:
       params[name] = ast.literal_eval(value)
     except (ValueError, SyntaxError):
       params[name] = value
-  return {"attention_impl": args.attention_impl, "remat": args.remat,
-          "norm_impl": args.norm_impl, "logits_dtype": args.logits_dtype,
-          "loss_impl": args.loss_impl, "projection_impl": args.projection_impl,
-          "encoder_params": params}
+  return {
+    "attention_impl": args.attention_impl,
+    "remat": args.remat,
+    "norm_impl": args.norm_impl,
+    "logits_dtype": args.logits_dtype,
+    "loss_impl": args.loss_impl,
+    "projection_impl": args.projection_impl,
+    "encoder_params": params,
+  }
 
 
 def add_projection_args(parser: argparse.ArgumentParser) -> None:
@@ -92,10 +116,12 @@ def add_projection_args(parser: argparse.ArgumentParser) -> None:
 def parse_overrides(text: str, default):
   """'tile_m=128,minor_n=False,grid_tile_width=8' -> the dataclass default with those fields
   replaced (True/False as booleans, numbers as ints, anything else as a string)."""
+
   def value_of(text: str):
     if text in ("True", "False"):
       return text == "True"
     return int(text) if text.lstrip("-").isdigit() else text
+
   fields = dict(item.split("=") for item in text.split(",") if item)
   return dataclasses.replace(default, **{name: value_of(v) for name, v in fields.items()})
 
@@ -135,8 +161,11 @@ def time_pipelined(fn: Callable[[], Any], *, steps: int) -> float:
 
 def summary(times: list[float]) -> dict[str, float]:
   """Median and spread of step times, in ms."""
-  return {"step_ms": 1e3 * statistics.median(times), "step_ms_min": 1e3 * min(times),
-          "step_ms_max": 1e3 * max(times)}
+  return {
+    "step_ms": 1e3 * statistics.median(times),
+    "step_ms_min": 1e3 * min(times),
+    "step_ms_max": 1e3 * max(times),
+  }
 
 
 def write_json(path: str | None, record: Any) -> None:

@@ -24,10 +24,12 @@ from hope_jax.positional import encoders
 
 def chain(rotate, repeat: int):
   """Returns a jitted, input-donating fn(x, positions) applying rotate(x, positions) repeat times."""
+
   def run(x, positions):
     for _ in range(repeat):
       x = jax.lax.optimization_barrier(rotate(x, positions))
     return x
+
   return jax.jit(run, donate_argnums=0)
 
 
@@ -47,10 +49,10 @@ def main() -> None:
   positions = jnp.broadcast_to(jnp.arange(args.seq, dtype=jnp.int32), shape[:2])
   length = args.train_length or args.seq
   cases = {  # None = the plain pass
-      "negate": None,
-      "nope": encoders.nope_frequencies(args.head_dim),
-      "hope": encoders.hope_frequencies(args.head_dim, train_length=length),
-      "rope": encoders.rope_frequencies(args.head_dim),
+    "negate": None,
+    "nope": encoders.nope_frequencies(args.head_dim),
+    "hope": encoders.hope_frequencies(args.head_dim, train_length=length),
+    "rope": encoders.rope_frequencies(args.head_dim),
   }
   bytes_moved = 2 * x.size * x.dtype.itemsize
   rows = []
@@ -67,11 +69,16 @@ def main() -> None:
 
     stats = summary(time_steps(call, warmup=3, steps=args.steps))
     ms = stats["step_ms"] / args.repeat
-    record = {"op": name, "shape": list(shape), "repeat": args.repeat, **stats,
-              "ms_per_rotation": round(ms, 4),
-              "gb_per_s": round(bytes_moved / (ms / 1e3) / 1e9, 1),
-              "rotated_bands": -1 if freqs is None else int((freqs > 0).sum()),
-              "device": jax.devices()[0].device_kind}
+    record = {
+      "op": name,
+      "shape": list(shape),
+      "repeat": args.repeat,
+      **stats,
+      "ms_per_rotation": round(ms, 4),
+      "gb_per_s": round(bytes_moved / (ms / 1e3) / 1e9, 1),
+      "rotated_bands": -1 if freqs is None else int((freqs > 0).sum()),
+      "device": jax.devices()[0].device_kind,
+    }
     write_json(args.out, record)
     rows.append(record)
   base = rows[0]["ms_per_rotation"]
@@ -79,8 +86,10 @@ def main() -> None:
   print("|---|---|---|---|---|")
   for r in rows:
     bands = r["rotated_bands"] if r["rotated_bands"] >= 0 else "—"
-    print(f"| {r['op']} | {bands} | {r['ms_per_rotation']:.4f} | {r['gb_per_s']:,} | "
-          f"{r['ms_per_rotation'] / base:.2f} |")
+    print(
+      f"| {r['op']} | {bands} | {r['ms_per_rotation']:.4f} | {r['gb_per_s']:,} | "
+      f"{r['ms_per_rotation'] / base:.2f} |"
+    )
 
 
 if __name__ == "__main__":

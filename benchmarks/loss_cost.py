@@ -49,16 +49,33 @@ def main() -> None:
     nll[impl] = forward(logits)
     for name, fn, arrays in (("forward", forward, 1), ("forward+backward", both, 3)):
       ms = 1e3 * time_pipelined(lambda fn=fn: fn(logits), steps=args.steps)
-      write_json(args.out, {"impl": impl, "pass": name, **record, "ms": round(ms, 4),
-                            "gb_per_s": round(arrays * unit / (ms / 1e3) / 1e9, 1)})
+      write_json(
+        args.out,
+        {
+          "impl": impl,
+          "pass": name,
+          **record,
+          "ms": round(ms, 4),
+          "gb_per_s": round(arrays * unit / (ms / 1e3) / 1e9, 1),
+        },
+      )
   diff = float(np.max(np.abs(np.asarray(nll["xla"]) - np.asarray(nll["pallas"]))))
   write_json(args.out, {"max_abs_nll_difference_xla_vs_pallas": diff})
   for kernel in filter(None, args.sweep.split(",")):
     fused_loss.ROWS, fused_loss.CHUNK, fused_loss.WARPS = map(int, kernel.split("x"))
     forward = jax.jit(lambda x: kernels.token_nll(x, labels, "pallas"))  # traced anew
     ms = 1e3 * time_pipelined(lambda forward=forward: forward(logits), steps=args.steps)
-    write_json(args.out, {"impl": "pallas", "pass": "forward", "kernel": kernel, **record,
-                          "ms": round(ms, 4), "gb_per_s": round(unit / (ms / 1e3) / 1e9, 1)})
+    write_json(
+      args.out,
+      {
+        "impl": "pallas",
+        "pass": "forward",
+        "kernel": kernel,
+        **record,
+        "ms": round(ms, 4),
+        "gb_per_s": round(unit / (ms / 1e3) / 1e9, 1),
+      },
+    )
 
 
 if __name__ == "__main__":

@@ -37,7 +37,9 @@ def main() -> None:
   parser.add_argument("--seq", type=int, default=4096)
   parser.add_argument("--dim", type=int, default=768)
   parser.add_argument("--steps", type=int, default=50)
-  parser.add_argument("--sweep", default="", help="backward shapes ROWSxCHUNKxWARPS, comma-separated")
+  parser.add_argument(
+    "--sweep", default="", help="backward shapes ROWSxCHUNKxWARPS, comma-separated"
+  )
   parser.add_argument("--out", default="")
   args = parser.parse_args()
   shape = (args.batch, args.seq, args.dim)
@@ -53,22 +55,44 @@ def main() -> None:
     results[impl] = both(x, update, scale)
     for name, fn, arrays in (("forward", forward, 4), ("forward+backward", both, 8)):
       ms = 1e3 * time_pipelined(lambda fn=fn: fn(x, update, scale), steps=args.steps)
-      write_json(args.out, {"impl": impl, "pass": name, "shape": list(shape), "ms": round(ms, 4),
-                            "gb_per_s": round(arrays * unit / (ms / 1e3) / 1e9, 1),
-                            "device": jax.devices()[0].device_kind})
+      write_json(
+        args.out,
+        {
+          "impl": impl,
+          "pass": name,
+          "shape": list(shape),
+          "ms": round(ms, 4),
+          "gb_per_s": round(arrays * unit / (ms / 1e3) / 1e9, 1),
+          "device": jax.devices()[0].device_kind,
+        },
+      )
   names = ("s", "n", "dx", "dscale")
-  diffs = {name: float(np.max(np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32))))
-           for name, a, b in zip(names, results["xla"], results["pallas"])}
+  diffs = {
+    name: float(np.max(np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32))))
+    for name, a, b in zip(names, results["xla"], results["pallas"])
+  }
   write_json(args.out, {"max_abs_difference_xla_vs_pallas": diffs})
   op = jax.tree_util.Partial(fused_norm.pallas_add_rms_norm, eps=1e-6, out_dtype=jnp.bfloat16)
   for shape_ in filter(None, args.sweep.split(",")):
     rows, chunk, warps = map(int, shape_.split("x"))
-    fused_norm.BACKWARD_ROWS, fused_norm.BACKWARD_CHUNK, fused_norm.BACKWARD_WARPS = rows, chunk, warps
+    fused_norm.BACKWARD_ROWS, fused_norm.BACKWARD_CHUNK, fused_norm.BACKWARD_WARPS = (
+      rows,
+      chunk,
+      warps,
+    )
     both = jax.jit(lambda x, u, w: _gradients(op, x, u, w, ds, dn))  # traced anew: new shape
     ms = 1e3 * time_pipelined(lambda both=both: both(x, update, scale), steps=args.steps)
-    write_json(args.out, {"impl": "pallas", "pass": "forward+backward", "backward": shape_,
-                          "shape": list(shape), "ms": round(ms, 4),
-                          "gb_per_s": round(8 * unit / (ms / 1e3) / 1e9, 1)})
+    write_json(
+      args.out,
+      {
+        "impl": "pallas",
+        "pass": "forward+backward",
+        "backward": shape_,
+        "shape": list(shape),
+        "ms": round(ms, 4),
+        "gb_per_s": round(8 * unit / (ms / 1e3) / 1e9, 1),
+      },
+    )
 
 
 if __name__ == "__main__":

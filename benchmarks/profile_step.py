@@ -29,20 +29,33 @@ from train_throughput import build_step
 
 # Kernel classes, first match wins (kernel names as the CUDA profiler reports them).
 KERNEL_CLASSES: tuple[tuple[str, str], ...] = (
-    ("attention (cuDNN)", r"cudnn|fmha|flash|sdpa"),
-    ("matmul", r"gemm|xmma|cutlass|sm90_|sm80_|ampere|hopper|wgmma|triton_gemm|cublas|mosaic_gpu"),
-    ("collective", r"nccl|all_reduce|all_gather|reduce_scatter"),
-    ("copy", r"memcpy|memset|copy"),
-    ("reduction fusion", r"reduce|reduction"),
-    ("other fusion", r"fusion|loop_|input_|triton"),
+  ("attention (cuDNN)", r"cudnn|fmha|flash|sdpa"),
+  ("matmul", r"gemm|xmma|cutlass|sm90_|sm80_|ampere|hopper|wgmma|triton_gemm|cublas|mosaic_gpu"),
+  ("collective", r"nccl|all_reduce|all_gather|reduce_scatter"),
+  ("copy", r"memcpy|memset|copy"),
+  ("reduction fusion", r"reduce|reduction"),
+  ("other fusion", r"fusion|loop_|input_|triton"),
 )
 _SOURCE = re.compile(r'source_file="([^"]+)" source_line=(\d+)')
 _FRAME_ID = re.compile(r"stack_frame_id=(\d+)")
 _TABLE_ROW = re.compile(r'^(\d+) (?:"(.*)"|\{(.*)\})$')
 _ARRAY = re.compile(r"\b([a-z]+[0-9a-z]*)\[([\d,]*)\]")
 _COMPUTATION = re.compile(r"^%?([\w.\-]+) \((.*)\) -> (.*) \{$")
-_DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "bf16": 2, "f16": 2, "s16": 2, "u16": 2, "f32": 4,
-                "s32": 4, "u32": 4, "f64": 8, "s64": 8, "u64": 8}
+_DTYPE_BYTES = {
+  "pred": 1,
+  "s8": 1,
+  "u8": 1,
+  "bf16": 2,
+  "f16": 2,
+  "s16": 2,
+  "u16": 2,
+  "f32": 4,
+  "s32": 4,
+  "u32": 4,
+  "f64": 8,
+  "s64": 8,
+  "u64": 8,
+}
 
 
 def kernel_class(name: str) -> str:
@@ -55,8 +68,7 @@ def kernel_class(name: str) -> str:
 
 def load_events(trace_dir: str) -> list[dict]:
   """Returns the complete ("X") events of the newest perfetto trace under trace_dir, named by thread."""
-  paths = sorted(glob.glob(os.path.join(trace_dir, "**", "perfetto_trace.json.gz"),
-                           recursive=True))
+  paths = sorted(glob.glob(os.path.join(trace_dir, "**", "perfetto_trace.json.gz"), recursive=True))
   if not paths:
     raise FileNotFoundError(f"no perfetto_trace.json.gz under trace_dir={trace_dir!r}")
   with gzip.open(paths[-1], "rt", encoding="utf-8") as f:
@@ -71,8 +83,13 @@ def load_events(trace_dir: str) -> list[dict]:
   out = []
   for e in events:
     if e.get("ph") == "X":
-      out.append({**e, "process": processes.get(e["pid"], ""),
-                  "thread": threads.get((e["pid"], e.get("tid")), "")})
+      out.append(
+        {
+          **e,
+          "process": processes.get(e["pid"], ""),
+          "thread": threads.get((e["pid"], e.get("tid")), ""),
+        }
+      )
   return out
 
 
@@ -123,8 +140,9 @@ def hlo_instructions(hlo_dir: str, module: str = "jit_step") -> dict[str, list[d
   with open(paths[-1], encoding="utf-8") as f:
     lines = f.read().splitlines()
   frames = _stack_frame_locations(lines)
-  parameter_bytes = {m.group(1): array_bytes(m.group(2))
-                     for m in map(_COMPUTATION.match, lines) if m}
+  parameter_bytes = {
+    m.group(1): array_bytes(m.group(2)) for m in map(_COMPUTATION.match, lines) if m
+  }
   index: dict[str, list[dict]] = collections.defaultdict(list)
   for line in lines:
     match = re.match(r"\s*(?:ROOT )?%?([\w.\-]+) = (\S+) ", line)
@@ -134,13 +152,21 @@ def hlo_instructions(hlo_dir: str, module: str = "jit_step") -> dict[str, list[d
     frame = _FRAME_ID.search(line)
     source = _SOURCE.search(line)
     op_name = re.search(r'op_name="([^"]+)"', line)
-    info = {"shape": match.group(2)[:48],
-            "source": (f"{os.path.basename(source.group(1))}:{source.group(2)}" if source else
-                       frames.get(frame.group(1), "") if frame else ""),
-            "op": op_name.group(1).split("/")[-1][:40] if op_name else "",
-            # A fusion's traffic if it reads each operand and writes each result once.
-            "bytes": (array_bytes(fusion.group(1)) + parameter_bytes.get(fusion.group(2), 0)
-                      if fusion else 0)}
+    info = {
+      "shape": match.group(2)[:48],
+      "source": (
+        f"{os.path.basename(source.group(1))}:{source.group(2)}"
+        if source
+        else frames.get(frame.group(1), "")
+        if frame
+        else ""
+      ),
+      "op": op_name.group(1).split("/")[-1][:40] if op_name else "",
+      # A fusion's traffic if it reads each operand and writes each result once.
+      "bytes": (
+        array_bytes(fusion.group(1)) + parameter_bytes.get(fusion.group(2), 0) if fusion else 0
+      ),
+    }
     names = {match.group(1)}
     deduplicated = re.search(r'deduplicated_name="([^"]+)"', line)
     if deduplicated:
@@ -161,10 +187,14 @@ def read_device_events(directory: str) -> list[dict]:
 
 def device_events(events: list[dict]) -> list[dict]:
   """Returns the kernel events of the device streams (not host threads, not derived lines)."""
-  device = [e for e in events if re.search(r"/device:|GPU|TPU", e["process"])
-            and "host" not in e["process"].lower()]
-  kernels = [e for e in device if not re.search(r"XLA (Modules|Ops|TraceMe)|Steps|Framework",
-                                                e["thread"])]
+  device = [
+    e
+    for e in events
+    if re.search(r"/device:|GPU|TPU", e["process"]) and "host" not in e["process"].lower()
+  ]
+  kernels = [
+    e for e in device if not re.search(r"XLA (Modules|Ops|TraceMe)|Steps|Framework", e["thread"])
+  ]
   return kernels or device
 
 
@@ -181,11 +211,19 @@ def summarize(directory: str, *, steps: int, top: int = 30) -> str:
     by_class[kernel_class(e["name"])] += per_step(e.get("dur", 0))
     by_kernel[e["name"]] += per_step(e.get("dur", 0))
     calls[e["name"]] += 1
-  out = [f"device busy time per step: {total:.2f} ms ({len(kernels) // steps} kernels per step, "
-         f"{steps} steps)", "", "| kernel class | ms/step | share |", "|---|---|---|"]
+  out = [
+    f"device busy time per step: {total:.2f} ms ({len(kernels) // steps} kernels per step, "
+    f"{steps} steps)",
+    "",
+    "| kernel class | ms/step | share |",
+    "|---|---|---|",
+  ]
   out += [f"| {label} | {ms:.2f} | {ms / total:.1%} |" for label, ms in by_class.most_common()]
-  out += ["", f"| top {top} kernels | ms/step | calls/step | GB/s | HLO shape | source lines (op) |",
-          "|---|---|---|---|---|---|"]
+  out += [
+    "",
+    f"| top {top} kernels | ms/step | calls/step | GB/s | HLO shape | source lines (op) |",
+    "|---|---|---|---|---|---|",
+  ]
   by_source: collections.Counter = collections.Counter()
   for name, ms in by_kernel.most_common():
     infos = index.get(name, [])
@@ -198,8 +236,9 @@ def summarize(directory: str, *, steps: int, top: int = 30) -> str:
       shape = infos[0]["shape"] if infos else ""
       moved = infos[0]["bytes"] if infos else 0
       rate = f"{moved / (ms / 1e3 * steps / calls[name]) / 1e9:.0f}" if moved and ms else ""
-      out.append(f"| {name[:64]} | {ms:.3f} | {calls[name] / steps:g} | {rate} | {shape} | "
-                 f"{where} ({op}) |")
+      out.append(
+        f"| {name[:64]} | {ms:.3f} | {calls[name] / steps:g} | {rate} | {shape} | {where} ({op}) |"
+      )
   out += ["", "| main source line | ms/step |", "|---|---|"]
   out += [f"| {line} | {ms:.2f} |" for line, ms in by_source.most_common(top)]
   return "\n".join(out)
@@ -213,8 +252,11 @@ def main() -> None:
   parser.add_argument("--warmup", type=int, default=5)
   add_model_args(parser)
   parser.add_argument("--out", required=True)
-  parser.add_argument("--summarize_only", action="store_true",
-                      help="only summarize an existing --out (its device events and hlo/)")
+  parser.add_argument(
+    "--summarize_only",
+    action="store_true",
+    help="only summarize an existing --out (its device events and hlo/)",
+  )
   args = parser.parse_args()
   set_projection_tiles(args)
   trace_dir = os.path.join(args.out, "trace")
@@ -228,8 +270,9 @@ def main() -> None:
         jax.block_until_ready(one())
     keep = ("name", "dur", "ts", "thread", "args")
     with gzip.open(os.path.join(args.out, "device_events.json.gz"), "wt", encoding="utf-8") as f:
-      json.dump([{k: e[k] for k in keep if k in e}
-                 for e in device_events(load_events(trace_dir))], f)
+      json.dump(
+        [{k: e[k] for k in keep if k in e} for e in device_events(load_events(trace_dir))], f
+      )
   report = summarize(args.out, steps=args.steps)
   with open(os.path.join(args.out, "summary.md"), "w", encoding="utf-8") as f:
     f.write(f"# {args.shape} {args.encoder}\n\n{report}\n")

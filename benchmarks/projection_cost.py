@@ -49,6 +49,7 @@ def main() -> None:
   cases = {"matmul": lambda x, w, cos, sin: x @ w, "xla": xla_op}
   try:
     from jax.experimental.pallas.ops.gpu import hopper_matmul_mgpu as hm
+
     config = hm.TuningConfig(tile_m=128, tile_n=128, tile_k=64, max_concurrent_steps=4)
     cases["mgpu_matmul"] = lambda x, w, cos, sin: hm.matmul(x, w, None, config)
     clustered = dataclasses.replace(config, cluster_dimension=hm.MatmulDimension.M)
@@ -57,15 +58,21 @@ def main() -> None:
     pass
   for text in args.tiles:
     tiles = parse_overrides(text, rp.DEFAULT_TILES)
-    cases[f"pallas[{text}]"] = (lambda t: lambda x, w, cos, sin: rp.rotary_matmul(
-        x, w, cos, sin, head_dim=hd, rotating=rotating, impl="pallas", tiles=t))(tiles)
+    cases[f"pallas[{text}]"] = (
+      lambda t: (
+        lambda x, w, cos, sin: rp.rotary_matmul(
+          x, w, cos, sin, head_dim=hd, rotating=rotating, impl="pallas", tiles=t
+        )
+      )
+    )(tiles)
 
   flops = 2 * m * d * n * args.repeat
   reference = jax.jit(xla_op)(x, ws[0], cos, sin)
   grads = jnp.ones((m, n), jnp.bfloat16)
   for name, op in cases.items():
-    forward = jax.jit(lambda x, ws, cos, sin, op=op: [
-        op(x, ws[i], cos, sin) for i in range(args.repeat)])
+    forward = jax.jit(
+      lambda x, ws, cos, sin, op=op: [op(x, ws[i], cos, sin) for i in range(args.repeat)]
+    )
 
     def both(x, ws, cos, sin, grads, op=op):
       outs, pulls = [], []
@@ -74,20 +81,33 @@ def main() -> None:
         outs.append(out)
         pulls.append(pull(grads))
       return outs, pulls
-    record = {"case": name, "tokens": m, "embed": d, "n": n, "repeat": args.repeat,
-              "device": jax.devices()[0].device_kind, "jax": jax.__version__}
+
+    record = {
+      "case": name,
+      "tokens": m,
+      "embed": d,
+      "n": n,
+      "repeat": args.repeat,
+      "device": jax.devices()[0].device_kind,
+      "jax": jax.__version__,
+    }
     try:
       if name.startswith("pallas"):
-        record["max_abs_diff_vs_xla"] = float(jnp.max(jnp.abs(
-            forward(x, ws, cos, sin)[0].astype(jnp.float32) - reference.astype(jnp.float32))))
-      fwd = summary(time_steps(lambda forward=forward: forward(x, ws, cos, sin), warmup=2,
-                               steps=args.steps))
+        record["max_abs_diff_vs_xla"] = float(
+          jnp.max(
+            jnp.abs(forward(x, ws, cos, sin)[0].astype(jnp.float32) - reference.astype(jnp.float32))
+          )
+        )
+      fwd = summary(
+        time_steps(lambda forward=forward: forward(x, ws, cos, sin), warmup=2, steps=args.steps)
+      )
       record["forward_ms_per_op"] = fwd["step_ms"] / args.repeat
       record["forward_tflops"] = flops / (fwd["step_ms"] * 1e-3) / 1e12
       if not name.startswith("mgpu_matmul"):
         fb = jax.jit(both)
-        total = summary(time_steps(lambda fb=fb: fb(x, ws, cos, sin, grads), warmup=2,
-                                   steps=args.steps))
+        total = summary(
+          time_steps(lambda fb=fb: fb(x, ws, cos, sin, grads), warmup=2, steps=args.steps)
+        )
         record["fwd_bwd_ms_per_op"] = total["step_ms"] / args.repeat
     except Exception as e:  # noqa: BLE001 - a tiling that fails is a row, not the end of the run
       record["error"] = f"{type(e).__name__}: {str(e)[:300]}"

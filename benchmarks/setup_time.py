@@ -46,8 +46,9 @@ def child(args: argparse.Namespace) -> None:
   jax.block_until_ready(run.state)
   setup_s = time.perf_counter() - start
   leaves = jax.tree_util.tree_leaves_with_path(run.state.params)
-  np.savez(args.sample, **{jax.tree_util.keystr(p): np.asarray(x).ravel()[:SAMPLE]
-                           for p, x in leaves})
+  np.savez(
+    args.sample, **{jax.tree_util.keystr(p): np.asarray(x).ravel()[:SAMPLE] for p, x in leaves}
+  )
   step, tokens = step_and_batch(run, seq_len, batch)
   start = time.perf_counter()
   jax.block_until_ready(step(run.state, tokens))
@@ -55,12 +56,21 @@ def child(args: argparse.Namespace) -> None:
   by_name: dict[str, float] = {}
   for name, seconds in compiles:
     by_name[name] = by_name.get(name, 0.0) + seconds
-  print(json.dumps({
-      "shape": args.shape, "encoder": args.encoder, "init_on": args.place,
-      "device": jax.devices()[0].device_kind, "setup_s": round(setup_s, 1),
-      "first_step_s": round(first_step_s, 1),
-      "compile_s": {k: round(v, 1) for k, v in sorted(by_name.items(), key=lambda kv: -kv[1])
-                    if v >= 0.1}}))
+  print(
+    json.dumps(
+      {
+        "shape": args.shape,
+        "encoder": args.encoder,
+        "init_on": args.place,
+        "device": jax.devices()[0].device_kind,
+        "setup_s": round(setup_s, 1),
+        "first_step_s": round(first_step_s, 1),
+        "compile_s": {
+          k: round(v, 1) for k, v in sorted(by_name.items(), key=lambda kv: -kv[1]) if v >= 0.1
+        },
+      }
+    )
+  )
 
 
 def compare(paths: dict[str, str]) -> dict:
@@ -71,8 +81,10 @@ def compare(paths: dict[str, str]) -> dict:
   for place, b in rest:
     diffs = [np.abs(a[k].astype(np.float64) - b[k].astype(np.float64)).max() for k in a]
     equal = sum(np.array_equal(a[k], b[k]) for k in a)
-    out[f"{first}_vs_{place}"] = {"identical_leaves": f"{equal}/{len(a)}",
-                                  "max_abs_diff": float(max(diffs))}
+    out[f"{first}_vs_{place}"] = {
+      "identical_leaves": f"{equal}/{len(a)}",
+      "max_abs_diff": float(max(diffs)),
+    }
   return out
 
 
@@ -81,8 +93,12 @@ def main() -> None:
   parser.add_argument("--shape", default="110m:1024x64", help="preset:seq_lenxbatch")
   parser.add_argument("--encoder", default="rope")
   parser.add_argument("--places", default="device,host", help="values of train.init_on to time")
-  parser.add_argument("--place_timeout", type=float, default=600,
-                      help="seconds a place may take before it is recorded as timed out")
+  parser.add_argument(
+    "--place_timeout",
+    type=float,
+    default=600,
+    help="seconds a place may take before it is recorded as timed out",
+  )
   parser.add_argument("--out", default="")
   parser.add_argument("--place", help=argparse.SUPPRESS)
   parser.add_argument("--sample", help=argparse.SUPPRESS)
@@ -95,14 +111,31 @@ def main() -> None:
   with tempfile.TemporaryDirectory() as tmp:
     for place in args.places.split(","):
       paths[place] = os.path.join(tmp, f"{place}.npz")
-      cmd = [sys.executable, os.path.abspath(__file__), "--shape", args.shape, "--encoder",
-             args.encoder, "--place", place, "--sample", paths[place]]
+      cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--shape",
+        args.shape,
+        "--encoder",
+        args.encoder,
+        "--place",
+        place,
+        "--sample",
+        paths[place],
+      ]
       try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env,
-                              timeout=args.place_timeout)
+        proc = subprocess.run(
+          cmd, capture_output=True, text=True, check=False, env=env, timeout=args.place_timeout
+        )
       except subprocess.TimeoutExpired:
-        write_json(args.out, {"shape": args.shape, "init_on": place,
-                              "error": f"not done after {args.place_timeout:.0f} s"})
+        write_json(
+          args.out,
+          {
+            "shape": args.shape,
+            "init_on": place,
+            "error": f"not done after {args.place_timeout:.0f} s",
+          },
+        )
         paths.pop(place)
         continue
       if proc.returncode != 0:

@@ -5,5 +5,6 @@ from hope_jax.config import base as config_base
 
 def get_config(encoder: str | None = None):
   """Returns the config; ``--config=configs/model_20m.py:hope`` picks the encoder."""
-  return config_base.accelerator_config("20m", encoder, seq_len=512, batch_size=64,
-                                        learning_rate=1e-3, steps=20000, shard_params=False)
+  return config_base.accelerator_config(
+    "20m", encoder, seq_len=512, batch_size=64, learning_rate=1e-3, steps=20000, shard_params=False
+  )

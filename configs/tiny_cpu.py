@@ -9,6 +9,14 @@ def get_config(encoder: str | None = None):
   config_base.set_model_size(config, "tiny")
   config_base.set_encoder(config, encoder or "rope")
   config.data.seq_len = 128
-  config.train.update(dict(steps=200, batch_size=16, learning_rate=3e-3, warmup_steps=20,
-                           log_every=20, checkpoint_every=100))
+  config.train.update(
+    dict(
+      steps=200,
+      batch_size=16,
+      learning_rate=3e-3,
+      warmup_steps=20,
+      log_every=20,
+      checkpoint_every=100,
+    )
+  )
   return config

@@ -24,8 +24,17 @@ def tiny_config():
   from hope_jax.model import TransformerConfig
 
   def make(**overrides):
-    fields = dict(vocab_size=128, num_layers=2, embed_dim=64, num_heads=4, num_kv_heads=2,
-                  mlp_dim=128, dtype="float32", train_length=32, encoder="rope")
+    fields = dict(
+      vocab_size=128,
+      num_layers=2,
+      embed_dim=64,
+      num_heads=4,
+      num_kv_heads=2,
+      mlp_dim=128,
+      dtype="float32",
+      train_length=32,
+      encoder="rope",
+    )
     fields.update(overrides)
     return TransformerConfig(**fields)
 

@@ -45,7 +45,9 @@ def test_truncated_compressed_file_is_named(tmp_path: Path, suffix: str) -> None
 
 @pytest.mark.parametrize("suffix", [".jsonl.xz", ".jsonl.gz"])
 def test_corrupt_compressed_file_is_named(tmp_path: Path, suffix: str) -> None:
-  data = bytearray(lzma.compress(_payload()) if suffix.endswith("xz") else gzip.compress(_payload()))
+  data = bytearray(
+    lzma.compress(_payload()) if suffix.endswith("xz") else gzip.compress(_payload())
+  )
   middle = len(data) // 2
   data[middle : middle + 64] = bytes(64)
   path = tmp_path / f"corrupt{suffix}"

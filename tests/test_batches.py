@@ -107,17 +107,17 @@ batches.tokenize_split({"source": "embedded"}, "validation", Killer(), cache_dir
 
 def test_killed_run_leaves_no_partial_cache(tmp_path: Path) -> None:
   result = subprocess.run(
-      [sys.executable, "-c", KILL_SCRIPT, str(tmp_path)], capture_output=True, timeout=120
+    [sys.executable, "-c", KILL_SCRIPT, str(tmp_path)], capture_output=True, timeout=120
   )
   assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
   leftovers = list(tmp_path.iterdir())
   assert leftovers and all(
-      p.name.startswith(".tmp-") for p in leftovers
+    p.name.startswith(".tmp-") for p in leftovers
   )  # only the abandoned temp dir
   tok = CountingTokenizer(load_tokenizer())
   split = tokenize_split({"source": "embedded"}, "validation", tok, cache_dir=tmp_path)
   assert tok.calls >= 1 and split.num_documents == len(
-      list(open_documents({"source": "embedded"}, "validation"))
+    list(open_documents({"source": "embedded"}, "validation"))
   )
 
 
@@ -128,17 +128,17 @@ def test_token_dtype_limits(tmp_path: Path) -> None:
     token_dtype(70000, "uint16")
   with pytest.raises(ValueError, match="vocab_size=70000.*uint16"):
     tokenize_split(
-        {"source": "embedded"},
-        "validation",
-        CountingTokenizer(load_tokenizer(), vocab_size=70000),
-        cache_dir=tmp_path,
-        dtype="uint16",
-    )
-  big = tokenize_split(
       {"source": "embedded"},
       "validation",
       CountingTokenizer(load_tokenizer(), vocab_size=70000),
       cache_dir=tmp_path,
+      dtype="uint16",
+    )
+  big = tokenize_split(
+    {"source": "embedded"},
+    "validation",
+    CountingTokenizer(load_tokenizer(), vocab_size=70000),
+    cache_dir=tmp_path,
   )
   assert big.tokens.dtype == np.uint32
 
@@ -157,7 +157,7 @@ def test_every_chunk_once_per_epoch() -> None:
   count = split.num_tokens // 9
   chunks = np.asarray(split.tokens[: count * 9]).reshape(count, 9)
   rows = np.concatenate(
-      [train_batch(split, seed=3, step=s, batch_size=4, seq_len=8)["tokens"] for s in range(8)]
+    [train_batch(split, seed=3, step=s, batch_size=4, seq_len=8)["tokens"] for s in range(8)]
   )
   epoch0, epoch1 = rows[:count], rows[count:]
   for epoch in (epoch0, epoch1):
@@ -168,7 +168,7 @@ def test_every_chunk_once_per_epoch() -> None:
 def test_batch_is_a_pure_function_of_seed_and_step() -> None:
   split = synthetic_split([100, 3, 77, 250, 31])
   kwargs = dict(
-      seed=11, batch_size=6, seq_len=16
+    seed=11, batch_size=6, seq_len=16
   )  # 6 does not divide the 27 chunks: epochs straddle batches
   original = [train_batch(split, step=s, **kwargs)["tokens"] for s in range(12)]
   epoch_permutation.cache_clear()
@@ -177,7 +177,7 @@ def test_batch_is_a_pure_function_of_seed_and_step() -> None:
     assert np.array_equal(a, b)
   assert np.array_equal(train_batch(split, step=2, **kwargs)["tokens"], original[2])
   other_seed = [
-      train_batch(split, step=s, seed=12, batch_size=6, seq_len=16)["tokens"] for s in range(4)
+    train_batch(split, step=s, seed=12, batch_size=6, seq_len=16)["tokens"] for s in range(4)
   ]
   assert not all(np.array_equal(a, b) for a, b in zip(original, other_seed))
 
@@ -196,7 +196,7 @@ def test_skipped_empty_documents_are_recorded(tmp_path: Path) -> None:
   corpus = tmp_path / "corpus"
   corpus.mkdir()
   (corpus / "train.jsonl").write_text(
-      "\n".join(json.dumps({"text": t}) for t in ["first doc", "", "  ", "second doc"]) + "\n"
+    "\n".join(json.dumps({"text": t}) for t in ["first doc", "", "  ", "second doc"]) + "\n"
   )
   spec = {"source": "local", "path": str(corpus), "data_dir": str(tmp_path / "tfds")}
   tok = load_tokenizer()
@@ -204,7 +204,7 @@ def test_skipped_empty_documents_are_recorded(tmp_path: Path) -> None:
   assert split.documents_skipped_empty == 2 and split.num_documents == 2
   assert split.document(1).tolist() == tok.encode("second doc")
   assert (
-      tokenize_split(spec, "train", tok, cache_dir=tmp_path / "cache").documents_skipped_empty == 2
+    tokenize_split(spec, "train", tok, cache_dir=tmp_path / "cache").documents_skipped_empty == 2
   )
 
 
@@ -213,17 +213,17 @@ def test_process_slices_concatenate_to_global_batch() -> None:
   for step in (0, 5):
     full = train_batch(split, seed=1, step=step, batch_size=8, seq_len=10, with_segments=True)
     parts = [
-        train_batch(
-            split,
-            seed=1,
-            step=step,
-            batch_size=8,
-            seq_len=10,
-            process_index=p,
-            process_count=4,
-            with_segments=True,
-        )
-        for p in range(4)
+      train_batch(
+        split,
+        seed=1,
+        step=step,
+        batch_size=8,
+        seq_len=10,
+        process_index=p,
+        process_count=4,
+        with_segments=True,
+      )
+      for p in range(4)
     ]
     for key in ("tokens", "segment_ids", "positions"):
       assert np.array_equal(np.concatenate([p[key] for p in parts]), full[key])
@@ -244,9 +244,9 @@ def test_segments_and_positions_example() -> None:
 
 @settings(max_examples=50, deadline=None)
 @given(
-    st.lists(
-        st.lists(st.sampled_from([EOS, 4, 5, 6]), min_size=12, max_size=12), min_size=1, max_size=4
-    )
+  st.lists(
+    st.lists(st.sampled_from([EOS, 4, 5, 6]), min_size=12, max_size=12), min_size=1, max_size=4
+  )
 )
 def test_positions_restart_after_each_eos(rows: list[list[int]]) -> None:
   tokens = np.array(rows)

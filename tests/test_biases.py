@@ -11,9 +11,11 @@ from hope_jax.positional import biases
 
 def reference_slopes(n: int) -> list[float]:
   """The ALiBi paper's reference get_slopes, verbatim in logic."""
+
   def get_slopes_power_of_2(n):
-    start = 2 ** (-2 ** -(math.log2(n) - 3))
+    start = 2 ** (-(2 ** -(math.log2(n) - 3)))
     return [start * start**i for i in range(n)]
+
   if math.log2(n).is_integer():
     return get_slopes_power_of_2(n)
   closest = 2 ** math.floor(math.log2(n))

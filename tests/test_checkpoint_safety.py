@@ -32,8 +32,14 @@ def metric_steps(workdir):
 @pytest.mark.parametrize("checkpoint_every", [1, 3])
 def test_divergence_names_the_last_good_checkpoint_and_saves_no_nan(tmp_path, checkpoint_every):
   """Issue 20.2: learning rate 1e6, keep_checkpoints=2; the gradient norm goes NaN first."""
-  config = small_config(steps=30, learning_rate=1e6, warmup_steps=0,
-                        checkpoint_every=checkpoint_every, keep_checkpoints=2, log_every=1)
+  config = small_config(
+    steps=30,
+    learning_rate=1e6,
+    warmup_steps=0,
+    checkpoint_every=checkpoint_every,
+    keep_checkpoints=2,
+    log_every=1,
+  )
   with pytest.raises(train.TrainingDiverged) as caught:
     commands.train(config, str(tmp_path), verbose=False)
   message = str(caught.value)
@@ -58,8 +64,9 @@ def test_divergence_names_the_last_good_checkpoint_and_saves_no_nan(tmp_path, ch
 
 def test_a_non_finite_step_is_not_applied(tiny_config):
   """The step reports finiteness on device and keeps the state of a NaN step unchanged."""
-  mesh = sharding.make_mesh(sharding.MeshConfig(data=1, fsdp=1, tensor=1),
-                            devices=jax.devices()[:1])
+  mesh = sharding.make_mesh(
+    sharding.MeshConfig(data=1, fsdp=1, tensor=1), devices=jax.devices()[:1]
+  )
   optimizer = optax.adam(1e-3)
   graphdef, state, shardings = train_step.create_train_state(tiny_config(), optimizer, mesh=mesh)
   step = train_step.make_train_step(graphdef, optimizer, mesh=mesh, state_shardings=shardings)
@@ -105,8 +112,7 @@ def trained(tmp_path_factory):
 
 
 def _largest_data_file(state_dir):
-  return max(glob.glob(os.path.join(state_dir, "ocdbt.process_0", "d", "*")),
-             key=os.path.getsize)
+  return max(glob.glob(os.path.join(state_dir, "ocdbt.process_0", "d", "*")), key=os.path.getsize)
 
 
 def _delete_manifest(state_dir):
@@ -129,8 +135,9 @@ def _overwrite(state_dir):
 def _replace_by_older(state_dir):
   """The whole state replaced by checkpoint 2's: orbax reads it without complaint."""
   shutil.rmtree(state_dir)
-  shutil.copytree(os.path.join(os.path.dirname(os.path.dirname(state_dir)), "2", "state"),
-                  state_dir)
+  shutil.copytree(
+    os.path.join(os.path.dirname(os.path.dirname(state_dir)), "2", "state"), state_dir
+  )
 
 
 def _delete_metadata(state_dir):
@@ -141,10 +148,20 @@ def _delete_array_metadata(state_dir):
   os.remove(os.path.join(state_dir, "_METADATA"))
 
 
-@pytest.mark.parametrize("corrupt", [_delete_manifest, _truncate, _overwrite, _replace_by_older,
-                                     _delete_metadata, _delete_array_metadata])
+@pytest.mark.parametrize(
+  "corrupt",
+  [
+    _delete_manifest,
+    _truncate,
+    _overwrite,
+    _replace_by_older,
+    _delete_metadata,
+    _delete_array_metadata,
+  ],
+)
 def test_a_corrupt_latest_checkpoint_is_reported_and_the_previous_one_used(
-    trained, tmp_path, corrupt, caplog):
+  trained, tmp_path, corrupt, caplog
+):
   """Issue 20.3: a short message naming the step and the path; restore falls back to step 2."""
   workdir = tmp_path / "run"
   shutil.copytree(trained, workdir)
@@ -180,8 +197,9 @@ def test_a_run_without_a_usable_checkpoint_stops(trained, tmp_path):
   shutil.copytree(trained, workdir)
   for step in (2, 4):
     _delete_manifest(str(workdir / "checkpoints" / str(step) / "state"))
-  with pytest.raises(checkpointing.CheckpointError, match="no usable checkpoint.*checkpoint 4.*"
-                                                          "checkpoint 2"):
+  with pytest.raises(
+    checkpointing.CheckpointError, match="no usable checkpoint.*checkpoint 4.*checkpoint 2"
+  ):
     commands.train(small_config(steps=6, checkpoint_every=2), str(workdir), verbose=False)
 
 

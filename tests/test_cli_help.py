@@ -14,8 +14,13 @@ def test_every_command_has_help():
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, "-m", "hope_jax", *args], capture_output=True, text=True,
-                        timeout=120, check=False)
+  return subprocess.run(
+    [sys.executable, "-m", "hope_jax", *args],
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=False,
+  )
 
 
 def test_help_lists_the_commands_and_a_command_its_options():

@@ -22,9 +22,15 @@ def load(path):
 
 def test_there_are_configs():
   names = {os.path.relpath(p, REPO) for p in CONFIG_FILES}
-  assert {"configs/tiny_cpu.py", "configs/model_20m.py", "configs/model_110m.py",
-          "configs/model_340m.py", "configs/model_1b.py", "configs/model_3b.py",
-          "configs/experiments/extrapolation.py"} <= names
+  assert {
+    "configs/tiny_cpu.py",
+    "configs/model_20m.py",
+    "configs/model_110m.py",
+    "configs/model_340m.py",
+    "configs/model_1b.py",
+    "configs/model_3b.py",
+    "configs/experiments/extrapolation.py",
+  } <= names
 
 
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: os.path.relpath(p, REPO))
@@ -37,8 +43,10 @@ def test_config_validates(path, arg):
     assert cfg.encoder == "hope" and 0 < cfg.encoding.num_rotated_bands < cfg.head_dim // 2
 
 
-@pytest.mark.parametrize("size, expected", [("20m", 20.5e6), ("110m", 110e6), ("340m", 342e6),
-                                            ("1b", 1.0e9), ("3b", 2.9e9)])
+@pytest.mark.parametrize(
+  "size, expected",
+  [("20m", 20.5e6), ("110m", 110e6), ("340m", 342e6), ("1b", 1.0e9), ("3b", 2.9e9)],
+)
 def test_preset_sizes(size, expected):
   config = load(os.path.join(REPO, "configs", f"model_{size}.py")).get_config()
   assert model.num_params(resolve(config).model) == pytest.approx(expected, rel=0.03)
@@ -47,8 +55,11 @@ def test_preset_sizes(size, expected):
 def test_experiment_options():
   extrapolation = load(os.path.join(REPO, "configs", "experiments", "extrapolation.py"))
   config = extrapolation.get_config("alibi,seed=3,scaling=none,evals=perplexity,lengths=1+2")
-  assert (config.seed, config.model.encoder, config.eval.evaluations) == (3, "alibi",
-                                                                         ("perplexity",))
+  assert (config.seed, config.model.encoder, config.eval.evaluations) == (
+    3,
+    "alibi",
+    ("perplexity",),
+  )
   with pytest.raises(ValueError, match="variant"):
     extrapolation.get_config("rope2")
   with pytest.raises(ValueError, match="unknown option"):

@@ -12,8 +12,9 @@ import pytest
 from hope_jax.positional import encoders
 
 
-def reference_rotary(x: np.ndarray, positions: np.ndarray, freqs: np.ndarray,
-                     layout: str = "split_half") -> np.ndarray:
+def reference_rotary(
+  x: np.ndarray, positions: np.ndarray, freqs: np.ndarray, layout: str = "split_half"
+) -> np.ndarray:
   """Float64 rotation of x [..., seq, heads, head_dim] with the same frequency values."""
   x = np.asarray(x, np.float64)
   angles = positions.astype(np.float64)[..., None] * freqs.astype(np.float64)  # [..., seq, bands]
@@ -47,8 +48,10 @@ def test_rope_frequencies_values():
   np.testing.assert_allclose(freqs, [1.0, 0.1, 0.01, 0.001], rtol=1e-6)
 
 
-@pytest.mark.parametrize("head_dim, base, train_length, kept", [
-    (64, 10000.0, 512, 16), (64, 10000.0, 4096, 23), (128, 500000.0, 4096, 32)])
+@pytest.mark.parametrize(
+  "head_dim, base, train_length, kept",
+  [(64, 10000.0, 512, 16), (64, 10000.0, 4096, 23), (128, 500000.0, 4096, 32)],
+)
 def test_hope_kept_band_counts(head_dim, base, train_length, kept):
   freqs = encoders.hope_frequencies(head_dim, train_length=train_length, base=base)
   assert np.count_nonzero(freqs) == kept
@@ -80,15 +83,18 @@ def test_hope_with_long_train_length_equals_rope():
   np.testing.assert_array_equal(hope, encoders.rope_frequencies(64))
   x = random_x((1, 12, 2, 64))
   pos = jnp.arange(12)
-  np.testing.assert_array_equal(encoders.apply_hope(x, pos, train_length=10**9),
-                                encoders.apply_rope(x, pos))
+  np.testing.assert_array_equal(
+    encoders.apply_hope(x, pos, train_length=10**9), encoders.apply_rope(x, pos)
+  )
 
 
 def test_p_rope_zero_is_nope_and_one_is_rope():
-  np.testing.assert_array_equal(encoders.p_rope_frequencies(64, p=0.0),
-                                encoders.nope_frequencies(64))
-  np.testing.assert_array_equal(encoders.p_rope_frequencies(64, p=1.0),
-                                encoders.rope_frequencies(64))
+  np.testing.assert_array_equal(
+    encoders.p_rope_frequencies(64, p=0.0), encoders.nope_frequencies(64)
+  )
+  np.testing.assert_array_equal(
+    encoders.p_rope_frequencies(64, p=1.0), encoders.rope_frequencies(64)
+  )
   x = random_x((2, 9, 3, 64))
   out = encoders.apply_rotary(x, jnp.arange(9), encoders.p_rope_frequencies(64, p=0.0))
   np.testing.assert_array_equal(out, x)
@@ -104,8 +110,9 @@ def test_p_rope_and_partial_rotary_differ():
   assert not np.allclose(p_rope, partial)
   x = random_x((1, 32, 2, 64))
   pos = jnp.arange(32)
-  assert not np.allclose(encoders.apply_rotary(x, pos, p_rope),
-                         encoders.apply_rotary(x, pos, partial))
+  assert not np.allclose(
+    encoders.apply_rotary(x, pos, p_rope), encoders.apply_rotary(x, pos, partial)
+  )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,10 +123,10 @@ def test_p_rope_and_partial_rotary_differ():
 @pytest.mark.parametrize("name", ["rope", "hope", "p_rope", "partial"])
 def test_float32_matches_float64_reference(layout, name):
   freqs = {
-      "rope": encoders.rope_frequencies(64),
-      "hope": encoders.hope_frequencies(64, train_length=512),
-      "p_rope": encoders.p_rope_frequencies(64, p=0.5),
-      "partial": encoders.partial_rotary_frequencies(64, fraction=0.5),
+    "rope": encoders.rope_frequencies(64),
+    "hope": encoders.hope_frequencies(64, train_length=512),
+    "p_rope": encoders.p_rope_frequencies(64, p=0.5),
+    "partial": encoders.partial_rotary_frequencies(64, fraction=0.5),
   }[name]
   rng = np.random.default_rng(1)
   positions = rng.integers(0, 2**14, size=(2, 64)).astype(np.int32)
@@ -154,8 +161,11 @@ def test_zero_frequency_bands_are_bit_identical(layout):
       x = x.at[1, 2, 1].set(jnp.inf)  # and infinities, whose rotated partners turn NaN
       out = encoders.apply_rotary(x, jnp.arange(33) * 977, f, layout=layout)
       zero = np.flatnonzero(f == 0)
-      idx = (np.concatenate([zero, zero + 32]) if layout == "split_half"
-             else np.concatenate([2 * zero, 2 * zero + 1]))
+      idx = (
+        np.concatenate([zero, zero + 32])
+        if layout == "split_half"
+        else np.concatenate([2 * zero, 2 * zero + 1])
+      )
       got = np.asarray(out[..., idx]).view(np.uint16 if dtype == jnp.bfloat16 else np.uint32)
       want = np.asarray(x[..., idx]).view(got.dtype)
       np.testing.assert_array_equal(got, want)
@@ -199,24 +209,31 @@ def test_phase_accuracy_up_to_2_pow_20():
 def test_phase_accuracy_over_all_int32_positions():
   freqs = encoders.rope_frequencies(64)
   rng = np.random.default_rng(3)
-  positions = np.concatenate([rng.integers(-2**31 + 1, 2**31 - 1, 4000),
-                              [2**31 - 1, -2**31 + 1, -1, 0]]).astype(np.int32)
+  positions = np.concatenate(
+    [rng.integers(-(2**31) + 1, 2**31 - 1, 4000), [2**31 - 1, -(2**31) + 1, -1, 0]]
+  ).astype(np.int32)
   angles = np.asarray(encoders.rotation_angles(positions, freqs), np.float64)
   exact = np.outer(positions.astype(np.float64), freqs.astype(np.float64))
   assert np.abs(np.angle(np.exp(1j * (angles - exact)))).max() < 1e-4
 
 
 @hypothesis.settings(max_examples=40, deadline=None)
-@hypothesis.given(m=st.integers(45_000, 55_000), n=st.integers(45_000, 55_000),
-                  shift=st.integers(-40_000, 40_000), seed=st.integers(0, 2**16))
+@hypothesis.given(
+  m=st.integers(45_000, 55_000),
+  n=st.integers(45_000, 55_000),
+  shift=st.integers(-40_000, 40_000),
+  seed=st.integers(0, 2**16),
+)
 def test_inner_product_depends_only_on_offset(m, n, shift, seed):
   freqs = encoders.rope_frequencies(64)
   q = random_x((1, 1, 64), seed=seed)
   k = random_x((1, 1, 64), seed=seed + 1)
+
   def score(pq, pk):
     rq = encoders.apply_rotary(q, jnp.array([pq]), freqs)
     rk = encoders.apply_rotary(k, jnp.array([pk]), freqs)
     return float(jnp.sum(rq * rk))
+
   scale = float(jnp.linalg.norm(q) * jnp.linalg.norm(k))
   assert abs(score(m, n) - score(m + shift, n + shift)) < 1e-4 * scale
   # And it equals the float64 value at the offset alone.
@@ -246,9 +263,9 @@ def test_jit_vmap_grad():
 @pytest.mark.parametrize("name", ["rope", "hope", "non_prefix"])
 def test_vjp_is_the_inverse_rotation_float64(layout, name):
   freqs = {
-      "rope": encoders.rope_frequencies(64),
-      "hope": encoders.hope_frequencies(64, train_length=512),
-      "non_prefix": encoders.rope_frequencies(64) * (np.arange(32) % 3 != 1),  # masked path
+    "rope": encoders.rope_frequencies(64),
+    "hope": encoders.hope_frequencies(64, train_length=512),
+    "non_prefix": encoders.rope_frequencies(64) * (np.arange(32) % 3 != 1),  # masked path
   }[name]
   rng = np.random.default_rng(2)
   positions = rng.integers(0, 2**16, size=(2, 48)).astype(np.int32)
@@ -261,8 +278,9 @@ def test_vjp_is_the_inverse_rotation_float64(layout, name):
   assert relative_error(grad, expected) < 1e-5
   # The same through jit and through a bfloat16 input (the cotangent then is bfloat16).
   xb = x.astype(jnp.bfloat16)
-  _, vjp_b = jax.jit(lambda x: jax.vjp(
-      lambda x: encoders.apply_rotary(x, positions, freqs, layout=layout), x))(xb)
+  _, vjp_b = jax.jit(
+    lambda x: jax.vjp(lambda x: encoders.apply_rotary(x, positions, freqs, layout=layout), x)
+  )(xb)
   (grad_b,) = vjp_b(cotangent.astype(jnp.bfloat16))
   assert grad_b.dtype == jnp.bfloat16 and relative_error(grad_b, expected) < 1e-2
 
@@ -273,7 +291,9 @@ def test_traced_frequencies_are_rejected():
     jax.jit(lambda f: encoders.apply_rotary(x, jnp.arange(4), f))(encoders.rope_frequencies(8))
 
 
-@pytest.mark.parametrize("call, field", [
+@pytest.mark.parametrize(
+  "call, field",
+  [
     (lambda: encoders.rope_frequencies(63), "head_dim"),
     (lambda: encoders.rope_frequencies(0), "head_dim"),
     (lambda: encoders.rope_frequencies(64, base=1.0), "base"),
@@ -285,7 +305,8 @@ def test_traced_frequencies_are_rejected():
     (lambda: encoders.partial_rotary_frequencies(64, fraction=2.0), "fraction"),
     (lambda: encoders.apply_rope(random_x((1, 4, 1, 8)), jnp.arange(4.0)), "positions"),
     (lambda: encoders.apply_rope(random_x((1, 4, 1, 8)), jnp.arange(4), layout="x"), "layout"),
-])
+  ],
+)
 def test_bad_values_name_the_field(call, field):
   with pytest.raises(ValueError, match=field):
     call()

@@ -28,20 +28,27 @@ def _forward(model, tokens, positions):
 
 def _bands(encoding):
   """band_contributions with the encoding's (concrete) frequencies and layout, jitted."""
-  return jax.jit(functools.partial(evals_attention.band_contributions,
-                                   frequencies=encoding.frequencies, layout=encoding.layout))
+  return jax.jit(
+    functools.partial(
+      evals_attention.band_contributions, frequencies=encoding.frequencies, layout=encoding.layout
+    )
+  )
 
 
 def _tokens(rows=2, length=LENGTH, seed=0):
   return jax.random.randint(jax.random.key(seed), (rows, length), 0, 128)
 
 
-@pytest.mark.parametrize("overrides", [
+@pytest.mark.parametrize(
+  "overrides",
+  [
     dict(encoder="rope"),
     dict(encoder="hope"),
     dict(encoder="p_rope", encoder_params={"p": 0.5, "layout": "interleaved"}),
     dict(encoder="rope", scaling="yarn", scaling_factor=4.0),
-], ids=["rope", "hope", "p_rope_interleaved", "rope_yarn"])
+  ],
+  ids=["rope", "hope", "p_rope_interleaved", "rope_yarn"],
+)
 def test_band_contributions_sum_to_the_attention_logits(tiny_config, overrides):
   cfg = tiny_config(num_layers=1, **overrides)
   model = Transformer(cfg, rngs=nnx.Rngs(1))
@@ -60,8 +67,9 @@ def test_band_contributions_sum_to_the_attention_logits(tiny_config, overrides):
     np.testing.assert_allclose(logits, rotated, rtol=1e-4, atol=1e-5)
     # The model's own attention probabilities follow from the band sum.
     masked = jnp.where(jnp.tril(jnp.ones((LENGTH, LENGTH), bool)), logits * scale, -jnp.inf)
-    np.testing.assert_allclose(jax.nn.softmax(masked, axis=-1), extras["attention"][layer],
-                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+      jax.nn.softmax(masked, axis=-1), extras["attention"][layer], rtol=1e-4, atol=1e-6
+    )
 
 
 def test_unrotated_bands_contribute_the_plain_dot_product(tiny_config):
@@ -74,8 +82,9 @@ def test_unrotated_bands_contribute_the_plain_dot_product(tiny_config):
   bands = _bands(cfg.encoding)(q, k, positions)
   half = cfg.head_dim // 2
   for i in np.flatnonzero(frequencies == 0):
-    plain = (jnp.einsum("bth,bsh->bhts", q[..., i], k[..., i])
-             + jnp.einsum("bth,bsh->bhts", q[..., i + half], k[..., i + half]))
+    plain = jnp.einsum("bth,bsh->bhts", q[..., i], k[..., i]) + jnp.einsum(
+      "bth,bsh->bhts", q[..., i + half], k[..., i + half]
+    )
     np.testing.assert_allclose(bands[:, :, i], plain, rtol=1e-5, atol=1e-6)
 
 
@@ -99,7 +108,8 @@ def test_statistics_match_the_full_decomposition(tiny_config):
   tokens = _tokens(rows=2)
   graphdef, state = nnx.split(model)
   stats = jax.jit(lambda s, t: evals_attention.attention_statistics(nnx.merge(graphdef, s), t))(
-      state, tokens)
+    state, tokens
+  )
   extras = _forward(model, tokens, None)
   positions = jnp.broadcast_to(jnp.arange(LENGTH), tokens.shape)
   # Every query's probabilities sum to 1, so the sums over distances are heads × queries.
@@ -109,10 +119,9 @@ def test_statistics_match_the_full_decomposition(tiny_config):
     by_distance = evals_attention.shear(bands).sum(axis=(1, 3))  # [B, bands, distance]
     np.testing.assert_allclose(stats["band"][:, layer], by_distance, rtol=1e-4, atol=1e-4)
     abs_by_distance = evals_attention.shear(jnp.abs(bands)).sum(axis=(1, 3))
-    np.testing.assert_allclose(stats["band_abs"][:, layer], abs_by_distance, rtol=1e-4,
-                               atol=1e-4)
+    np.testing.assert_allclose(stats["band_abs"][:, layer], abs_by_distance, rtol=1e-4, atol=1e-4)
     q = extras["q"][layer]
-    energy = (q[..., :cfg.head_dim // 2] ** 2 + q[..., cfg.head_dim // 2:] ** 2).mean((1, 2))
+    energy = (q[..., : cfg.head_dim // 2] ** 2 + q[..., cfg.head_dim // 2 :] ** 2).mean((1, 2))
     np.testing.assert_allclose(stats["q_energy"][:, layer], energy, rtol=1e-5)
 
 
@@ -140,8 +149,9 @@ def test_attention_evaluation_writes_json_and_figures(tmp_path):
   config.data.seq_len = 32
   config.eval.attention.update(dict(length=2, windows=3, buckets=6))
   run = resolve(config)
-  ctx = eval_context.fresh_context(run.eval, run.model, run.mesh, run.data, str(tmp_path),
-                                   devices=jax.devices()[:1])
+  ctx = eval_context.fresh_context(
+    run.eval, run.model, run.mesh, run.data, str(tmp_path), devices=jax.devices()[:1]
+  )
   result = evaluate.EVALUATIONS["attention"](ctx)
   json.dumps(result)  # JSON-able
   assert result["length"] == 64 and result["windows"] == 3 and result["tokens"] == 192

@@ -34,8 +34,14 @@ def context(tmp_path_factory):
   config.eval.passkey.update(dict(lengths=(1, 3), depths=(0.0, 0.5, 1.0), keys=2))
   config.eval.recall.update(dict(pairs=(2, 8), distances=(0.5, 2.0), examples=2))
   run = resolve(config)
-  return eval_context.fresh_context(run.eval, run.model, run.mesh, run.data,
-                                    str(tmp_path_factory.mktemp("eval")), devices=jax.devices()[:1])
+  return eval_context.fresh_context(
+    run.eval,
+    run.model,
+    run.mesh,
+    run.data,
+    str(tmp_path_factory.mktemp("eval")),
+    devices=jax.devices()[:1],
+  )
 
 
 def oracle(tokens, length):
@@ -65,8 +71,9 @@ def test_passkey_scoring_accepts_exactly_the_right_key(tokenizer):
   assert not probes.score_passkey(answer[:-1], example)  # a prefix
   # Through the evaluation: the oracle finds every key; one wrong digit fails the cell.
   lengths = [(4.0, 128)]
-  out = evals_probes.passkey_accuracy(oracle, tokenizer, lengths=lengths, depths=(0.0, 1.0),
-                                      keys=2, seed=0)
+  out = evals_probes.passkey_accuracy(
+    oracle, tokenizer, lengths=lengths, depths=(0.0, 1.0), keys=2, seed=0
+  )
   assert [r["accuracy"] for r in out["results"]] == [1.0, 1.0] and out["metrics"]["passkey_acc"]
 
   def wrong_digits(tokens, length):  # every digit predicted as another digit
@@ -75,8 +82,9 @@ def test_passkey_scoring_accepts_exactly_the_right_key(tokenizer):
     predicted[is_digit] = np.where(predicted[is_digit] == digits[0], digits[1], digits[0])
     return predicted
 
-  out = evals_probes.passkey_accuracy(wrong_digits, tokenizer, lengths=lengths, depths=(0.5,),
-                                      keys=3, seed=3)
+  out = evals_probes.passkey_accuracy(
+    wrong_digits, tokenizer, lengths=lengths, depths=(0.5,), keys=3, seed=3
+  )
   assert out["results"][0]["accuracy"] == 0.0 and out["results"][0]["digit_accuracy"] == 0.0
   assert len(set(out["results"][0]["keys"])) == 3
 
@@ -88,7 +96,7 @@ def test_teacher_forced_argmax_is_greedy_decoding(context, tokenizer):
   start, n = example.answer_start, len(example.answer_ids)
   net = nnx.merge(context.run.graphdef, context.params, context.run.state.model_state)
   greedy = np.asarray(generate(net, tokens[:, :start], n + 1))[0, start:]
-  forced = predicted[start:start + n + 1]
+  forced = predicted[start : start + n + 1]
   # Identical up to and including the first token that differs from the key.
   wrong = np.flatnonzero(forced[:n] != np.asarray(example.answer_ids))
   upto = wrong[0] + 1 if wrong.size else n + 1
@@ -99,34 +107,47 @@ def test_teacher_forced_argmax_is_greedy_decoding(context, tokenizer):
 def test_copy_accuracy_and_metrics(context):
   sources = {"text": context.split, "random": "random"}
   gaps = [(0.0, 0), (1.0, 32)]
-  perfect = evals_probes.copy_accuracy(oracle, sources, gaps=gaps, segment_length=8,
-                                       num_examples=3, seed=0, vocab_size=16384)
+  perfect = evals_probes.copy_accuracy(
+    oracle, sources, gaps=gaps, segment_length=8, num_examples=3, seed=0, vocab_size=16384
+  )
   assert len(perfect["results"]) == 4
   for r in perfect["results"]:
     assert r["accuracy"] == r["exact_match"] == 1.0
     assert r["length"] == 16 + r["gap"] and r["targets"] == 3 * 7
-  assert perfect["metrics"] == {"copy_text_acc@gap=0": 1.0, "copy_text_acc@gap=32": 1.0,
-                                "copy_random_acc@gap=0": 1.0, "copy_random_acc@gap=32": 1.0}
+  assert perfect["metrics"] == {
+    "copy_text_acc@gap=0": 1.0,
+    "copy_text_acc@gap=32": 1.0,
+    "copy_random_acc@gap=0": 1.0,
+    "copy_random_acc@gap=32": 1.0,
+  }
 
   def first_copy_only(tokens, length):  # right on the first half, wrong on the second copy
     predicted = oracle(tokens, length)
-    predicted[:, tokens.shape[1] - 8:] = -1
+    predicted[:, tokens.shape[1] - 8 :] = -1
     return predicted
 
-  none = evals_probes.copy_accuracy(first_copy_only, sources, gaps=gaps, segment_length=8,
-                                    num_examples=3, seed=0, vocab_size=16384)
+  none = evals_probes.copy_accuracy(
+    first_copy_only, sources, gaps=gaps, segment_length=8, num_examples=3, seed=0, vocab_size=16384
+  )
   assert all(r["accuracy"] == 0.0 for r in none["results"])
 
 
 def test_recall_accuracy_skips_impossible_distances(tokenizer):
-  out = evals_probes.recall_accuracy(oracle, {"words": tokenizer, "random": 16384},
-                                     pairs=(2, 8), distances=[(0.25, 8), (2.0, 64)], queries=3,
-                                     num_examples=2, seed=0)
+  out = evals_probes.recall_accuracy(
+    oracle,
+    {"words": tokenizer, "random": 16384},
+    pairs=(2, 8),
+    distances=[(0.25, 8), (2.0, 64)],
+    queries=3,
+    num_examples=2,
+    seed=0,
+  )
   cells = {(r["source"], r["pairs"], r["distance"]) for r in out["results"]}
   skipped = {(s["source"], s["pairs"], s["distance"]) for s in out["skipped"]}
   assert ("words", 8, 8) in skipped and ("words", 8, 64) in cells and ("random", 2, 8) in cells
-  assert cells | skipped == {(s, p, d) for s in ("words", "random") for p in (2, 8)
-                             for d in (8, 64)}
+  assert cells | skipped == {
+    (s, p, d) for s in ("words", "random") for p in (2, 8) for d in (8, 64)
+  }
   assert all(r["accuracy"] == r["token_accuracy"] == 1.0 for r in out["results"])
   assert out["metrics"]["recall_words_acc@d=64"] == 1.0
   assert out["counts"]["recall_random_acc@pairs=2"] == 2 * 2 * 2  # 2 distances × 2 × 2 queries
@@ -150,9 +171,16 @@ def test_probe_sources_match_the_config_names():
   assert tuple(evals_probes.RECALL_SOURCES) == eval_config_lib.RECALL_SOURCES
 
 
-@pytest.mark.parametrize("group, field, value", [
-    ("copy", "sources", ("text", "books")), ("passkey", "depths", (0.5, 1.5)),
-    ("recall", "queries", 0), ("attention", "buckets", 1), ("perplexity", "lengths", ())])
+@pytest.mark.parametrize(
+  "group, field, value",
+  [
+    ("copy", "sources", ("text", "books")),
+    ("passkey", "depths", (0.5, 1.5)),
+    ("recall", "queries", 0),
+    ("attention", "buckets", 1),
+    ("perplexity", "lengths", ()),
+  ],
+)
 def test_bad_probe_config_names_the_field(group, field, value):
   config = config_base.base_config()
   config.eval[group][field] = value

@@ -23,20 +23,31 @@ from hope_jax.training import step as train_step
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = dict(num_layers=1, embed_dim=64, num_heads=2, num_kv_heads=2, mlp_dim=128)
-SMALL_EVAL = dict(evaluations=("perplexity",),
-                  perplexity=dict(lengths=(1, 2), max_windows=6),
-                  copy=dict(gaps=(0.0, 1.0), examples=2),
-                  passkey=dict(lengths=(3,), depths=(0.0, 1.0), keys=1),
-                  recall=dict(pairs=(2,), distances=(1.0,), examples=2),
-                  attention=dict(windows=1, buckets=6))
+SMALL_EVAL = dict(
+  evaluations=("perplexity",),
+  perplexity=dict(lengths=(1, 2), max_windows=6),
+  copy=dict(gaps=(0.0, 1.0), examples=2),
+  passkey=dict(lengths=(3,), depths=(0.0, 1.0), keys=1),
+  recall=dict(pairs=(2,), distances=(1.0,), examples=2),
+  attention=dict(windows=1, buckets=6),
+)
 
 
 def small_config(**eval_fields):
   config = config_base.base_config()
   config.model.update(MODEL)
   config.data.seq_len = 32
-  config.train.update(dict(steps=3, batch_size=8, learning_rate=1e-2, warmup_steps=1,
-                           log_every=3, checkpoint_every=3, tensorboard=False))
+  config.train.update(
+    dict(
+      steps=3,
+      batch_size=8,
+      learning_rate=1e-2,
+      warmup_steps=1,
+      log_every=3,
+      checkpoint_every=3,
+      tensorboard=False,
+    )
+  )
   config.eval.update({**SMALL_EVAL, **eval_fields})
   return config
 
@@ -57,8 +68,9 @@ def run_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def context(run_dir):
   run = resolve(small_config())
-  return eval_context.load_context(run.eval, run.model, run.mesh, run.data, workdir=run_dir,
-                                   optimizer=run.optimizer, verbose=False)
+  return eval_context.load_context(
+    run.eval, run.model, run.mesh, run.data, workdir=run_dir, optimizer=run.optimizer, verbose=False
+  )
 
 
 def _independent_nll(ctx, tokens):
@@ -97,13 +109,27 @@ def test_train_then_evaluate_everything_end_to_end(run_dir, context):
     assert math.isclose(weighted, nll.mean(), rel_tol=1e-5)
     assert 1 < result["perplexity"] < 2 * 16384
   # Probes and attention: their files, summary metrics and tables.
-  for name in ("passkey.png", "attention_distance.png", "band_contributions.png", "table.md",
-               "table.csv", "table.png", "table_probes.csv", "table_probes.png"):
+  for name in (
+    "passkey.png",
+    "attention_distance.png",
+    "band_contributions.png",
+    "table.md",
+    "table.csv",
+    "table.png",
+    "table_probes.csv",
+    "table_probes.png",
+  ):
     assert os.path.getsize(os.path.join(eval_dir, name)) > 0
   summary = json.loads(Path(eval_dir, "summary.json").read_text())
   metrics = summary["metrics"]
-  assert {"copy_text_acc@gap=0", "copy_random_acc@gap=32", "passkey_acc", "passkey_acc@T=96",
-          "recall_words_acc@d=32", "recall_random_acc@pairs=2"} <= set(metrics)
+  assert {
+    "copy_text_acc@gap=0",
+    "copy_random_acc@gap=32",
+    "passkey_acc",
+    "passkey_acc@T=96",
+    "recall_words_acc@d=32",
+    "recall_random_acc@pairs=2",
+  } <= set(metrics)
   assert all(0.0 <= v <= 1.0 for v in metrics.values())
   assert summary["counts"]["passkey_acc"] == 2 and summary["counts"]["copy_text_acc@gap=0"] == 30
   assert set(summary["evaluations"]) == {"copy", "passkey", "recall"}
@@ -114,9 +140,12 @@ def test_train_then_evaluate_everything_end_to_end(run_dir, context):
 
 def test_chunked_head_matches_full_logits(context):
   tokens = batches.eval_windows(context.split, length=64).tokens[:3]
-  full = train_step.make_eval_fn(context.run.graphdef, mesh=context.run.mesh,
-                                 rules=context.run.rules,
-                                 model_state=context.run.state.model_state)
+  full = train_step.make_eval_fn(
+    context.run.graphdef,
+    mesh=context.run.mesh,
+    rules=context.run.rules,
+    model_state=context.run.state.model_state,
+  )
   padded = np.concatenate([tokens] + [tokens[-1:]] * 5)  # 8 rows: the 8 batch shards
   expected = np.asarray(full(context.params, padded))[:3]
   original = context.config
@@ -137,6 +166,7 @@ def test_chunked_head_matches_full_logits(context):
 
 def test_perplexity_and_probes_take_the_long_forward_from_its_threshold(context):
   from hope_jax.evaluation import perplexity
+
   assert context.config.long_forward_min_tokens == 32768  # the default: not at 32 or 64
   tokens = batches.eval_windows(context.split, length=64).tokens[:3]
   with jax.default_matmul_precision("highest"):  # no TF32 on a GPU host
@@ -155,8 +185,11 @@ def test_perplexity_and_probes_take_the_long_forward_from_its_threshold(context)
   for a, b in zip(whole, long):
     assert a["length"] == b["length"] and a["windows"] == b["windows"]
     assert math.isclose(a["nll"], b["nll"], rel_tol=1e-5)
-    np.testing.assert_allclose([x["nll"] for x in a["position_buckets"]],
-                               [x["nll"] for x in b["position_buckets"]], rtol=1e-5)
+    np.testing.assert_allclose(
+      [x["nll"] for x in a["position_buckets"]],
+      [x["nll"] for x in b["position_buckets"]],
+      rtol=1e-5,
+    )
   np.testing.assert_allclose(long_predicted["nll"], predicted["nll"], rtol=1e-5, atol=1e-5)
   np.testing.assert_array_equal(long_predicted["argmax"], predicted["argmax"])
 
@@ -164,14 +197,18 @@ def test_perplexity_and_probes_take_the_long_forward_from_its_threshold(context)
 @pytest.mark.parametrize("scaling", ["linear", "ntk", "yarn", "llama3"])
 def test_scaling_changes_rope_beyond_L_and_nothing_at_L(context, scaling):
   windows = {n: batches.eval_windows(context.split, length=n).tokens[:8] for n in (32, 64)}
-  plain = {n: eval_context.batched_nll(context.nll_fn(n), w, batch_size=8, batch_divisor=8)
-           for n, w in windows.items()}
+  plain = {
+    n: eval_context.batched_nll(context.nll_fn(n), w, batch_size=8, batch_divisor=8)
+    for n, w in windows.items()
+  }
   original = context.config
   context.config = dataclasses.replace(original, scaling=scaling)
   try:
     assert context.scaling_factor(32) == 1.0 and context.scaling_factor(64) == 2.0
-    scaled = {n: eval_context.batched_nll(context.nll_fn(n), w, batch_size=8, batch_divisor=8)
-              for n, w in windows.items()}
+    scaled = {
+      n: eval_context.batched_nll(context.nll_fn(n), w, batch_size=8, batch_divisor=8)
+      for n, w in windows.items()
+    }
   finally:
     context.config = original
   np.testing.assert_allclose(scaled[32], plain[32], rtol=1e-6, atol=1e-6)
@@ -180,8 +217,9 @@ def test_scaling_changes_rope_beyond_L_and_nothing_at_L(context, scaling):
 
 def test_summary_merges_evaluations_and_replaces_stale_metrics(tmp_path):
   run = {"encoder": "rope", "seed": 0, "step": 3}
-  evaluate.update_summary(str(tmp_path), run, "copy", {"metrics": {"a@x=1": 0.5},
-                                                       "counts": {"a@x=1": 4}})
+  evaluate.update_summary(
+    str(tmp_path), run, "copy", {"metrics": {"a@x=1": 0.5}, "counts": {"a@x=1": 4}}
+  )
   evaluate.update_summary(str(tmp_path), run, "passkey", {"metrics": {"p": 1.0}})
   evaluate.update_summary(str(tmp_path), run, "copy", {"metrics": {"a@x=2": 0.25}})
   summary = json.loads((tmp_path / "summary.json").read_text())
@@ -190,10 +228,16 @@ def test_summary_merges_evaluations_and_replaces_stale_metrics(tmp_path):
   assert json.loads((tmp_path / "summary.json").read_text())["metrics"] == {"b": 0.0}
 
 
-@pytest.mark.parametrize("field, value", [("evaluations", ("perplexity", "copyy")),
-                                          ("scaling", "rope"), ("logits_chunk", 0),
-                                          ("scaling_factor", 0.5),
-                                          ("long_forward_min_tokens", -1)])
+@pytest.mark.parametrize(
+  "field, value",
+  [
+    ("evaluations", ("perplexity", "copyy")),
+    ("scaling", "rope"),
+    ("logits_chunk", 0),
+    ("scaling_factor", 0.5),
+    ("long_forward_min_tokens", -1),
+  ],
+)
 def test_bad_eval_config_names_the_field(field, value):
   with pytest.raises(ValueError, match=f"eval.{field}"):
     eval_config(**{field: value})
@@ -203,19 +247,36 @@ def test_output_dir_separates_scaled_evaluations():
   assert eval_context.output_dir(eval_config(), "W") == os.path.join("W", "eval")
   assert eval_context.output_dir(eval_config(scaling="ntk"), "W") == os.path.join("W", "eval_ntk")
   assert eval_context.output_dir(eval_config(scaling="yarn", scaling_factor=4.0), "W") == (
-      os.path.join("W", "eval_yarn_x4"))
+    os.path.join("W", "eval_yarn_x4")
+  )
 
 
 @pytest.mark.slow
 def test_cli_evaluate(run_dir, tmp_path):
   overrides = [f"--config.model.{k}={v}" for k, v in MODEL.items()] + [
-      "--config.data.seq_len=32", "--config.eval.perplexity.lengths=(2,)",
-      "--config.eval.perplexity.max_windows=2",
-      "--config.eval.evaluations=('perplexity',)", "--config.eval.output_dir=eval_cli"]
+    "--config.data.seq_len=32",
+    "--config.eval.perplexity.lengths=(2,)",
+    "--config.eval.perplexity.max_windows=2",
+    "--config.eval.evaluations=('perplexity',)",
+    "--config.eval.output_dir=eval_cli",
+  ]
   env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
-  proc = subprocess.run([sys.executable, "-m", "hope_jax", "evaluate",
-                         "--config=configs/tiny_cpu.py", f"--workdir={run_dir}", *overrides],
-                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  proc = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "hope_jax",
+      "evaluate",
+      "--config=configs/tiny_cpu.py",
+      f"--workdir={run_dir}",
+      *overrides,
+    ],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   saved = json.loads(Path(run_dir, "eval_cli", "perplexity.json").read_text())
   assert [r["length"] for r in saved["results"]] == [64]

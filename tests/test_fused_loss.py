@@ -10,8 +10,9 @@ from flax import nnx
 from hope_jax.kernels import loss as fused_loss
 from hope_jax.parallel import sharding
 
-needs_pallas = pytest.mark.skipif(fused_loss.plgpu is None,
-                                  reason="this JAX has no Pallas Triton backend")
+needs_pallas = pytest.mark.skipif(
+  fused_loss.plgpu is None, reason="this JAX has no Pallas Triton backend"
+)
 IMPLS = ["xla", pytest.param("pallas", marks=needs_pallas)]
 
 
@@ -53,8 +54,9 @@ def test_large_and_negative_infinite_logits(impl):
   logits[1, 0, 1000:] = -np.inf
   logits[2, 0, :4500] = -np.inf  # whole chunks of −inf before the first finite logit
   labels = np.array([[4900], [3], [4700]])
-  lse, picked = fused_loss.logsumexp_and_label(jnp.asarray(logits), jnp.asarray(labels),
-                                               implementation=impl)
+  lse, picked = fused_loss.logsumexp_and_label(
+    jnp.asarray(logits), jnp.asarray(labels), implementation=impl
+  )
   np.testing.assert_allclose(lse, [[1e4], [np.log(1000.0)], [np.log(500.0)]], rtol=1e-6)
   np.testing.assert_array_equal(picked, [[1e4], [0.0], [0.0]])
 
@@ -70,8 +72,12 @@ def test_token_nll_and_gradient_are_the_same_with_either_implementation(dtype):
     nll, vjp = jax.vjp(lambda x, impl=impl: fused_loss.token_nll(x, labels, impl), x)
     out[impl] = (nll, vjp(jnp.asarray(g, jnp.float32))[0])
   np.testing.assert_allclose(out["pallas"][0], out["xla"][0], rtol=1e-6, atol=1e-5)
-  np.testing.assert_allclose(np.asarray(out["pallas"][1], np.float32),
-                             np.asarray(out["xla"][1], np.float32), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    np.asarray(out["pallas"][1], np.float32),
+    np.asarray(out["xla"][1], np.float32),
+    rtol=1e-5,
+    atol=1e-6,
+  )
 
 
 def _mesh(shape):
@@ -89,6 +95,9 @@ def test_pallas_under_a_mesh_and_a_sharded_vocabulary():
     got = fn(x, labels)
   for a, b in zip(got, expected):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-5)
-  with (jax.set_mesh(_mesh((2, 2, 2))), nnx.logical_axis_rules(sharding.DEFAULT_RULES),
-        pytest.raises(ValueError, match="vocabulary axis unsharded")):
+  with (
+    jax.set_mesh(_mesh((2, 2, 2))),
+    nnx.logical_axis_rules(sharding.DEFAULT_RULES),
+    pytest.raises(ValueError, match="vocabulary axis unsharded"),
+  ):
     fn(x, labels)

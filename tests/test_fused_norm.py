@@ -11,15 +11,16 @@ from hope_jax.kernels import norm as fused_norm
 from hope_jax.parallel import sharding
 
 EPS = 1e-5
-needs_pallas = pytest.mark.skipif(fused_norm.plgpu is None,
-                                  reason="this JAX has no Pallas Triton backend")
+needs_pallas = pytest.mark.skipif(
+  fused_norm.plgpu is None, reason="this JAX has no Pallas Triton backend"
+)
 
 
 def reference(x, update, scale, weights_s, weights_n):
   """float64: s, n and the gradients of sum(s·weights_s) + sum(n·weights_n)."""
   s = x + update
   ms = np.mean(s * s, axis=-1, keepdims=True) + EPS
-  r = ms ** -0.5
+  r = ms**-0.5
   n = s * r * scale
   g = weights_n * scale
   ds = weights_s + r * g - s * r**3 * np.mean(g * s, axis=-1, keepdims=True)
@@ -63,11 +64,13 @@ def test_pallas_matches_xla_in_bfloat16():
   s_x, n_x, g_x = _loss_and_grads("xla", x, update, scale, ws, wn, jnp.bfloat16)
   s_p, n_p, g_p = _loss_and_grads("pallas", x, update, scale, ws, wn, jnp.bfloat16)
   np.testing.assert_array_equal(np.asarray(s_p, np.float32), np.asarray(s_x, np.float32))
-  np.testing.assert_allclose(np.asarray(n_p, np.float32), np.asarray(n_x, np.float32),
-                             rtol=2**-7, atol=1e-6)
+  np.testing.assert_allclose(
+    np.asarray(n_p, np.float32), np.asarray(n_x, np.float32), rtol=2**-7, atol=1e-6
+  )
   for a, b in zip(g_p, g_x):
-    np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32),
-                               rtol=2**-6, atol=2e-2)
+    np.testing.assert_allclose(
+      np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=2**-6, atol=2e-2
+    )
 
 
 @needs_pallas
@@ -75,14 +78,16 @@ def test_plain_norm_without_update():
   x, _, scale, _, wn = _inputs((3, 4, 40), seed=2)
   _, n_ref, ds_ref, dscale_ref = reference(x, 0.0, scale, 0.0, wn)
   for impl in ("xla", "pallas"):
+
     def loss(x, scale, impl=impl):
       s, n = fused_norm.IMPLEMENTATIONS[impl](x, None, scale, eps=EPS, out_dtype=jnp.float32)
       assert s is x
       return jnp.sum(n * wn)
 
     args = (jnp.asarray(x, jnp.float32), jnp.asarray(scale, jnp.float32))
-    n = fused_norm.IMPLEMENTATIONS[impl](*args[:1], None, args[1], eps=EPS,
-                                         out_dtype=jnp.float32)[1]
+    n = fused_norm.IMPLEMENTATIONS[impl](*args[:1], None, args[1], eps=EPS, out_dtype=jnp.float32)[
+      1
+    ]
     dx, dscale = jax.grad(loss, argnums=(0, 1))(*args)
     np.testing.assert_allclose(n, n_ref, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(dx, ds_ref, rtol=1e-4, atol=1e-4)
@@ -108,8 +113,12 @@ def test_pallas_under_a_mesh_matches_unsharded():
 @needs_pallas
 def test_pallas_refuses_a_sharded_embedding_axis():
   x, update, scale, ws, wn = _inputs((4, 8, 48), seed=3)
-  rules = tuple((name, "tensor" if name == "act_embed" else target)
-                for name, target in sharding.DEFAULT_RULES)
-  with (jax.set_mesh(_mesh((2, 2, 2))), nnx.logical_axis_rules(rules),
-        pytest.raises(ValueError, match="act_embed")):
+  rules = tuple(
+    (name, "tensor" if name == "act_embed" else target) for name, target in sharding.DEFAULT_RULES
+  )
+  with (
+    jax.set_mesh(_mesh((2, 2, 2))),
+    nnx.logical_axis_rules(rules),
+    pytest.raises(ValueError, match="act_embed"),
+  ):
     _loss_and_grads("pallas", x, update, scale, ws, wn)

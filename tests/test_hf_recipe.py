@@ -33,9 +33,18 @@ LENGTH = 16  # the source model's context (max_position_embeddings)
 @pytest.fixture(scope="module")
 def hf_model(tmp_path_factory) -> str:
   """A Llama directory at the shipped tokenizer's vocabulary (random weights, tokenizer.model)."""
-  config = TransformerConfig(vocab_size=16384, num_layers=1, embed_dim=32, num_heads=2,
-                             num_kv_heads=1, mlp_dim=64, train_length=LENGTH, dtype="float32",
-                             norm_eps=1e-5, encoder_params={"base": 10000.0})
+  config = TransformerConfig(
+    vocab_size=16384,
+    num_layers=1,
+    embed_dim=32,
+    num_heads=2,
+    num_kv_heads=1,
+    mlp_dim=64,
+    train_length=LENGTH,
+    dtype="float32",
+    norm_eps=1e-5,
+    encoder_params={"base": 10000.0},
+  )
   directory = str(tmp_path_factory.mktemp("hf") / "llama")
   write_hf_directory(config, numpy_params(config, seed=7), directory)
   return directory
@@ -53,8 +62,17 @@ def recipe_base() -> object:
   """What the user's --config supplies besides the model: data, a short training, the evaluation."""
   config = config_base.base_config()
   config.data.seq_len = LENGTH
-  config.train.update(dict(steps=2, batch_size=8, learning_rate=1e-3, warmup_steps=1, log_every=2,
-                           checkpoint_every=2, tensorboard=False))
+  config.train.update(
+    dict(
+      steps=2,
+      batch_size=8,
+      learning_rate=1e-3,
+      warmup_steps=1,
+      log_every=2,
+      checkpoint_every=2,
+      tensorboard=False,
+    )
+  )
   config.eval.evaluations = ("perplexity",)
   config.eval.perplexity.update(dict(lengths=(1, 32), max_windows=2))
   return config
@@ -115,8 +133,9 @@ def test_new_run_starts_from_the_source_parameters(hf_model, tmp_path):
   assert int(target.state.step) == 0 and target.model_config.encoder == "hope"
   for a, b in zip(jax.tree.leaves(source.state.params), jax.tree.leaves(target.state.params)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-  assert all(not np.any(np.asarray(x)) for x in jax.tree.leaves(target.state.opt_state)
-             if np.ndim(x) > 0)
+  assert all(
+    not np.any(np.asarray(x)) for x in jax.tree.leaves(target.state.opt_state) if np.ndim(x) > 0
+  )
 
 
 def test_convert_refuses_a_changed_shape_and_an_existing_run(hf_model, tmp_path):
@@ -133,10 +152,17 @@ def test_convert_refuses_a_changed_shape_and_an_existing_run(hf_model, tmp_path)
 def test_cli_convert_then_export_gives_back_the_same_directory(hf_model, tmp_path):
   run, back = str(tmp_path / "run"), str(tmp_path / "back")
   env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
-  for args in (["convert", f"--source={hf_model}", f"--workdir={run}"],
-               ["export", f"--workdir={run}", f"--out={back}"]):
-    subprocess.run([sys.executable, "-m", "hope_jax", *args, "--quiet"], check=True, cwd=REPO,
-                   env=env, capture_output=True)
+  for args in (
+    ["convert", f"--source={hf_model}", f"--workdir={run}"],
+    ["export", f"--workdir={run}", f"--out={back}"],
+  ):
+    subprocess.run(
+      [sys.executable, "-m", "hope_jax", *args, "--quiet"],
+      check=True,
+      cwd=REPO,
+      env=env,
+      capture_output=True,
+    )
   with open(os.path.join(hf_model, "config.json"), encoding="utf-8") as f:
     assert json.loads((tmp_path / "back" / "config.json").read_text()) == json.load(f)
   source, exported = (load_file(os.path.join(d, "model.safetensors")) for d in (hf_model, back))

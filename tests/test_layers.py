@@ -16,21 +16,24 @@ PACKAGE = Path(__file__).resolve().parents[1] / "hope_jax"
 # Sub-package (or top-level module) -> layer.  A module imports its own sub-package and layers
 # strictly below its own; two sub-packages of one layer are independent of each other.
 LAYERS: dict[str, int] = {
-    "_mappings": 0,
-    "_version": 0,
-    "positional": 1,  # what users import into their own models
-    "parallel": 1,  # meshes and sharding rules; knows no model
-    "kernels": 2,  # every Pallas/Mosaic kernel, behind one entry point per operation
-    "model": 3,
-    "data": 3,
-    "training": 4,
-    "evaluation": 5,
-    "config": 6,  # the ConfigDict format, resolved into the typed configs above
-    "interop": 7,  # Hugging Face checkpoints in and out (runs written as the config layer does)
-    "cli": 8,
-    "__main__": 9,
+  "_mappings": 0,
+  "_version": 0,
+  "positional": 1,  # what users import into their own models
+  "parallel": 1,  # meshes and sharding rules; knows no model
+  "kernels": 2,  # every Pallas/Mosaic kernel, behind one entry point per operation
+  "model": 3,
+  "data": 3,
+  "training": 4,
+  "evaluation": 5,
+  "config": 6,  # the ConfigDict format, resolved into the typed configs above
+  "interop": 7,  # Hugging Face checkpoints in and out (runs written as the config layer does)
+  "cli": 8,
+  "__main__": 9,
 }
-ROOT_MAY_IMPORT = {"positional", "_version"}  # hope_jax/__init__.py re-exports the positional core only
+ROOT_MAY_IMPORT = {
+  "positional",
+  "_version",
+}  # hope_jax/__init__.py re-exports the positional core only
 
 
 def module_name(path: Path) -> str:
@@ -55,7 +58,7 @@ def imported_modules(path: Path, modules: dict[str, Path]) -> set[str]:
     elif isinstance(node, ast.ImportFrom):
       base = node.module or ""
       if node.level:
-        anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
+        anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
         base = ".".join(anchor + ([base] if base else []))
       for alias in node.names:
         found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base)
@@ -84,7 +87,7 @@ def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
     stack.append(node)
     for nxt in sorted(edges[node]):
       if state.get(nxt) == 1:
-        return stack[stack.index(nxt):] + [nxt]
+        return stack[stack.index(nxt) :] + [nxt]
       if nxt not in state:
         cycle = visit(nxt)
         if cycle:
@@ -135,27 +138,44 @@ def test_imports_respect_layers():
 
 def test_positional_core_imports_nothing_else_of_the_package():
   edges = graph()
-  outside = {f"{s} -> {t}" for s, ts in edges.items() if layer_of(s) == "positional"
-             for t in ts if layer_of(t) != "positional"}
+  outside = {
+    f"{s} -> {t}"
+    for s, ts in edges.items()
+    if layer_of(s) == "positional"
+    for t in ts
+    if layer_of(t) != "positional"
+  }
   assert not outside
 
 
-@pytest.mark.parametrize("edges, expected", [
+@pytest.mark.parametrize(
+  "edges, expected",
+  [
     ({"a": {"b"}, "b": {"a"}}, ["a", "b", "a"]),
     ({"a": {"b"}, "b": set()}, None),
-])
+  ],
+)
 def test_find_cycle_finds_a_planted_cycle(edges, expected):
   assert find_cycle(edges) == expected
 
 
 def test_layer_violations_flag_upward_and_sideways_imports():
-  edges = {"hope_jax.model.x": {"hope_jax.training.y", "hope_jax.data.z", "hope_jax.kernels.k"},
-           "hope_jax.training.y": set(), "hope_jax.data.z": set(), "hope_jax.kernels.k": set()}
-  assert layer_violations(edges) == ["hope_jax.model.x -> hope_jax.data.z",
-                                     "hope_jax.model.x -> hope_jax.training.y"]
+  edges = {
+    "hope_jax.model.x": {"hope_jax.training.y", "hope_jax.data.z", "hope_jax.kernels.k"},
+    "hope_jax.training.y": set(),
+    "hope_jax.data.z": set(),
+    "hope_jax.kernels.k": set(),
+  }
+  assert layer_violations(edges) == [
+    "hope_jax.model.x -> hope_jax.data.z",
+    "hope_jax.model.x -> hope_jax.training.y",
+  ]
 
 
 def test_no_module_is_over_400_lines():
-  long = {name: n for name, path in all_modules().items()
-          if (n := len(path.read_text(encoding="utf-8").splitlines())) > 400}
+  long = {
+    name: n
+    for name, path in all_modules().items()
+    if (n := len(path.read_text(encoding="utf-8").splitlines())) > 400
+  }
   assert not long, f"split these modules: {long}"

@@ -16,11 +16,11 @@ from hope_jax.positional import biases
 # 101 tokens -> 100 model positions, padded to 128: four slices of 32, eight attention blocks of 16.
 SMALL = long_forward.LongForwardOptions(token_chunk=32, attention_block=16, logits_chunk=24)
 ENCODERS = {
-    "rope": dict(encoder="rope"),
-    "hope": dict(encoder="hope"),
-    "alibi": dict(encoder="alibi"),
-    "kerple": dict(encoder="kerple"),
-    "yarn+logn": dict(encoder="rope", scaling="yarn", scaling_factor=4.0, logn_scaling=True),
+  "rope": dict(encoder="rope"),
+  "hope": dict(encoder="hope"),
+  "alibi": dict(encoder="alibi"),
+  "kerple": dict(encoder="kerple"),
+  "yarn+logn": dict(encoder="rope", scaling="yarn", scaling_factor=4.0, logn_scaling=True),
 }
 
 
@@ -32,8 +32,9 @@ def _both_passes(config):
   """Returns (model, its LongForward with SMALL slices, random tokens [2, 101])."""
   net = Transformer(config, rngs=nnx.Rngs(0))
   graphdef, params, rest = nnx.split(net, nnx.Param, ...)
-  long = long_forward.LongForward(graphdef, params, rest, mesh=_mesh(),
-                                  rules=sharding.DEFAULT_RULES, options=SMALL)
+  long = long_forward.LongForward(
+    graphdef, params, rest, mesh=_mesh(), rules=sharding.DEFAULT_RULES, options=SMALL
+  )
   tokens = np.random.default_rng(0).integers(0, config.vocab_size, (2, 101)).astype(np.int32)
   return net, long, tokens
 
@@ -72,16 +73,24 @@ def test_blockwise_attention_matches_the_reference(with_bias):
   rng = np.random.default_rng(1)
   batch, length, heads, kv_heads, head_dim = 2, 64, 4, 2, 8
   q = jnp.asarray(rng.normal(size=(batch, length, heads, head_dim)), jnp.float32)
-  k, v = (jnp.asarray(rng.normal(size=(batch, length, kv_heads, head_dim)), jnp.float32)
-          for _ in range(2))
+  k, v = (
+    jnp.asarray(rng.normal(size=(batch, length, kv_heads, head_dim)), jnp.float32) for _ in range(2)
+  )
   positions = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32) + 7, (batch, length))
   slopes = biases.alibi_slopes(heads)
   bias_fn = (lambda a, b: biases.alibi_bias(a, b, slopes)) if with_bias else None
   with jax.default_matmul_precision("highest"):
-    got = blockwise_attention.causal_attention(q, k, v, scale=0.3, block=16,
-                                               positions=positions, bias_fn=bias_fn)
-    want, _ = reference_attention(q, k, v, bias=bias_fn(positions, positions) if with_bias
-                                  else None, mask=causal_mask(length), scale=0.3)
+    got = blockwise_attention.causal_attention(
+      q, k, v, scale=0.3, block=16, positions=positions, bias_fn=bias_fn
+    )
+    want, _ = reference_attention(
+      q,
+      k,
+      v,
+      bias=bias_fn(positions, positions) if with_bias else None,
+      mask=causal_mask(length),
+      scale=0.3,
+    )
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
   with pytest.raises(ValueError, match="multiple of block=24"):
     blockwise_attention.causal_attention(q, k, v, scale=0.3, block=24)
@@ -95,12 +104,15 @@ def test_plan_pads_to_whole_slices_and_blocks():
   assert SMALL.plan(65) == (96, 32)
 
 
-@pytest.mark.parametrize("field, value, message", [
+@pytest.mark.parametrize(
+  "field, value, message",
+  [
     ("token_chunk", 0, "token_chunk must be a positive integer"),
     ("attention_block", 12, "attention_block must be a multiple of 8"),
     ("token_chunk", 3000, "token_chunk must be a multiple of attention_block"),
     ("attention", "flash", "attention must be one of"),
-])
+  ],
+)
 def test_bad_options_name_the_field(field, value, message):
   with pytest.raises(ValueError, match=message):
     long_forward.LongForwardOptions(**{field: value})

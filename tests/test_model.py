@@ -39,9 +39,17 @@ def _jit_forward(model: Transformer, *, analysis: bool = False):
   return lambda *args: fn(state, *args)
 
 
-@pytest.mark.parametrize("encoder,norm_impl", [(e, "auto") for e in ENCODERS]
-                         + [pytest.param("hope", "pallas", marks=pytest.mark.skipif(
-                             fused_norm.plgpu is None, reason="no Pallas Triton backend"))])
+@pytest.mark.parametrize(
+  "encoder,norm_impl",
+  [(e, "auto") for e in ENCODERS]
+  + [
+    pytest.param(
+      "hope",
+      "pallas",
+      marks=pytest.mark.skipif(fused_norm.plgpu is None, reason="no Pallas Triton backend"),
+    )
+  ],
+)
 def test_kv_cache_decoding_matches_forward(tiny_config, encoder, norm_impl):
   """Prefill + decode equals the full forward; with Pallas norms too (rows of one token)."""
   config = tiny_config(encoder=encoder, norm_impl=norm_impl)
@@ -96,10 +104,10 @@ def test_hope_bands_come_from_config_train_length(tiny_config):
   other = dataclasses.replace(cfg, train_length=4096)
   assert other.encoding.num_rotated_bands > kept
   # Same parameters, longer training length: more bands rotate, so the output changes.
-  relabelled = nnx.merge(nnx.graphdef(nnx.eval_shape(lambda: Transformer(other, rngs=nnx.Rngs(0)))),
-                         nnx.state(model))
-  assert not np.allclose(_jit_forward(relabelled)(tokens[:, :8]), forward(tokens[:, :8]),
-                         atol=1e-4)
+  relabelled = nnx.merge(
+    nnx.graphdef(nnx.eval_shape(lambda: Transformer(other, rngs=nnx.Rngs(0)))), nnx.state(model)
+  )
+  assert not np.allclose(_jit_forward(relabelled)(tokens[:, :8]), forward(tokens[:, :8]), atol=1e-4)
 
 
 def test_nope_is_identical_at_shifted_positions(tiny_config):
@@ -113,8 +121,7 @@ def test_rope_is_shift_invariant_but_position_aware(tiny_config):
   forward = _jit_forward(Transformer(tiny_config(encoder="rope"), rngs=nnx.Rngs(0)))
   tokens = _tokens(1, 10)
   pos = jnp.arange(10, dtype=jnp.int32)[None]
-  np.testing.assert_allclose(forward(tokens, pos), forward(tokens, pos + 37), rtol=1e-4,
-                             atol=1e-4)
+  np.testing.assert_allclose(forward(tokens, pos), forward(tokens, pos + 37), rtol=1e-4, atol=1e-4)
   assert not np.allclose(forward(tokens, pos), forward(tokens, pos * 3), atol=1e-4)
 
 
@@ -132,8 +139,9 @@ def test_gqa_equals_mha_with_repeated_kv_weights(tiny_config):
   mha.embedding[...] = gqa.embedding[...]
   mha.lm_head[...] = gqa.lm_head[...]
   tokens = _tokens(2, 9)
-  np.testing.assert_allclose(_jit_forward(gqa)(tokens), _jit_forward(mha)(tokens), rtol=1e-5,
-                             atol=1e-5)
+  np.testing.assert_allclose(
+    _jit_forward(gqa)(tokens), _jit_forward(mha)(tokens), rtol=1e-5, atol=1e-5
+  )
 
 
 def test_tied_embeddings_share_the_table(tiny_config):
@@ -168,7 +176,9 @@ def test_remat_gives_the_same_gradients(tiny_config):
     return jax.jit(jax.grad(loss))(params), str(jax.make_jaxpr(loss)(params))
 
   (base, plain), (rematted, checkpointed) = (
-      grads(tiny_config(encoder="kerple")), grads(tiny_config(encoder="kerple", remat=True)))
+    grads(tiny_config(encoder="kerple")),
+    grads(tiny_config(encoder="kerple", remat=True)),
+  )
   is_remat = lambda jaxpr: "remat" in jaxpr or "checkpoint" in jaxpr  # noqa: E731
   assert is_remat(checkpointed) and not is_remat(plain)
   for a, b in zip(jax.tree.leaves(base), jax.tree.leaves(rematted)):  # fused differently on a GPU
@@ -176,8 +186,9 @@ def test_remat_gives_the_same_gradients(tiny_config):
   assert any(float(jnp.abs(a).max()) > 0 for a in jax.tree.leaves(base))
 
 
-@pytest.mark.parametrize("overrides", [dict(encoder="hope"),
-                                       dict(encoder="kerple", logn_scaling=True)])
+@pytest.mark.parametrize(
+  "overrides", [dict(encoder="hope"), dict(encoder="kerple", logn_scaling=True)]
+)
 def test_analysis_forward_outputs(tiny_config, overrides):
   """The analysis forward's logits are the model's; its probabilities are causal and sum to 1;
   with a rotary encoder they are rebuilt from its pre-rotation q and k."""
@@ -208,8 +219,11 @@ def test_segments_block_attention_across_documents(tiny_config):
   a, b = forward(tokens, positions, segments), forward(changed, positions, segments)
   np.testing.assert_allclose(a[:, 5:], b[:, 5:], rtol=1e-5, atol=1e-6)
   one_segment = jnp.zeros_like(segments)
-  assert not np.allclose(forward(tokens, positions, one_segment)[:, 5:],
-                         forward(changed, positions, one_segment)[:, 5:], atol=1e-5)
+  assert not np.allclose(
+    forward(tokens, positions, one_segment)[:, 5:],
+    forward(changed, positions, one_segment)[:, 5:],
+    atol=1e-5,
+  )
   _, extras = _jit_forward(model, analysis=True)(tokens, positions, segments)
   assert float(extras["attention"][:, :, :, 5:, :5].max()) == 0.0
 
@@ -227,8 +241,12 @@ def test_bfloat16_compute_keeps_float32_params_and_logits(tiny_config):
 def test_bfloat16_logits_are_the_float32_ones_rounded(tiny_config, tie):
   """logits_dtype="bfloat16" rounds the head's output; the loss and its gradient follow closely."""
   tokens = _tokens(2, 8)
-  models = {d: Transformer(tiny_config(dtype="bfloat16", logits_dtype=d, tie_embeddings=tie),
-                           rngs=nnx.Rngs(0)) for d in ("float32", "bfloat16")}
+  models = {
+    d: Transformer(
+      tiny_config(dtype="bfloat16", logits_dtype=d, tie_embeddings=tie), rngs=nnx.Rngs(0)
+    )
+    for d in ("float32", "bfloat16")
+  }
   out = {d: _jit_forward(m)(tokens) for d, m in models.items()}
   assert out["float32"].dtype == jnp.float32 and out["bfloat16"].dtype == jnp.bfloat16
   # Same parameters, same float32-accumulated product: only the final rounding differs.
@@ -236,9 +254,11 @@ def test_bfloat16_logits_are_the_float32_ones_rounded(tiny_config, tie):
 
   def loss_and_grads(model):
     graphdef, state = nnx.split(model)
+
     def loss(s):
       logits = nnx.merge(graphdef, s)(tokens[:, :-1])
       return jnp.mean(kernels.token_nll(logits, tokens[:, 1:]))
+
     return jax.jit(jax.value_and_grad(loss))(state)
 
   (l32, g32), (l16, g16) = (loss_and_grads(models[d]) for d in ("float32", "bfloat16"))
@@ -296,7 +316,8 @@ def test_kerple_parameters_are_learnable_and_clamped(tiny_config):
 def test_auto_attention_implementation_rule():
   facts = dict(dtype=jnp.bfloat16, head_dim=64, length=64, has_bias=False, has_segments=False)
   pick = lambda requested="auto", **kw: kernels.select(  # noqa: E731
-      "attention_impl", requested, **{**facts, "backend": "gpu", **kw})
+    "attention_impl", requested, **{**facts, "backend": "gpu", **kw}
+  )
   assert pick() == "cudnn"
   assert pick(dtype=jnp.float32) == "xla"
   assert pick(head_dim=256) == "xla" and pick(head_dim=60) == "xla"
@@ -325,14 +346,25 @@ def test_splash_kernel_in_interpret_mode_matches_xla():
   segments = jnp.asarray([[0] * 50 + [1] * 78], jnp.int32)
   args = dict(segment_ids=segments, scale=0.25)
   np.testing.assert_allclose(
-      kernels.dot_product_attention(q, k, v, implementation="splash", **args),
-      kernels.dot_product_attention(q, k, v, implementation="xla", **args), rtol=1e-5, atol=1e-5)
+    kernels.dot_product_attention(q, k, v, implementation="splash", **args),
+    kernels.dot_product_attention(q, k, v, implementation="xla", **args),
+    rtol=1e-5,
+    atol=1e-5,
+  )
   with pytest.raises(ValueError, match="multiple of 128"):
-    kernels.dot_product_attention(q[:, :16], k[:, :16], v[:, :16], implementation="splash",
-                                  segment_ids=segments[:, :16], scale=0.25)
+    kernels.dot_product_attention(
+      q[:, :16],
+      k[:, :16],
+      v[:, :16],
+      implementation="splash",
+      segment_ids=segments[:, :16],
+      scale=0.25,
+    )
 
 
-@pytest.mark.parametrize("overrides, field", [
+@pytest.mark.parametrize(
+  "overrides, field",
+  [
     (dict(num_kv_heads=3), "num_kv_heads=3"),
     (dict(dtype="fp8"), "dtype='fp8'"),
     (dict(attention_impl="flash"), "attention_impl='flash'"),
@@ -342,7 +374,8 @@ def test_splash_kernel_in_interpret_mode_matches_xla():
     (dict(encoder="hope", encoder_params={"p": 0.5}), "'p'"),
     (dict(encoder="alibi", attention_impl="splash"), "attention_impl='splash'"),
     (dict(encoder="alibi", scaling="yarn", scaling_factor=2.0), "encoder='alibi'"),
-])
+  ],
+)
 def test_config_validation_names_field(tiny_config, overrides, field):
   with pytest.raises(ValueError) as err:
     tiny_config(**overrides)
@@ -350,26 +383,43 @@ def test_config_validation_names_field(tiny_config, overrides, field):
 
 
 def test_config_from_mapping_and_hashing():
-  cfg = TransformerConfig.from_mapping(dict(vocab_size=128, num_layers=2, embed_dim=64,
-                                            num_heads=4, encoder="hope",
-                                            encoder_params={"min_periods": 2.0}))
+  cfg = TransformerConfig.from_mapping(
+    dict(
+      vocab_size=128,
+      num_layers=2,
+      embed_dim=64,
+      num_heads=4,
+      encoder="hope",
+      encoder_params={"min_periods": 2.0},
+    )
+  )
   assert cfg.head_dim == 16 and cfg.num_kv_heads == 4 and cfg.mlp_dim == 256
   assert cfg.encoder_params == (("min_periods", 2.0),) and cfg.remat == "none"
   assert hash(cfg) == hash(TransformerConfig.from_mapping(dataclasses.asdict(cfg)))
   with pytest.raises(ValueError, match="unknown TransformerConfig field.*'layers'"):
-    TransformerConfig.from_mapping(dict(vocab_size=128, layers=2, embed_dim=64, num_heads=4,
-                                        num_layers=2))
+    TransformerConfig.from_mapping(
+      dict(vocab_size=128, layers=2, embed_dim=64, num_heads=4, num_layers=2)
+    )
 
 
 def test_logn_scaling_is_a_no_op_within_the_training_length_and_changes_beyond():
   """Log-length query scaling leaves logits unchanged up to L and changes them past it."""
-  base = TransformerConfig(vocab_size=64, num_layers=1, embed_dim=32, num_heads=2, mlp_dim=64,
-                           dtype="float32", train_length=8, encoder="hope")
+  base = TransformerConfig(
+    vocab_size=64,
+    num_layers=1,
+    embed_dim=32,
+    num_heads=2,
+    mlp_dim=64,
+    dtype="float32",
+    train_length=8,
+    encoder="hope",
+  )
   scaled = dataclasses.replace(base, logn_scaling=True)
   model = Transformer(base, rngs=nnx.Rngs(0))
   graphdef, state = nnx.split(model)
-  other = nnx.merge(nnx.split(nnx.eval_shape(lambda: Transformer(scaled, rngs=nnx.Rngs(0))))[0],
-                    state)
+  other = nnx.merge(
+    nnx.split(nnx.eval_shape(lambda: Transformer(scaled, rngs=nnx.Rngs(0))))[0], state
+  )
   tokens = jax.random.randint(jax.random.key(1), (1, 16), 0, 64)
   a, b = model(tokens), other(tokens)
   np.testing.assert_allclose(a[:, :8], b[:, :8], rtol=1e-5, atol=1e-5)
@@ -381,9 +431,18 @@ def test_logn_scaling_is_a_no_op_within_the_training_length_and_changes_beyond()
 @pytest.mark.parametrize("encoder", ["alibi", "kerple"])
 def test_blocked_bias_attention_matches_full(encoder, monkeypatch):
   """Long sequences of bias encoders attend in query blocks; the logits must not change."""
-  config = TransformerConfig(vocab_size=64, num_layers=2, embed_dim=32, num_heads=4,
-                             num_kv_heads=2, mlp_dim=64, dtype="float32", train_length=8,
-                             encoder=encoder, attention_impl="xla")
+  config = TransformerConfig(
+    vocab_size=64,
+    num_layers=2,
+    embed_dim=32,
+    num_heads=4,
+    num_kv_heads=2,
+    mlp_dim=64,
+    dtype="float32",
+    train_length=8,
+    encoder=encoder,
+    attention_impl="xla",
+  )
   model = Transformer(config, rngs=nnx.Rngs(0))
   tokens = jax.random.randint(jax.random.key(2), (2, 32), 0, 64)
   full = model(tokens)
@@ -396,6 +455,7 @@ def test_blocked_bias_attention_matches_full(encoder, monkeypatch):
 
 def test_mlp_stacked_product_equals_separate_gate_and_up(tiny_config):
   from hope_jax.model.layers import MLP
+
   mlp = MLP(tiny_config(), rngs=nnx.Rngs(0))
   x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 8, 64)), jnp.float32)
 
@@ -404,7 +464,8 @@ def test_mlp_stacked_product_equals_separate_gate_and_up(tiny_config):
 
   # One stacked product against two: other shapes, so another summation order on a GPU.
   np.testing.assert_allclose(mlp(x), separate(mlp, x), rtol=1e-5, atol=1e-5)
-  grads = [nnx.grad(lambda m, f=f: jnp.sum(f(m, x) ** 2))(mlp)
-           for f in (lambda m, x: m(x), separate)]
+  grads = [
+    nnx.grad(lambda m, f=f: jnp.sum(f(m, x) ** 2))(mlp) for f in (lambda m, x: m(x), separate)
+  ]
   for a, b in zip(*map(jax.tree.leaves, grads)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()))

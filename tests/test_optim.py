@@ -10,8 +10,9 @@ from hope_jax.training.config import OptimizerConfig
 
 
 def make_config(**fields):
-  return OptimizerConfig(**{**dict(steps=100, warmup_steps=10, learning_rate=1e-3,
-                                   min_lr_ratio=0.1), **fields})
+  return OptimizerConfig(
+    **{**dict(steps=100, warmup_steps=10, learning_rate=1e-3, min_lr_ratio=0.1), **fields}
+  )
 
 
 def test_schedule_warms_up_then_decays_to_the_floor():

@@ -12,15 +12,17 @@ from hope_jax.kernels import _triton as pallas_gpu
 from hope_jax.parallel import sharding
 from hope_jax.training import step as train_step
 
-needs_pallas = pytest.mark.skipif(pallas_gpu.plgpu is None,
-                                  reason="this JAX has no Pallas Triton backend")
+needs_pallas = pytest.mark.skipif(
+  pallas_gpu.plgpu is None, reason="this JAX has no Pallas Triton backend"
+)
 FIELDS = ["norm_impl", "loss_impl"]
 
 
 @pytest.mark.parametrize("field", FIELDS)
 def test_selector_rule(field):
   pick = lambda requested, **kw: kernels.select(  # noqa: E731
-      field, requested, **{"feature_sharded": False, **kw})
+    field, requested, **{"feature_sharded": False, **kw}
+  )
   assert pick("auto", backend="cpu") == "xla"
   assert pick("auto", backend="gpu") == ("xla" if pallas_gpu.plgpu is None else "pallas")
   assert pick("auto", backend="gpu", feature_sharded=True) == "xla"
@@ -32,8 +34,9 @@ def test_selector_rule(field):
 @pytest.mark.parametrize("axis", ["act_embed", "vocab"])
 def test_an_axis_counts_as_sharded_only_across_several_devices(axis):
   """A feature axis mapped to a mesh axis of size 1 is whole (the kernel runs); of size 2 not."""
-  rules = tuple((name, "tensor" if name == axis else target)
-                for name, target in sharding.DEFAULT_RULES)
+  rules = tuple(
+    (name, "tensor" if name == axis else target) for name, target in sharding.DEFAULT_RULES
+  )
   axes = ("batch", "length", axis)
   for shape, shards in (((4, 2, 1), 1), ((2, 2, 2), 2)):
     with jax.set_mesh(cpu_mesh(*shape)), nnx.logical_axis_rules(rules):  # nothing runs on it

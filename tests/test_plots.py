@@ -7,8 +7,18 @@ import pytest
 from hope_jax.evaluation import plots
 
 
-@pytest.mark.parametrize("tokens, text", [(64, "64"), (512, "512"), (1024, "1k"), (1536, "1.5k"),
-                                          (32768, "32k"), (1 << 20, "1M"), (3 << 19, "1.5M")])
+@pytest.mark.parametrize(
+  "tokens, text",
+  [
+    (64, "64"),
+    (512, "512"),
+    (1024, "1k"),
+    (1536, "1.5k"),
+    (32768, "32k"),
+    (1 << 20, "1M"),
+    (3 << 19, "1.5M"),
+  ],
+)
 def test_format_length(tokens, text):
   assert plots.format_length(tokens) == text
 
@@ -23,10 +33,14 @@ def saved(monkeypatch):
 
 def test_metric_panels_share_one_legend_and_mark_the_training_length(saved):
   panels = {
-      "passkey_acc@T": {"rope": ([512, 1024, 2048], [0.9, 0.2, 0.0], [0.05, 0.1, 0.0]),
-                        "hope": ([512, 1024, 2048], [0.9, 0.6, 0.4], [0.0, 0.0, 0.0])},
-      "copy_acc@gap": {"rope": ([0, 100, 1000], [0.5, 0.3, 0.1], [0, 0, 0]),
-                       "hope": ([0, 100, 1000], [0.6, 0.4, 0.2], [0, 0, 0])},
+    "passkey_acc@T": {
+      "rope": ([512, 1024, 2048], [0.9, 0.2, 0.0], [0.05, 0.1, 0.0]),
+      "hope": ([512, 1024, 2048], [0.9, 0.6, 0.4], [0.0, 0.0, 0.0]),
+    },
+    "copy_acc@gap": {
+      "rope": ([0, 100, 1000], [0.5, 0.3, 0.1], [0, 0, 0]),
+      "hope": ([0, 100, 1000], [0.6, 0.4, 0.2], [0, 0, 0]),
+    },
   }
   plots.metric_panels("unused.png", panels, marker=512)
   (fig,) = saved

@@ -10,11 +10,14 @@ import pytest
 from hope_jax.positional import encoders
 
 # π to 200 digits, independent of the library's own (Machin) computation of 1/2π.
-PI = Fraction("3.14159265358979323846264338327950288419716939937510582097494459230781640628620899"
-              "86280348253421170679821480865132823066470938446095505822317253594081284811174502"
-              "8410270193852110555964462294895493038196")
-FREQS = np.concatenate([encoders.rope_frequencies(64),
-                        encoders.rope_frequencies(128, base=500000.0)])
+PI = Fraction(
+  "3.14159265358979323846264338327950288419716939937510582097494459230781640628620899"
+  "86280348253421170679821480865132823066470938446095505822317253594081284811174502"
+  "8410270193852110555964462294895493038196"
+)
+FREQS = np.concatenate(
+  [encoders.rope_frequencies(64), encoders.rope_frequencies(128, base=500000.0)]
+)
 ANGLE_TOLERANCE = 4e-6  # radians; measured: 1.2e-6 (32-bit positions), 1.7e-6 (64-bit)
 
 
@@ -50,7 +53,7 @@ def rotate_reference(x: np.ndarray, angles: np.ndarray) -> np.ndarray:
 
 def test_int32_positions_exact():
   rng = np.random.default_rng(0)
-  positions = np.concatenate([rng.integers(-2**31, 2**31, 200), [2**31 - 1, -2**31, 0, -1]])
+  positions = np.concatenate([rng.integers(-(2**31), 2**31, 200), [2**31 - 1, -(2**31), 0, -1]])
   assert angle_error(positions.astype(np.int32)) < ANGLE_TOLERANCE
 
 
@@ -74,8 +77,12 @@ def test_small_integer_dtypes():
 
 def test_int64_positions_exact_over_the_whole_range():
   rng = np.random.default_rng(2)
-  positions = np.concatenate([rng.integers(-2**63, 2**63 - 1, 200, dtype=np.int64),
-                              np.array([2**63 - 1, -2**63, 2**36, -2**36, 2**31, 0], np.int64)])
+  positions = np.concatenate(
+    [
+      rng.integers(-(2**63), 2**63 - 1, 200, dtype=np.int64),
+      np.array([2**63 - 1, -(2**63), 2**36, -(2**36), 2**31, 0], np.int64),
+    ]
+  )
   with jax.enable_x64(True):
     device = jnp.asarray(positions)
     assert device.dtype == jnp.int64
@@ -87,8 +94,12 @@ def test_int64_positions_exact_over_the_whole_range():
 
 def test_uint64_positions_exact_over_the_whole_range():
   rng = np.random.default_rng(3)
-  positions = np.concatenate([rng.integers(0, 2**64 - 1, 200, dtype=np.uint64, endpoint=True),
-                              np.array([2**64 - 1, 2**63, 0], np.uint64)])
+  positions = np.concatenate(
+    [
+      rng.integers(0, 2**64 - 1, 200, dtype=np.uint64, endpoint=True),
+      np.array([2**64 - 1, 2**63, 0], np.uint64),
+    ]
+  )
   with jax.enable_x64(True):
     assert angle_error(jnp.asarray(positions)) < ANGLE_TOLERANCE
 
@@ -98,13 +109,15 @@ def test_int64_rotation_keeps_the_relative_position_property():
   rng = np.random.default_rng(4)
   q, k = rng.standard_normal((2, 1, 1, 64)).astype(np.float32)
   with jax.enable_x64(True):
+
     def score(pq: int, pk: int) -> float:
       rq = encoders.apply_rotary(q[None], jnp.array([pq], jnp.int64), freqs)
       rk = encoders.apply_rotary(k[None], jnp.array([pk], jnp.int64), freqs)
       return float(jnp.sum(rq.astype(jnp.float32) * rk.astype(jnp.float32)))
+
     base = 3 * 2**50 + 12345
     exact = float(np.sum(rotate_reference(q, exact_angles([77], freqs)) * k))
-    for m, n in ((base + 77, base), (2**62 + 77, 2**62), (-2**40 + 77, -2**40)):
+    for m, n in ((base + 77, base), (2**62 + 77, 2**62), (-(2**40) + 77, -(2**40))):
       assert abs(score(m, n) - exact) < 1e-4 * float(np.linalg.norm(q) * np.linalg.norm(k))
 
 
@@ -117,12 +130,15 @@ def test_apply_rotary_with_uint32_positions_matches_float64():
   np.testing.assert_allclose(np.asarray(out, np.float64), expected, rtol=0, atol=2e-5)
 
 
-@pytest.mark.parametrize("positions", [
+@pytest.mark.parametrize(
+  "positions",
+  [
     np.array([0, 2**31]),  # NumPy int64 beyond int32: would wrap to −2^31 without x64
-    np.array([-2**40]),
+    np.array([-(2**40)]),
     np.array([2**32], np.uint64),
     [0, 2**35],  # a Python list
-])
+  ],
+)
 def test_host_positions_that_would_wrap_raise(positions):
   with pytest.raises(ValueError, match=r"positions must fit in u?int32.*jax_enable_x64"):
     encoders.rotation_angles(positions, FREQS)
@@ -132,12 +148,16 @@ def test_host_positions_that_would_wrap_raise(positions):
 
 
 def test_host_64_bit_positions_within_32_bits_are_accepted():
-  positions = np.array([-2**31, 2**31 - 1, 5], np.int64)
-  np.testing.assert_array_equal(encoders.rotation_angles(positions, FREQS),
-                                encoders.rotation_angles(positions.astype(np.int32), FREQS))
+  positions = np.array([-(2**31), 2**31 - 1, 5], np.int64)
+  np.testing.assert_array_equal(
+    encoders.rotation_angles(positions, FREQS),
+    encoders.rotation_angles(positions.astype(np.int32), FREQS),
+  )
   unsigned = np.array([2**32 - 1], np.uint64)
-  np.testing.assert_array_equal(encoders.rotation_angles(unsigned, FREQS),
-                                encoders.rotation_angles(unsigned.astype(np.uint32), FREQS))
+  np.testing.assert_array_equal(
+    encoders.rotation_angles(unsigned, FREQS),
+    encoders.rotation_angles(unsigned.astype(np.uint32), FREQS),
+  )
 
 
 @pytest.mark.parametrize("positions", [np.array([1.0, 2.0]), np.array([True, False]), [0.5]])
@@ -150,9 +170,9 @@ def test_non_integer_positions_raise(positions):
 # Forward-mode autodiff.
 
 FREQ_CASES = {
-    "rope": encoders.rope_frequencies(32),
-    "hope": encoders.hope_frequencies(32, train_length=64),
-    "non_prefix": encoders.rope_frequencies(32) * (np.arange(16) % 3 != 1),
+  "rope": encoders.rope_frequencies(32),
+  "hope": encoders.hope_frequencies(32, train_length=64),
+  "non_prefix": encoders.rope_frequencies(32) * (np.arange(16) % 3 != 1),
 }
 
 
@@ -172,8 +192,9 @@ def test_jvp_is_the_rotated_tangent(layout, name):
   xb, tb = jnp.asarray(x, jnp.bfloat16), jnp.asarray(tangent, jnp.bfloat16)
   _, tangent_b = jax.jit(lambda x, t: jax.jvp(rotate, (x,), (t,)))(xb, tb)
   assert tangent_b.dtype == jnp.bfloat16
-  np.testing.assert_allclose(np.asarray(tangent_b, np.float32), np.asarray(rotate(tb), np.float32),
-                             rtol=0, atol=2e-2)
+  np.testing.assert_allclose(
+    np.asarray(tangent_b, np.float32), np.asarray(rotate(tb), np.float32), rtol=0, atol=2e-2
+  )
 
 
 @pytest.mark.parametrize("layout", ["split_half", "interleaved"])

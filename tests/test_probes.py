@@ -56,13 +56,13 @@ def test_copy_from_natural_text() -> None:
     assert np.array_equal(stream[start : start + 10], row[:10])  # a contiguous span
     assert not (row == EOS).any()
   mixed = copy_examples(
-      seed=0,
-      num_examples=2,
-      segment_length=10,
-      gap=20,
-      source=split,
-      gap_source="random",
-      vocab_size=50,
+    seed=0,
+    num_examples=2,
+    segment_length=10,
+    gap=20,
+    source=split,
+    gap_source="random",
+    vocab_size=50,
   )
   assert (mixed.tokens[:, 10:30] < 50).all()
   with pytest.raises(ValueError, match="vocab_size"):
@@ -88,8 +88,8 @@ def test_passkey_layout() -> None:
 def test_passkey_depth_moves_the_needle() -> None:
   tok = load_tokenizer()
   starts = [
-      passkey_example(tok, length=400, depth=d, seed=3).metadata["needle_start"]
-      for d in (0.0, 0.5, 1.0)
+    passkey_example(tok, length=400, depth=d, seed=3).metadata["needle_start"]
+    for d in (0.0, 0.5, 1.0)
   ]
   assert starts[0] == len(tok.encode(PASSKEY_INTRO)) and starts[0] < starts[1] < starts[2]
   batch = passkey_examples(tok, length=300, depths=[0.0, 0.25, 1.0], seed=0)
@@ -116,7 +116,7 @@ def test_score_passkey_accepts_only_the_exact_key() -> None:
 def test_associative_recall_words() -> None:
   tok = load_tokenizer()
   ex = associative_recall_examples(
-      tok, seed=0, num_pairs=6, num_queries=3, distance=60, num_examples=4
+    tok, seed=0, num_pairs=6, num_queries=3, distance=60, num_examples=4
   )
   assert ex.tokens.shape[0] == 4 and ex.metadata["distances"].shape == (4, 3)
   for row, mask, dist in zip(ex.tokens, ex.target_mask, ex.metadata["distances"]):
@@ -133,7 +133,7 @@ def test_associative_recall_words() -> None:
 
 def test_associative_recall_random_tokens_exact_distance() -> None:
   ex = associative_recall_examples(
-      3000, seed=4, num_pairs=8, num_queries=4, distance=50, num_examples=3
+    3000, seed=4, num_pairs=8, num_queries=4, distance=50, num_examples=3
   )
   assert (ex.metadata["distances"] == 50).all()
   for row, mask in zip(ex.tokens, ex.target_mask):
@@ -146,7 +146,7 @@ def test_associative_recall_random_tokens_exact_distance() -> None:
       demo_pos = int(np.flatnonzero(row[:16] == key)[0]) + 1
       assert (p - 1) - (demo_pos + 1) == 50  # query start minus demonstration end
   other = associative_recall_examples(
-      3000, seed=5, num_pairs=8, num_queries=4, distance=50, num_examples=3
+    3000, seed=5, num_pairs=8, num_queries=4, distance=50, num_examples=3
   )
   assert not np.array_equal(ex.tokens, other.tokens)
   with pytest.raises(ValueError, match="num_queries=9"):

@@ -13,7 +13,7 @@ def python_blocks(section: str) -> list[str]:
   text = README.read_text(encoding="utf-8")
   start = text.index(f"\n## {section}")
   end = text.find("\n## ", start + 1)
-  return re.findall(r"```python\n(.*?)```", text[start:end if end >= 0 else None], re.S)
+  return re.findall(r"```python\n(.*?)```", text[start : end if end >= 0 else None], re.S)
 
 
 def test_encoder_example_runs(capsys):

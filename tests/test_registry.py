@@ -12,12 +12,28 @@ CTX = dict(head_dim=64, num_heads=8, train_length=512)
 
 def test_names():
   assert set(registry.encoder_names()) >= {
-      "rope", "hope", "nope", "p_rope", "partial_rope", "alibi", "kerple"}
+    "rope",
+    "hope",
+    "nope",
+    "p_rope",
+    "partial_rope",
+    "alibi",
+    "kerple",
+  }
 
 
-@pytest.mark.parametrize("name, rotated, bias", [
-    ("rope", 32, None), ("hope", 16, None), ("nope", 0, None), ("p_rope", 24, None),
-    ("partial_rope", 8, None), ("alibi", 0, "alibi"), ("kerple", 0, "kerple")])
+@pytest.mark.parametrize(
+  "name, rotated, bias",
+  [
+    ("rope", 32, None),
+    ("hope", 16, None),
+    ("nope", 0, None),
+    ("p_rope", 24, None),
+    ("partial_rope", 8, None),
+    ("alibi", 0, "alibi"),
+    ("kerple", 0, "kerple"),
+  ],
+)
 def test_builds_every_encoder(name, rotated, bias):
   enc = registry.build_encoding(name, **CTX)
   assert enc.num_rotated_bands == rotated and enc.bias == bias
@@ -60,7 +76,9 @@ def test_p_rope_parameter():
   np.testing.assert_array_equal(enc.frequencies, encoders.p_rope_frequencies(64, p=0.5))
 
 
-@pytest.mark.parametrize("name, kwargs, field", [
+@pytest.mark.parametrize(
+  "name, kwargs, field",
+  [
     ("rop", {}, "encoder"),
     ("hope", {"p": 0.5}, "'p'"),
     ("hope", {"train_length": 0}, "train_length"),
@@ -69,7 +87,8 @@ def test_p_rope_parameter():
     ("p_rope", {"p": 2.0}, "p"),
     ("rope", {"layout": "zigzag"}, "layout"),
     ("partial_rope", {"fraction": -1.0}, "fraction"),
-])
+  ],
+)
 def test_bad_configs_name_the_field(name, kwargs, field):
   args = {**CTX, **kwargs}
   with pytest.raises(ValueError, match=field):

@@ -43,13 +43,26 @@ def test_defaults_are_filled_once():
   assert run.optimizer.steps == run.train.steps == config.train.steps
 
 
-@pytest.mark.parametrize("field, value", [
-    ("model.num_layers", 0), ("model.head_dim", -2), ("model.train_length", -1),
-    ("model.encoder", "hopee"), ("model.dtype", "float8"), ("data.source", "web"),
-    ("data.seq_len", 0), ("train.learning_rate", -1.0), ("train.batch_size", 0),
-    ("train.init_on", "gpu"), ("mesh.tensor", 0), ("eval.scaling", "rope"),
-    ("eval.passkey.keys", 0), ("eval.copy.gaps", (-1.0,)), ("distributed", "maybe"),
-])
+@pytest.mark.parametrize(
+  "field, value",
+  [
+    ("model.num_layers", 0),
+    ("model.head_dim", -2),
+    ("model.train_length", -1),
+    ("model.encoder", "hopee"),
+    ("model.dtype", "float8"),
+    ("data.source", "web"),
+    ("data.seq_len", 0),
+    ("train.learning_rate", -1.0),
+    ("train.batch_size", 0),
+    ("train.init_on", "gpu"),
+    ("mesh.tensor", 0),
+    ("eval.scaling", "rope"),
+    ("eval.passkey.keys", 0),
+    ("eval.copy.gaps", (-1.0,)),
+    ("distributed", "maybe"),
+  ],
+)
 def test_a_bad_field_is_named_with_its_value(field, value):
   config = config_base.base_config()
   *path, key = field.split(".")
@@ -85,8 +98,9 @@ def test_eval_keys_are_grouped_per_evaluation():
 
 
 def test_saved_configs_with_flat_eval_keys_still_resolve():
-  path = os.path.join(REPO, "experiments", "extrapolation", "results", "runs", "hope",
-                      "config.json")
+  path = os.path.join(
+    REPO, "experiments", "extrapolation", "results", "runs", "hope", "config.json"
+  )
   with open(path, encoding="utf-8") as f:
     saved = json.load(f)
   assert "copy_gaps" in saved["eval"]  # written before the groups
@@ -94,13 +108,20 @@ def test_saved_configs_with_flat_eval_keys_still_resolve():
   assert run.eval.copy.gaps == tuple(saved["eval"]["copy_gaps"])
   assert run.eval.perplexity.lengths == tuple(saved["eval"]["lengths"])
   assert run.model.encoder == "hope" and run.model.train_length == 512
-  assert set(LEGACY_EVAL_KEYS) >= {k for k in saved["eval"] if "_" in k and k.split("_")[0] in
-                                   ("copy", "passkey", "recall", "attention")}
+  assert set(LEGACY_EVAL_KEYS) >= {
+    k
+    for k in saved["eval"]
+    if "_" in k and k.split("_")[0] in ("copy", "passkey", "recall", "attention")
+  }
 
 
 def test_command_line_sets_num_kept_bands_and_grouped_eval_keys():
-  argv = ["prog", f"--config={os.path.join(REPO, 'configs', 'tiny_cpu.py')}:hope",
-          "--config.model.encoder_params.num_kept_bands=6", "--config.eval.copy.gaps=(0.0,8.0)"]
+  argv = [
+    "prog",
+    f"--config={os.path.join(REPO, 'configs', 'tiny_cpu.py')}:hope",
+    "--config.model.encoder_params.num_kept_bands=6",
+    "--config.eval.copy.gaps=(0.0,8.0)",
+  ]
   flag_values = flags.FlagValues()
   holder = config_flags.DEFINE_config_file("config", flag_values=flag_values, sys_argv=argv)
   flag_values(argv)

@@ -33,20 +33,23 @@ def test_fused_gradients_match_the_xla_path():
   cotangent = jnp.asarray(np.random.default_rng(2).standard_normal((m, n)), jnp.bfloat16)
   results = {}
   for impl in ("xla", "pallas"):
-    f = lambda x, w, impl=impl: rp.rotary_matmul(x, w, cos, sin, head_dim=head_dim,
-                                                 rotating=rotating, impl=impl, tiles=SMALL)
+    f = lambda x, w, impl=impl: rp.rotary_matmul(
+      x, w, cos, sin, head_dim=head_dim, rotating=rotating, impl=impl, tiles=SMALL
+    )
     out, vjp = jax.vjp(f, x, w)
     results[impl] = [np.asarray(a, np.float32) for a in (out, *vjp(cotangent))]
   for fused, xla in zip(results["pallas"], results["xla"]):
-    np.testing.assert_allclose(fused, xla, atol=0.05, rtol=2 ** -7)
+    np.testing.assert_allclose(fused, xla, atol=0.05, rtol=2**-7)
 
 
 def qkv_inputs(b: int, t: int, d: int, head_dim: int, *, heads: tuple[int, int, int], seed: int):
   """bf16 x [b, t, d] and q, k, v weights [d, heads, head_dim] of a seeded generator."""
   rng = np.random.default_rng(seed)
   x = jnp.asarray(rng.standard_normal((b, t, d)), jnp.bfloat16)
-  return (x, *(jnp.asarray(rng.standard_normal((d, h, head_dim)) / np.sqrt(d), jnp.bfloat16)
-               for h in heads))
+  return (
+    x,
+    *(jnp.asarray(rng.standard_normal((d, h, head_dim)) / np.sqrt(d), jnp.bfloat16) for h in heads),
+  )
 
 
 @needs_mosaic
@@ -64,24 +67,27 @@ def test_qkv_projection_gradients_match_the_xla_path():
     return rotate(wq), rotate(wk), jnp.einsum("btd,dnh->btnh", x, wv)
 
   def fused(x, wq, wk, wv):
-    return rp.project_qkv(x, wq, wk, wv, cos, sin, rotating=rotating, tiles_q=SMALL,
-                          tiles_k=SMALL)
+    return rp.project_qkv(x, wq, wk, wv, cos, sin, rotating=rotating, tiles_q=SMALL, tiles_k=SMALL)
 
   rng = np.random.default_rng(4)
-  cotangents = tuple(jnp.asarray(rng.standard_normal(o.shape), jnp.bfloat16)
-                     for o in xla(x, wq, wk, wv))
+  cotangents = tuple(
+    jnp.asarray(rng.standard_normal(o.shape), jnp.bfloat16) for o in xla(x, wq, wk, wv)
+  )
   results = {}
   for name, f in (("xla", xla), ("fused", fused)):
     out, vjp = jax.vjp(f, x, wq, wk, wv)
     results[name] = [np.asarray(a, np.float32) for a in (*out, *vjp(cotangents))]
   for got, want in zip(results["fused"], results["xla"], strict=True):
-    np.testing.assert_allclose(got, want, atol=0.05, rtol=2 ** -7)
+    np.testing.assert_allclose(got, want, atol=0.05, rtol=2**-7)
 
 
 def test_selector_rule(monkeypatch):
   facts = dict(dtype=jnp.bfloat16, layout="split_half", rotates=True, tiling_problem=None)
-  pick = lambda requested, **kw: kernels.select("projection_impl", requested,  # noqa: E731
-                                                **{**facts, **kw})
+  pick = lambda requested, **kw: kernels.select(
+    "projection_impl",
+    requested,  # noqa: E731
+    **{**facts, **kw},
+  )
   assert pick("auto", backend="cpu") == "xla"
   assert pick("xla") == "xla"
   assert pick("pallas", rotates=False) == "xla"
@@ -117,11 +123,24 @@ def test_tiling_choice_and_errors():
   x = jnp.zeros((1, 100, 128), jnp.bfloat16)
   wq = jnp.zeros((128, 2, 64), jnp.bfloat16)
   with pytest.raises(ValueError, match="tokens=100"):
-    rp.rotary_projection(x, wq, wq, wq, jnp.zeros((1, 100), jnp.int32),
-                         encoders.rope_frequencies(64), implementation="pallas")
+    rp.rotary_projection(
+      x,
+      wq,
+      wq,
+      wq,
+      jnp.zeros((1, 100), jnp.int32),
+      encoders.rope_frequencies(64),
+      implementation="pallas",
+    )
   with pytest.raises(ValueError, match="cos/sin must be"):
-    rp.rotary_matmul(jnp.zeros((64, 128)), jnp.zeros((128, 128)), jnp.zeros((64, 8)),
-                     jnp.zeros((64, 8)), head_dim=64, rotating=(True,) * 32)
+    rp.rotary_matmul(
+      jnp.zeros((64, 128)),
+      jnp.zeros((128, 128)),
+      jnp.zeros((64, 8)),
+      jnp.zeros((64, 8)),
+      head_dim=64,
+      rotating=(True,) * 32,
+    )
 
 
 @needs_mosaic
@@ -131,11 +150,14 @@ def test_entry_point_matches_the_xla_path():
   x, wq, wk, wv = qkv_inputs(b, t, d, head_dim, heads=(2, 2, 2), seed=6)
   positions = 3 + jnp.broadcast_to(jnp.arange(t), (b, t))
   freqs = encoders.hope_frequencies(head_dim, train_length=32)
-  results = [kernels.rotary_projection(x, wq, wk, wv, positions, freqs, implementation=impl)
-             for impl in ("pallas", "xla")]
+  results = [
+    kernels.rotary_projection(x, wq, wk, wv, positions, freqs, implementation=impl)
+    for impl in ("pallas", "xla")
+  ]
   for got, want in zip(*results, strict=True):
-    np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want, np.float32),
-                               atol=0.05, rtol=2 ** -7)
+    np.testing.assert_allclose(
+      np.asarray(got, np.float32), np.asarray(want, np.float32), atol=0.05, rtol=2**-7
+    )
 
 
 def test_config_rejects_an_unknown_projection_impl(tiny_config):
@@ -161,9 +183,19 @@ def test_train_step_is_the_same_with_the_kernel(tiny_config):
   tokens = np.random.default_rng(4).integers(0, 128, (2, 65), dtype=np.int32)  # 128 rows
   mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]).reshape(1, 1, 1), sharding.MESH_AXES)
   results = _train_step_results(
-      lambda impl: tiny_config(num_layers=1, embed_dim=128, num_heads=2, num_kv_heads=2,
-                               dtype="bfloat16", encoder="hope", train_length=8,
-                               projection_impl=impl), mesh, tokens)
+    lambda impl: tiny_config(
+      num_layers=1,
+      embed_dim=128,
+      num_heads=2,
+      num_kv_heads=2,
+      dtype="bfloat16",
+      encoder="hope",
+      train_length=8,
+      projection_impl=impl,
+    ),
+    mesh,
+    tokens,
+  )
   assert results["pallas"] == pytest.approx(results["xla"], rel=2e-3)
 
 
@@ -175,13 +207,23 @@ def test_sharded_projection_matches_xla(tiny_config, monkeypatch, mesh_shape):
   intermittently with several devices (a barrier left allocated on device 1).  So it is XLA only:
   CPU devices, and the other implementations "xla" as "auto" picks them there.
   """
-  monkeypatch.setattr(rp, "_kernel_call", lambda x, w, cos, sin, *, head_dim, tiles:
-                      rp.xla_rotary_matmul(x, w, cos, sin, head_dim=head_dim,
-                                           rotating=(True,) * (head_dim // 2)))
+  monkeypatch.setattr(
+    rp,
+    "_kernel_call",
+    lambda x, w, cos, sin, *, head_dim, tiles: rp.xla_rotary_matmul(
+      x, w, cos, sin, head_dim=head_dim, rotating=(True,) * (head_dim // 2)
+    ),
+  )
   tokens = np.random.default_rng(5).integers(0, 128, (8, 65), dtype=np.int32)
   mesh = cpu_mesh(*mesh_shape)
   results = _train_step_results(
-      lambda impl: dataclasses.replace(on_cpu(tiny_config(
-          embed_dim=256, num_heads=4, num_kv_heads=4, dtype="bfloat16", encoder="rope")),
-          projection_impl=impl), mesh, tokens)
+    lambda impl: dataclasses.replace(
+      on_cpu(
+        tiny_config(embed_dim=256, num_heads=4, num_kv_heads=4, dtype="bfloat16", encoder="rope")
+      ),
+      projection_impl=impl,
+    ),
+    mesh,
+    tokens,
+  )
   assert results["pallas"] == pytest.approx(results["xla"], rel=1e-3)

@@ -21,8 +21,9 @@ def tiny_config(encoder="hope", **data_fields):
   config.model.update(dict(num_layers=1, embed_dim=64, num_heads=2, num_kv_heads=2, mlp_dim=128))
   config_base.set_encoder(config, encoder)
   config.data.update({"seq_len": 32, **data_fields})
-  config.train.update(dict(steps=1, batch_size=8, warmup_steps=0, log_every=1,
-                           checkpoint_every=1, tensorboard=False))
+  config.train.update(
+    dict(steps=1, batch_size=8, warmup_steps=0, log_every=1, checkpoint_every=1, tensorboard=False)
+  )
   config.eval.update(dict(evaluations=("perplexity",)))
   config.eval.perplexity.update(dict(lengths=(1,), max_windows=2))
   return config
@@ -37,8 +38,10 @@ def hope_run(tmp_path_factory):
 
 
 def _records(workdir):
-  return {name: open(os.path.join(workdir, name), "rb").read()
-          for name in ("config.json", "run_info.json")}
+  return {
+    name: open(os.path.join(workdir, name), "rb").read()
+    for name in ("config.json", "run_info.json")
+  }
 
 
 def test_evaluating_at_another_training_length_is_refused(hope_run):
@@ -89,11 +92,19 @@ def test_evaluate_does_not_create_a_mistyped_workdir(hope_run):
 
 def test_a_second_train_into_a_locked_workdir_fails_naming_it_and_the_holder(tmp_path):
   holder = subprocess.Popen(
-      [sys.executable, "-c", "import sys, time\n"
-       "from hope_jax.training import workdir_lock\n"
-       f"with workdir_lock.hold({str(tmp_path)!r}):\n"
-       "  print('held', flush=True); sys.stdin.read()"],
-      cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    [
+      sys.executable,
+      "-c",
+      "import sys, time\n"
+      "from hope_jax.training import workdir_lock\n"
+      f"with workdir_lock.hold({str(tmp_path)!r}):\n"
+      "  print('held', flush=True); sys.stdin.read()",
+    ],
+    cwd=REPO,
+    stdin=subprocess.PIPE,
+    stdout=subprocess.PIPE,
+    text=True,
+  )
   try:
     assert holder.stdout.readline().strip() == "held"
     with pytest.raises(workdir_lock.WorkdirLocked, match=rf"{tmp_path} .* process {holder.pid}"):
@@ -110,8 +121,10 @@ def _fake_run(directory, **run):
   eval_dir = directory / "eval"
   eval_dir.mkdir(parents=True)
   meta = {"encoder": "hope", "label": "hope", "train_length": 128, "seed": 0, **run}
-  result = {"run": meta, "results": [{"length": 128, "perplexity": 10.0, "tokens": 100,
-                                      "windows": 1}]}
+  result = {
+    "run": meta,
+    "results": [{"length": 128, "perplexity": 10.0, "tokens": 100, "windows": 1}],
+  }
   (eval_dir / "perplexity.json").write_text(json.dumps(result))
   return str(directory)
 

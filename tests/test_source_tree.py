@@ -58,23 +58,26 @@ def test_documents_are_packages_of_files_in_path_order(tree: Path) -> None:
   packages = {p.document.id: p for p in source_tree.iter_packages(_options(tree))}
   assert sorted(packages) == ["alpha", "beta", "top.py"]
   assert packages["beta"].document.text == (
-      "==> beta/a.py <==\nA = 1\n==> beta/b.py <==\nB = 2\n==> beta/sub/c.py <==\n"
+    "==> beta/a.py <==\nA = 1\n==> beta/b.py <==\nB = 2\n==> beta/sub/c.py <==\n"
   )
   assert packages["alpha"].document.text == (
-      "==> alpha/__init__.py <==\nfrom alpha.core import run\n"
-      "==> alpha/core.py <==\ndef run():\n  return 'ok'\n"
+    "==> alpha/__init__.py <==\nfrom alpha.core import run\n"
+    "==> alpha/core.py <==\ndef run():\n  return 'ok'\n"
   )
   assert (packages["beta"].files, packages["beta"].bytes) == (3, 11)
   assert source_tree.segments(packages["beta"].document.text) == [
-      "==> beta/a.py <==\nA = 1\n", "==> beta/b.py <==\nB = 2\n", "==> beta/sub/c.py <==\n"]
+    "==> beta/a.py <==\nA = 1\n",
+    "==> beta/b.py <==\nB = 2\n",
+    "==> beta/sub/c.py <==\n",
+  ]
   assert source_tree.package_of(packages["beta"].document.text) == "beta"
 
 
 def test_manifest_names_what_was_left_out_and_why(tree: Path) -> None:
   manifest = source_tree.manifest(_options(tree))
   assert manifest["dropped"] == [
-      {"path": "alpha/generated.py", "bytes": 1209, "reason": "over max_file_bytes=1000"},
-      {"path": "beta/latin.py", "bytes": 15, "reason": "not UTF-8 (invalid continuation byte)"},
+    {"path": "alpha/generated.py", "bytes": 1209, "reason": "over max_file_bytes=1000"},
+    {"path": "beta/latin.py", "bytes": 15, "reason": "not UTF-8 (invalid continuation byte)"},
   ]
   assert [p["name"] for p in manifest["packages"]] == ["alpha", "beta", "top.py"]
   totals = {k: sum(s[k] for s in manifest["splits"].values()) for k in ("packages", "files")}
@@ -141,8 +144,15 @@ def test_tokenizer_round_trip_on_real_files(tmp_path: Path) -> None:
 
 def test_through_tfds_and_the_token_cache(tmp_path: Path) -> None:
   root = _real_tree(tmp_path)
-  spec = {"source": "source_tree", "path": str(root), "data_dir": str(tmp_path / "tfds"),
-          "validation_percent": 20, "suffixes": ".py", "max_file_bytes": 500_000, "exclude": ""}
+  spec = {
+    "source": "source_tree",
+    "path": str(root),
+    "data_dir": str(tmp_path / "tfds"),
+    "validation_percent": 20,
+    "suffixes": ".py",
+    "max_file_bytes": 500_000,
+    "exclude": "",
+  }
   tok = load_tokenizer()
   options = source_tree.SourceTreeOptions.from_spec(spec)
   texts = {p.document.id: p.document.text for p in source_tree.iter_packages(options)}
@@ -161,16 +171,18 @@ def test_through_tfds_and_the_token_cache(tmp_path: Path) -> None:
       seen.add(name)
   assert seen == set(texts)
   first = tokenize_split(spec, "train", tok, cache_dir=tmp_path / "cache")
-  again = tokenize_split({**spec, "data_dir": str(tmp_path / "tfds2")}, "train", tok,
-                         cache_dir=tmp_path / "cache2")  # Prepared and tokenized afresh.
+  again = tokenize_split(
+    {**spec, "data_dir": str(tmp_path / "tfds2")}, "train", tok, cache_dir=tmp_path / "cache2"
+  )  # Prepared and tokenized afresh.
   assert again.path != first.path and np.array_equal(again.tokens, first.tokens)
   assert open_documents(spec, "train").identity.startswith("tree-t")
 
 
 def test_other_sources_ignore_the_new_fields(tmp_path: Path) -> None:
   plain = open_documents({"source": "embedded"}, "validation")
-  extra = open_documents({"source": "embedded", "suffixes": ".rs", "max_file_bytes": 1,
-                          "exclude": "*"}, "validation")
+  extra = open_documents(
+    {"source": "embedded", "suffixes": ".rs", "max_file_bytes": 1, "exclude": "*"}, "validation"
+  )
   assert plain.identity == extra.identity and plain.segment is None and extra.manifest is None
 
 
@@ -199,9 +211,18 @@ def test_train_command_on_a_source_tree_records_its_manifest(tree: Path, tmp_pat
   from test_train import small_config  # pylint: disable=import-outside-toplevel
 
   from hope_jax.config import commands  # pylint: disable=import-outside-toplevel
+
   config = small_config(steps=2, checkpoint_every=2)
-  config.data.update(dict(source="source_tree", path=str(tree), validation_percent=20.0,
-                          max_file_bytes=1000, exclude="tests", cache_dir=str(tmp_path / "cache")))
+  config.data.update(
+    dict(
+      source="source_tree",
+      path=str(tree),
+      validation_percent=20.0,
+      max_file_bytes=1000,
+      exclude="tests",
+      cache_dir=str(tmp_path / "cache"),
+    )
+  )
   config.data.seq_len = 8
   summary = commands.train(config, str(tmp_path / "run"), verbose=False)
   assert summary["final_step"] == 2 and np.isfinite(summary["final_loss"])

@@ -14,20 +14,38 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run(encoder, seed, scaling="none"):
-  return {"encoder": encoder, "label": encoder, "scaling": scaling, "scaling_factor": 0.0,
-          "seed": seed, "train_length": 64, "step": 100}
+  return {
+    "encoder": encoder,
+    "label": encoder,
+    "scaling": scaling,
+    "scaling_factor": 0.0,
+    "seed": seed,
+    "train_length": 64,
+    "step": 100,
+  }
 
 
-def write_run(root, name, encoder, seed, perplexities, metrics=None, *, scaling="none",
-              subdir="eval"):
+def write_run(
+  root, name, encoder, seed, perplexities, metrics=None, *, scaling="none", subdir="eval"
+):
   """Writes DIR/<subdir>/perplexity.json (lengths 64, 128) and summary.json; returns DIR."""
   eval_dir = os.path.join(root, name, subdir)
   os.makedirs(eval_dir, exist_ok=True)
-  results = [{"length": n, "multiple": n / 64, "nll": 0.0, "perplexity": p, "windows": 4,
-              "tokens": 4 * (n - 1),
-              "position_buckets": [{"start": 0, "end": n // 2, "nll": 3.0},
-                                   {"start": n // 2, "end": n - 1, "nll": 2.5}]}
-             for n, p in zip((64, 128), perplexities)]
+  results = [
+    {
+      "length": n,
+      "multiple": n / 64,
+      "nll": 0.0,
+      "perplexity": p,
+      "windows": 4,
+      "tokens": 4 * (n - 1),
+      "position_buckets": [
+        {"start": 0, "end": n // 2, "nll": 3.0},
+        {"start": n // 2, "end": n - 1, "nll": 2.5},
+      ],
+    }
+    for n, p in zip((64, 128), perplexities)
+  ]
   run = _run(encoder, seed, scaling)
   with open(os.path.join(eval_dir, "perplexity.json"), "w") as f:
     json.dump({"run": run, "results": results}, f)
@@ -41,13 +59,35 @@ def write_run(root, name, encoder, seed, perplexities, metrics=None, *, scaling=
 def runs(tmp_path):
   root = str(tmp_path)
   dirs = [
-      write_run(root, "rope0", "rope", 0, (10.0, 100.0),
-                {"passkey_acc": 0.2, "passkey_acc@T=64": 0.4, "passkey_acc@T=128": 0.0,
-                 "copy_text_acc@gap=0": 0.9, "copy_text_acc@gap=32": 0.5}),
-      write_run(root, "rope1", "rope", 1, (12.0, 140.0),
-                {"passkey_acc": 0.4, "passkey_acc@T=64": 0.8, "passkey_acc@T=128": 0.0,
-                 "copy_text_acc@gap=0": 0.7, "copy_text_acc@gap=32": 0.3}),
-      write_run(root, "hope0", "hope", 0, (11.0, 20.0), {"passkey_acc": 1.0}),
+    write_run(
+      root,
+      "rope0",
+      "rope",
+      0,
+      (10.0, 100.0),
+      {
+        "passkey_acc": 0.2,
+        "passkey_acc@T=64": 0.4,
+        "passkey_acc@T=128": 0.0,
+        "copy_text_acc@gap=0": 0.9,
+        "copy_text_acc@gap=32": 0.5,
+      },
+    ),
+    write_run(
+      root,
+      "rope1",
+      "rope",
+      1,
+      (12.0, 140.0),
+      {
+        "passkey_acc": 0.4,
+        "passkey_acc@T=64": 0.8,
+        "passkey_acc@T=128": 0.0,
+        "copy_text_acc@gap=0": 0.7,
+        "copy_text_acc@gap=32": 0.3,
+      },
+    ),
+    write_run(root, "hope0", "hope", 0, (11.0, 20.0), {"passkey_acc": 1.0}),
   ]
   # A YaRN-scaled evaluation of rope0 beside its plain one.
   write_run(root, "rope0", "rope", 0, (10.0, 30.0), scaling="yarn", subdir="eval_yarn")
@@ -90,8 +130,9 @@ def test_eval_dirs_are_found_once(runs):
 def test_probe_summaries_alone_make_a_table(tmp_path):
   eval_dir = tmp_path / "run" / "eval"
   eval_dir.mkdir(parents=True)
-  (eval_dir / "summary.json").write_text(json.dumps(
-      {"run": _run("nope", 0), "metrics": {"recall_words_acc@d=32": 0.5}}))
+  (eval_dir / "summary.json").write_text(
+    json.dumps({"run": _run("nope", 0), "metrics": {"recall_words_acc@d=32": 0.5}})
+  )
   markdown = tables.write_tables([str(tmp_path / "run")], str(tmp_path / "t.md"))
   assert "Perplexity" not in markdown and "| nope | 1 | 0.50 |" in markdown
   with pytest.raises(FileNotFoundError, match="perplexity.json"):
@@ -100,25 +141,34 @@ def test_probe_summaries_alone_make_a_table(tmp_path):
 
 def test_table_command_line(runs, tmp_path):
   out = str(tmp_path / "cli.md")
-  proc = subprocess.run([sys.executable, "-m", "hope_jax", "table", *runs, f"--out={out}"],
-                        cwd=REPO, capture_output=True, text=True, timeout=120,
-                        env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  proc = subprocess.run(
+    [sys.executable, "-m", "hope_jax", "table", *runs, f"--out={out}"],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    env={**os.environ, "JAX_PLATFORMS": "cpu"},
+  )
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "11.00 ± 1.41" in proc.stdout and os.path.exists(out)
 
 
 def test_series_styles_stay_distinct_past_ten_lines():
   from hope_jax.evaluation import plots
+
   styles = [tuple(sorted(plots.series_style(i).items())) for i in range(40)]
   assert len(set(styles)) == 40
 
 
 def test_probe_seeds_count_only_runs_that_measured_the_family(tmp_path):
   root = str(tmp_path)
-  dirs = [write_run(root, "hope0", "hope", 0, (11.0, 20.0),
-                    {"passkey_acc@T=64": 0.4, "copy_text_acc@gap=0": 0.9}),
-          write_run(root, "hope1", "hope", 1, (12.0, 22.0), {"passkey_acc@T=64": 0.6}),
-          write_run(root, "alibi0", "alibi", 0, (9.0, 10.0), {"passkey_acc@T=64": 0.2})]
+  dirs = [
+    write_run(
+      root, "hope0", "hope", 0, (11.0, 20.0), {"passkey_acc@T=64": 0.4, "copy_text_acc@gap=0": 0.9}
+    ),
+    write_run(root, "hope1", "hope", 1, (12.0, 22.0), {"passkey_acc@T=64": 0.6}),
+    write_run(root, "alibi0", "alibi", 0, (9.0, 10.0), {"passkey_acc@T=64": 0.2}),
+  ]
   markdown = tables.summary_markdown(tables.load_results(dirs, "summary.json"))
   copy = markdown.split("**copy_text_acc@gap**")[1].split("**")[0]
   passkey = markdown.split("**passkey_acc@T**")[1]

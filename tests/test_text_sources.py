@@ -18,17 +18,17 @@ import tensorflow_datasets as tfds
 
 from hope_jax.data.corpus_tools import LICENSES, build_embedded, select_documents
 from hope_jax.data.text_sources import (
-    DataFileError,
-    Document,
-    ReadStats,
-    embedded_corpus_dir,
-    in_validation,
-    iter_documents,
-    iter_local_split,
-    local_fingerprint,
-    local_split_names,
-    open_documents,
-    tfds_text_field,
+  DataFileError,
+  Document,
+  ReadStats,
+  embedded_corpus_dir,
+  in_validation,
+  iter_documents,
+  iter_local_split,
+  local_fingerprint,
+  local_split_names,
+  open_documents,
+  tfds_text_field,
 )
 
 
@@ -51,9 +51,9 @@ def mixed_dir(tmp_path: Path) -> Path:
   _jsonl(root / "b.jsonl", [{"id": "b1", "text": "bee one"}, {"id": "b2", "text": ""}])
   _jsonl(root / "c.jsonl.gz", [{"id": "c1", "text": "sea one"}], gzip.open)
   _jsonl(
-      root / "d.jsonl.xz",
-      [{"id": "d1", "text": "dee one"}, {"id": "d2", "text": "dee two"}],
-      lzma.open,
+    root / "d.jsonl.xz",
+    [{"id": "d1", "text": "dee one"}, {"id": "d2", "text": "dee two"}],
+    lzma.open,
   )
   return root
 
@@ -62,11 +62,11 @@ def test_reads_all_formats_and_counts_empty(mixed_dir: Path) -> None:
   stats = ReadStats()
   docs = list(iter_documents(mixed_dir, stats=stats))
   assert sorted(d.text for d in docs) == [
-      "a text file document",
-      "bee one",
-      "dee one",
-      "dee two",
-      "sea one",
+    "a text file document",
+    "bee one",
+    "dee one",
+    "dee two",
+    "sea one",
   ]
   assert (stats.documents, stats.skipped_empty) == (5, 2)
   assert {"sub/one.txt", "b1", "c1", "d1", "d2"} == {d.id for d in docs}
@@ -107,16 +107,16 @@ def test_missing_text_field_names_file_and_line(tmp_path: Path) -> None:
 
 def test_hash_split_is_deterministic_and_partitions(tmp_path: Path) -> None:
   path = _jsonl(
-      tmp_path / "all.jsonl", [{"id": f"doc{i}", "text": f"text {i}"} for i in range(200)]
+    tmp_path / "all.jsonl", [{"id": f"doc{i}", "text": f"text {i}"} for i in range(200)]
   )
   train = [d.id for d in iter_local_split(path, "train", validation_percent=20)]
   validation = [d.id for d in iter_local_split(path, "validation", validation_percent=20)]
   assert sorted(train + validation) == sorted(f"doc{i}" for i in range(200))
   assert not set(train) & set(validation)
   expected = [
-      f"doc{i}"
-      for i in range(200)
-      if int(hashlib.sha1(f"doc{i}".encode()).hexdigest(), 16) % 100 < 20
+    f"doc{i}"
+    for i in range(200)
+    if int(hashlib.sha1(f"doc{i}".encode()).hexdigest(), 16) % 100 < 20
   ]
   assert validation == expected and 20 <= len(validation) <= 60
   assert all(in_validation(i, 20) for i in validation)
@@ -191,28 +191,28 @@ LOCAL_TFDS_SCRIPT = textwrap.dedent("""
 
 
 def test_local_tfds_builder_in_subprocess_without_tensorflow(
-    mixed_dir: Path, tmp_path: Path
+  mixed_dir: Path, tmp_path: Path
 ) -> None:
   data_dir = tmp_path / "tfds"
   result = subprocess.run(
-      [sys.executable, "-c", LOCAL_TFDS_SCRIPT, str(mixed_dir), str(data_dir)],
-      capture_output=True,
-      text=True,
-      timeout=120,
-      env={**os.environ, "TFDS_DATA_DIR": str(tmp_path / "unused")},
+    [sys.executable, "-c", LOCAL_TFDS_SCRIPT, str(mixed_dir), str(data_dir)],
+    capture_output=True,
+    text=True,
+    timeout=120,
+    env={**os.environ, "TFDS_DATA_DIR": str(tmp_path / "unused")},
   )
   assert result.returncode == 0, result.stderr[-3000:]
   out = json.loads(result.stdout.split("RESULT", 1)[1])
   assert out["tensorflow_imported"] is False
   assert out["array_record_files"] and all("array_record" in f for f in out["array_record_files"])
   expected = {
-      s: sorted(d.text for d in iter_local_split(mixed_dir, s, validation_percent=30))
-      for s in ("train", "validation")
+    s: sorted(d.text for d in iter_local_split(mixed_dir, s, validation_percent=30))
+    for s in ("train", "validation")
   }
   assert out["train"] == expected["train"] and out["validation"] == expected["validation"]
   assert out["train_skipped"] + out["validation_skipped"] == 2
   assert (
-      out["data_source_len"] == len(expected["train"]) + out["train_skipped"]
+    out["data_source_len"] == len(expected["train"]) + out["train_skipped"]
   )  # empty docs are stored
   assert not (tmp_path / "unused").exists()
 
@@ -223,10 +223,10 @@ def test_local_sources_do_not_collide(tmp_path: Path) -> None:
     _jsonl(tmp_path / name / "train.jsonl", [{"text": f"corpus {name}"}])
   data_dir = str(tmp_path / "tfds")
   first = open_documents(
-      {"source": "local", "path": str(tmp_path / "one"), "data_dir": data_dir}, "train"
+    {"source": "local", "path": str(tmp_path / "one"), "data_dir": data_dir}, "train"
   )
   second = open_documents(
-      {"source": "local", "path": str(tmp_path / "two"), "data_dir": data_dir}, "train"
+    {"source": "local", "path": str(tmp_path / "two"), "data_dir": data_dir}, "train"
   )
   assert list(first) == ["corpus one"] and list(second) == ["corpus two"]
   assert first.identity != second.identity
@@ -234,15 +234,15 @@ def test_local_sources_do_not_collide(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "field"),
-    [
-        ("pg19", "book_text"),
-        ("c4/en", "text"),
-        ("c4/realnewslike:3.1.0", "text"),
-        ("scientific_papers/arxiv", "article"),
-        ("scientific_papers/pubmed", "article"),
-        ("wikipedia/20230601.en", "text"),
-    ],
+  ("name", "field"),
+  [
+    ("pg19", "book_text"),
+    ("c4/en", "text"),
+    ("c4/realnewslike:3.1.0", "text"),
+    ("scientific_papers/arxiv", "article"),
+    ("scientific_papers/pubmed", "article"),
+    ("wikipedia/20230601.en", "text"),
+  ],
 )
 def test_catalog_text_fields(name: str, field: str) -> None:
   assert tfds_text_field(name) == field
@@ -255,16 +255,16 @@ def test_unknown_catalog_name_needs_text_field() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "split", "field", "other"),
-    [
-        ("pg19", "validation", "book_text", "book_title"),
-        ("scientific_papers/arxiv", "test", "article", "abstract"),
-        ("c4/en", "validation", "text", "url"),
-        ("wikipedia/20230601.en", "train", "text", "title"),
-    ],
+  ("name", "split", "field", "other"),
+  [
+    ("pg19", "validation", "book_text", "book_title"),
+    ("scientific_papers/arxiv", "test", "article", "abstract"),
+    ("c4/en", "validation", "text", "url"),
+    ("wikipedia/20230601.en", "train", "text", "title"),
+  ],
 )
 def test_tfds_source_with_mock_data(
-    tmp_path: Path, name: str, split: str, field: str, other: str
+  tmp_path: Path, name: str, split: str, field: str, other: str
 ) -> None:
   spec = {"source": "tfds", "name": name, "data_dir": str(tmp_path)}
   with tfds.testing.mock_data(num_examples=5):

@@ -12,23 +12,40 @@ from pathlib import Path
 import pytest
 
 from hope_jax.data.tokenizer import (
-    BOS_ID,
-    EOS_ID,
-    PAD_ID,
-    UNK_ID,
-    default_model_path,
-    load_tokenizer,
-    train_tokenizer,
+  BOS_ID,
+  EOS_ID,
+  PAD_ID,
+  UNK_ID,
+  default_model_path,
+  load_tokenizer,
+  train_tokenizer,
 )
 
 SAMPLE = "Hello  world,\n    def f(x):\n        return 12345\n\n\tÜber ☃ 日本 — done.\n"
-WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "while", "seven", "wizards", "quietly", "hex", "jolly", "boxers"]
+WORDS = [
+  "the",
+  "quick",
+  "brown",
+  "fox",
+  "jumps",
+  "over",
+  "the",
+  "lazy",
+  "dog",
+  "while",
+  "seven",
+  "wizards",
+  "quietly",
+  "hex",
+  "jolly",
+  "boxers",
+]
 
 
 def _write_corpus(tmp_path: Path) -> list[str]:
   """A jsonl.xz file and a directory of .txt files of simple sentences."""
   lines = [
-      " ".join(WORDS[(i * 7 + j) % len(WORDS)] for j in range(12)) + f" {i}." for i in range(300)
+    " ".join(WORDS[(i * 7 + j) % len(WORDS)] for j in range(12)) + f" {i}." for i in range(300)
   ]
   with lzma.open(tmp_path / "a.jsonl.xz", "wt", encoding="utf-8") as f:
     for i in range(0, 200, 10):
@@ -43,10 +60,10 @@ def test_default_tokenizer_properties() -> None:
   tok = load_tokenizer()
   assert tok.vocab_size == 16384
   assert (tok.pad_id, tok.bos_id, tok.eos_id, tok.processor.unk_id()) == (
-      PAD_ID,
-      BOS_ID,
-      EOS_ID,
-      UNK_ID,
+    PAD_ID,
+    BOS_ID,
+    EOS_ID,
+    UNK_ID,
   )
   assert tok.fingerprint == hashlib.sha256(default_model_path().read_bytes()).hexdigest()[:16]
   assert default_model_path().stat().st_size < 1_000_000
@@ -96,7 +113,7 @@ def test_train_tokenizer_small(tmp_path: Path) -> None:
 def test_train_tokenizer_missing_input(tmp_path: Path) -> None:
   with pytest.raises(FileNotFoundError, match="does-not-exist"):
     train_tokenizer(
-        [str(tmp_path / "does-not-exist")], model_prefix=str(tmp_path / "t"), vocab_size=300
+      [str(tmp_path / "does-not-exist")], model_prefix=str(tmp_path / "t"), vocab_size=300
     )
 
 
@@ -104,18 +121,18 @@ def test_cli_trains_a_model(tmp_path: Path) -> None:
   inputs = _write_corpus(tmp_path)
   prefix = tmp_path / "cli" / "tok"
   result = subprocess.run(
-      [
-          sys.executable,
-          "-m",
-          "hope_jax.data.tokenizer",
-          "train",
-          f"--input={','.join(inputs)}",
-          f"--model_prefix={prefix}",
-          "--vocab_size=300",
-      ],
-      capture_output=True,
-      text=True,
-      timeout=120,
+    [
+      sys.executable,
+      "-m",
+      "hope_jax.data.tokenizer",
+      "train",
+      f"--input={','.join(inputs)}",
+      f"--model_prefix={prefix}",
+      "--vocab_size=300",
+    ],
+    capture_output=True,
+    text=True,
+    timeout=120,
   )
   assert result.returncode == 0, result.stderr
   assert "wrote" in result.stdout

@@ -26,8 +26,17 @@ def small_config(**train_fields):
   config = config_base.base_config()
   config.model.update(dict(num_layers=1, embed_dim=64, num_heads=2, num_kv_heads=2, mlp_dim=128))
   config.data.seq_len = 32
-  config.train.update(dict(steps=8, batch_size=8, learning_rate=1e-2, warmup_steps=2,
-                           log_every=1, checkpoint_every=4, tensorboard=False))
+  config.train.update(
+    dict(
+      steps=8,
+      batch_size=8,
+      learning_rate=1e-2,
+      warmup_steps=2,
+      log_every=1,
+      checkpoint_every=4,
+      tensorboard=False,
+    )
+  )
   config.train.update(train_fields)
   return config
 
@@ -43,10 +52,12 @@ def test_killed_and_resumed_run_reproduces_losses_bit_for_bit(tmp_path):
   second = commands.train(small_config(), str(tmp_path / "resumed"), verbose=False)
   assert second["start_step"] == 3 and second["final_step"] == 8
   assert losses(first["history"]) + losses(second["history"]) == losses(full["history"])
+
   # The metrics file of the resumed run holds the same records as the uninterrupted one.
   def read(path):
     with open(path / "metrics.jsonl") as f:
       return [(r["step"], r["loss"]) for r in map(json.loads, f)]
+
   assert read(tmp_path / "resumed") == read(tmp_path / "full")
 
 
@@ -61,8 +72,9 @@ def test_workdir_records_config_version_and_devices(tmp_path):
 
 
 def test_nan_loss_stops_with_step_and_checkpoint(tmp_path):
-  config = small_config(steps=6, learning_rate=1e35, warmup_steps=0, clip_norm=0.0,
-                        checkpoint_every=1, log_every=1)
+  config = small_config(
+    steps=6, learning_rate=1e35, warmup_steps=0, clip_norm=0.0, checkpoint_every=1, log_every=1
+  )
   with pytest.raises(train.TrainingDiverged, match=r"at step \d+.*checkpoint"):
     commands.train(config, str(tmp_path), verbose=False)
   # Every saved checkpoint precedes the divergence.
@@ -93,18 +105,24 @@ def test_setup_restores_without_building_a_fresh_state(tmp_path, monkeypatch):
   with pytest.raises(ValueError, match="step=2 .* workdir=None"):
     resolve(small_config()).setup(None, step=2)
   commands.train(small_config(steps=4, checkpoint_every=2), str(tmp_path), verbose=False)
+
   def no_fresh_state(*args, **kwargs):
     raise AssertionError("a fresh state was built before restoring")
+
   monkeypatch.setattr(training_setup.train_step, "create_train_state", no_fresh_state)
   latest = resolve(small_config()).setup(str(tmp_path))
   earlier = resolve(small_config()).setup(str(tmp_path), step=2, fresh_ok=False)
   assert (latest.restored_step, earlier.restored_step) == (4, 2)
   assert int(latest.state.step) == 4 and int(earlier.state.step) == 2
-  assert latest.state.params["embedding"].get_value().sharding == \
-      latest.shardings.params["embedding"].get_value()
+  assert (
+    latest.state.params["embedding"].get_value().sharding
+    == latest.shardings.params["embedding"].get_value()
+  )
 
 
-@pytest.mark.parametrize("field, value, message", [
+@pytest.mark.parametrize(
+  "field, value, message",
+  [
     ("train.grad_accum_steps", 3, "grad_accum_steps"),
     ("train.min_lr_ratio", 1.5, "min_lr_ratio"),
     ("train.learning_rate", -1.0, "learning_rate"),
@@ -113,7 +131,8 @@ def test_setup_restores_without_building_a_fresh_state(tmp_path, monkeypatch):
     ("data.source", "web", "data.source"),
     ("train.init_on", "gpu", "train.init_on"),
     ("train.batch_size", 6, "batch"),
-])
+  ],
+)
 def test_bad_config_values_fail_before_compiling(tmp_path, field, value, message):
   config = small_config()
   section, key = field.split(".")
@@ -132,13 +151,21 @@ def test_encoder_params_not_taken_by_the_encoder_are_rejected():
 
 def _cli(args, **kwargs):
   env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
-  return subprocess.Popen([sys.executable, "-m", "hope_jax", *args], cwd=REPO, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+  return subprocess.Popen(
+    [sys.executable, "-m", "hope_jax", *args],
+    cwd=REPO,
+    env=env,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+    **kwargs,
+  )
 
 
 def test_cli_rejects_unknown_keys(tmp_path):
-  proc = _cli(["train", "--config=configs/tiny_cpu.py", f"--workdir={tmp_path}",
-               "--config.train.stepz=5"])
+  proc = _cli(
+    ["train", "--config=configs/tiny_cpu.py", f"--workdir={tmp_path}", "--config.train.stepz=5"]
+  )
   out, _ = proc.communicate(timeout=120)
   assert proc.returncode != 0 and "stepz" in out
   assert not (tmp_path / "checkpoints").exists()
@@ -147,10 +174,16 @@ def test_cli_rejects_unknown_keys(tmp_path):
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_saves_a_checkpoint_and_exits_75(tmp_path, signum):
   """Issue 20.4: preemption (SIGTERM, Ctrl-C) saves, exits 75 and says it will resume."""
-  flags = ["--config=configs/tiny_cpu.py", f"--workdir={tmp_path}", "--config.train.log_every=1",
-           "--config.train.checkpoint_every=100000", "--config.model.num_layers=1",
-           "--config.data.seq_len=32", "--config.train.batch_size=4",
-           "--config.train.tensorboard=False"]
+  flags = [
+    "--config=configs/tiny_cpu.py",
+    f"--workdir={tmp_path}",
+    "--config.train.log_every=1",
+    "--config.train.checkpoint_every=100000",
+    "--config.model.num_layers=1",
+    "--config.data.seq_len=32",
+    "--config.train.batch_size=4",
+    "--config.train.tensorboard=False",
+  ]
   proc = _cli(["train", *flags, "--config.train.steps=100000"])
   metrics = tmp_path / "metrics.jsonl"
   deadline = time.time() + 150

@@ -16,12 +16,12 @@ from hope_jax.config import base as config_base
 # Trained variants: encoder name and parameters.  "hope_p2" is a beyond-the-paper cutoff (bands
 # with at least two full periods within L).
 VARIANTS = {
-    "rope": ("rope", {}),
-    "hope": ("hope", {}),
-    "nope": ("nope", {}),
-    "p_rope": ("p_rope", {"p": 0.75}),
-    "alibi": ("alibi", {}),
-    "hope_p2": ("hope", {"min_periods": 2.0}),
+  "rope": ("rope", {}),
+  "hope": ("hope", {}),
+  "nope": ("nope", {}),
+  "p_rope": ("p_rope", {"p": 0.75}),
+  "alibi": ("alibi", {}),
+  "hope_p2": ("hope", {"min_periods": 2.0}),
 }
 
 
@@ -34,16 +34,40 @@ def get_config(arg: str | None = None):
   encoder, params = VARIANTS[variant]
   config = config_base.base_config()
   config.seed = int(options.pop("seed", 0))
-  config.model.update(dict(num_layers=8, embed_dim=512, num_heads=8, num_kv_heads=8, mlp_dim=1408,
-                           tie_embeddings=True, dtype="bfloat16"))
+  config.model.update(
+    dict(
+      num_layers=8,
+      embed_dim=512,
+      num_heads=8,
+      num_kv_heads=8,
+      mlp_dim=1408,
+      tie_embeddings=True,
+      dtype="bfloat16",
+    )
+  )
   config_base.set_encoder(config, encoder, **params)
   config.data.update(dict(source="local", path="../shared/corpus/prose", seq_len=512))
   # 19.6M training tokens with the shipped tokenizer; 1,800 steps × 64 × 512 = 59M tokens = 3 epochs.
-  config.train.update(dict(steps=1800, batch_size=64, learning_rate=1e-3, warmup_steps=180,
-                           min_lr_ratio=0.1, weight_decay=0.1, log_every=100,
-                           checkpoint_every=600, keep_checkpoints=1))
-  config.eval.update(dict(batch_tokens=65536, scaling=options.pop("scaling", "none"),
-                          logn_scaling=bool(int(options.pop("logn", 0)))))
+  config.train.update(
+    dict(
+      steps=1800,
+      batch_size=64,
+      learning_rate=1e-3,
+      warmup_steps=180,
+      min_lr_ratio=0.1,
+      weight_decay=0.1,
+      log_every=100,
+      checkpoint_every=600,
+      keep_checkpoints=1,
+    )
+  )
+  config.eval.update(
+    dict(
+      batch_tokens=65536,
+      scaling=options.pop("scaling", "none"),
+      logn_scaling=bool(int(options.pop("logn", 0))),
+    )
+  )
   config.eval.perplexity.update(dict(lengths=(1, 2, 4, 8, 16, 32, 64), max_windows=64))
   config.eval.passkey.update(dict(lengths=(1, 2, 4, 8, 16, 32), keys=5))
   config.eval.copy.update(dict(gaps=(0.0, 1.0, 4.0, 16.0), segment_length=64))

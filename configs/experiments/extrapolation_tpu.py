@@ -29,8 +29,17 @@ def get_config(arg: str | None = None):
   config_base.set_model_size(config, "340m")
   config.model.update(dict(dtype="bfloat16", remat="dots_no_batch", attention_impl="auto"))
   config.data.update(dict(source="tfds", name="pg19", path="", seq_len=2048))
-  config.train.update(dict(steps=50000, batch_size=256, learning_rate=3e-4, warmup_steps=2000,
-                           log_every=100, checkpoint_every=1000, keep_checkpoints=3))
+  config.train.update(
+    dict(
+      steps=50000,
+      batch_size=256,
+      learning_rate=3e-4,
+      warmup_steps=2000,
+      log_every=100,
+      checkpoint_every=1000,
+      keep_checkpoints=3,
+    )
+  )
   config.mesh.update(dict(data=-1, fsdp=4, tensor=1))  # e.g. a v5p-32 slice: 16 chips = 4 × 4
   config.eval.perplexity.update(dict(lengths=(1, 2, 4, 8, 16, 32), max_windows=256))
   return config

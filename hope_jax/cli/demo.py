@@ -24,9 +24,18 @@ def demo_config(encoder: str) -> ml_collections.ConfigDict:
   config_base.set_model_size(config, "tiny")
   config_base.set_encoder(config, encoder)
   config.data.seq_len = 64
-  config.train.update(dict(steps=300, batch_size=16, learning_rate=3e-3, warmup_steps=30,
-                           log_every=50, checkpoint_every=300, keep_checkpoints=1,
-                           tensorboard=False))
+  config.train.update(
+    dict(
+      steps=300,
+      batch_size=16,
+      learning_rate=3e-3,
+      warmup_steps=30,
+      log_every=50,
+      checkpoint_every=300,
+      keep_checkpoints=1,
+      tensorboard=False,
+    )
+  )
   config.eval.update(dict(batch_tokens=8192, evaluations=("perplexity",)))
   config.eval.perplexity.update(dict(lengths=(1, 2, 4, 8), max_windows=48))
   config.lock()
@@ -48,6 +57,8 @@ def run_demo(workdir: str = "workdirs/demo", *, verbose: bool = True) -> str:
   out = os.path.join(workdir, "demo_table.md")
   markdown = tables.write_tables(run_dirs, out)
   print(markdown)
-  print(f"wrote {out}, {os.path.splitext(out)[0]}.csv and {os.path.splitext(out)[0]}.png "
-        f"({time.perf_counter() - start:.0f} s)")
+  print(
+    f"wrote {out}, {os.path.splitext(out)[0]}.csv and {os.path.splitext(out)[0]}.png "
+    f"({time.perf_counter() - start:.0f} s)"
+  )
   return markdown

@@ -19,15 +19,20 @@ def convert(source: str, workdir: str, config: ml_collections.ConfigDict | None)
   the new run's whole config: e.g. the same model with encoder HoPE.
   """
   if os.path.isfile(os.path.join(source, "config.json")) and not os.path.isdir(
-      os.path.join(source, "checkpoints")):
+    os.path.join(source, "checkpoints")
+  ):
     interop_convert.convert_hf(source, workdir, config or config_base.base_config())
   elif os.path.isdir(os.path.join(source, "checkpoints")):
     interop_convert.init_from_run(source, workdir, config)
   else:
-    raise FileNotFoundError(f"--source={source!r} is neither a Hugging Face directory (config.json "
-                            "and safetensors) nor a run directory (checkpoints/)")
-  print(f"wrote the step-0 run {workdir}; train or evaluate it with "
-        f"--config={os.path.join(workdir, 'config.py')} --workdir={workdir}")
+    raise FileNotFoundError(
+      f"--source={source!r} is neither a Hugging Face directory (config.json "
+      "and safetensors) nor a run directory (checkpoints/)"
+    )
+  print(
+    f"wrote the step-0 run {workdir}; train or evaluate it with "
+    f"--config={os.path.join(workdir, 'config.py')} --workdir={workdir}"
+  )
 
 
 def export(workdir: str, out_dir: str) -> None:

@@ -1,11 +1,11 @@
 """Command line: ``python -m hope_jax {train,evaluate,table,demo,convert,export} ...`` (also ``hope-jax``).
 
-    python -m hope_jax train --config=configs/tiny_cpu.py --workdir=DIR [--config.train.steps=50]
-    python -m hope_jax evaluate --config=configs/tiny_cpu.py --workdir=DIR
-    python -m hope_jax table DIR [DIR ...] --out=FILE.md
-    python -m hope_jax demo [--workdir=DIR]
-    python -m hope_jax convert --source=HF_DIR_OR_RUN --workdir=NEW_RUN [--config=...]
-    python -m hope_jax export --workdir=RUN --out=HF_DIR
+python -m hope_jax train --config=configs/tiny_cpu.py --workdir=DIR [--config.train.steps=50]
+python -m hope_jax evaluate --config=configs/tiny_cpu.py --workdir=DIR
+python -m hope_jax table DIR [DIR ...] --out=FILE.md
+python -m hope_jax demo [--workdir=DIR]
+python -m hope_jax convert --source=HF_DIR_OR_RUN --workdir=NEW_RUN [--config=...]
+python -m hope_jax export --workdir=RUN --out=HF_DIR
 """
 
 from __future__ import annotations
@@ -18,13 +18,25 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "A config file in configs/ (a module with get_config()); "
-    "override fields with --config.<key>=<value>.", lock_config=True)
+  "config",
+  None,
+  "A config file in configs/ (a module with get_config()); "
+  "override fields with --config.<key>=<value>.",
+  lock_config=True,
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, eval/.")
-_OUT = flags.DEFINE_string("out", None, "table: the markdown file to write (CSV and PNG beside it); "
-                           "export: the Hugging Face directory to write.")
-_SOURCE = flags.DEFINE_string("source", None, "convert: a Hugging Face model directory, or a run "
-                              "directory whose parameters start a new run under --config.")
+_OUT = flags.DEFINE_string(
+  "out",
+  None,
+  "table: the markdown file to write (CSV and PNG beside it); "
+  "export: the Hugging Face directory to write.",
+)
+_SOURCE = flags.DEFINE_string(
+  "source",
+  None,
+  "convert: a Hugging Face model directory, or a run "
+  "directory whose parameters start a new run under --config.",
+)
 _QUIET = flags.DEFINE_bool("quiet", False, "No progress output.")
 
 
@@ -43,6 +55,7 @@ def _reported_errors() -> Iterator[None]:
   from hope_jax.training.checkpointing import CheckpointError
   from hope_jax.training.loop import TrainingDiverged
   from hope_jax.training.workdir_lock import WorkdirLocked
+
   try:
     yield
   except (RunMismatch, DataFileError, CheckpointError, TrainingDiverged, WorkdirLocked) as e:
@@ -55,6 +68,7 @@ def _train(args: list[str]) -> None:
   # pylint: disable=import-outside-toplevel
   from hope_jax.config import commands
   from hope_jax.training import preemption
+
   config = _require(_CONFIG.value, "config", "train")
   workdir = _require(_WORKDIR.value, "workdir", "train")
   try:
@@ -64,24 +78,31 @@ def _train(args: list[str]) -> None:
     print(f"interrupted: {e}", file=sys.stderr)
     sys.exit(preemption.EXIT_INTERRUPTED)
   if summary["already_finished"]:
-    print(f"the run in {summary['workdir']} had already finished: it is at step "
-          f"{summary['final_step']} (train.steps={config.train.steps}; loss "
-          f"{summary['final_loss']:.4f}); nothing to do")
+    print(
+      f"the run in {summary['workdir']} had already finished: it is at step "
+      f"{summary['final_step']} (train.steps={config.train.steps}; loss "
+      f"{summary['final_loss']:.4f}); nothing to do"
+    )
     return
-  print(f"trained to step {summary['final_step']} (loss {summary['final_loss']:.4f}) "
-        f"in {summary['workdir']}")
+  print(
+    f"trained to step {summary['final_step']} (loss {summary['final_loss']:.4f}) "
+    f"in {summary['workdir']}"
+  )
 
 
 def _evaluate(args: list[str]) -> None:
   from hope_jax.config import commands  # pylint: disable=import-outside-toplevel
+
   config = _require(_CONFIG.value, "config", "evaluate")
   with _reported_errors():
-    commands.evaluate(config, _require(_WORKDIR.value, "workdir", "evaluate"),
-                      verbose=not _QUIET.value)
+    commands.evaluate(
+      config, _require(_WORKDIR.value, "workdir", "evaluate"), verbose=not _QUIET.value
+    )
 
 
 def _table(args: list[str]) -> None:
   from hope_jax.evaluation import tables  # pylint: disable=import-outside-toplevel
+
   if not args:
     raise app.UsageError("'table' needs at least one run directory")
   print(tables.write_tables(args, _require(_OUT.value, "out", "table")))
@@ -89,23 +110,35 @@ def _table(args: list[str]) -> None:
 
 def _demo(args: list[str]) -> None:
   from hope_jax.cli import demo  # pylint: disable=import-outside-toplevel
+
   demo.run_demo(_WORKDIR.value or "workdirs/demo", verbose=not _QUIET.value)
 
 
 def _convert(args: list[str]) -> None:
   from hope_jax.cli import interop  # pylint: disable=import-outside-toplevel
-  interop.convert(_require(_SOURCE.value, "source", "convert"),
-                  _require(_WORKDIR.value, "workdir", "convert"), _CONFIG.value)
+
+  interop.convert(
+    _require(_SOURCE.value, "source", "convert"),
+    _require(_WORKDIR.value, "workdir", "convert"),
+    _CONFIG.value,
+  )
 
 
 def _export(args: list[str]) -> None:
   from hope_jax.cli import interop  # pylint: disable=import-outside-toplevel
-  interop.export(_require(_WORKDIR.value, "workdir", "export"), _require(_OUT.value, "out", "export"))
+
+  interop.export(
+    _require(_WORKDIR.value, "workdir", "export"), _require(_OUT.value, "out", "export")
+  )
 
 
 COMMANDS: dict[str, Callable[[list[str]], None]] = {
-    "train": _train, "evaluate": _evaluate, "table": _table, "demo": _demo,
-    "convert": _convert, "export": _export,
+  "train": _train,
+  "evaluate": _evaluate,
+  "table": _table,
+  "demo": _demo,
+  "convert": _convert,
+  "export": _export,
 }
 
 
@@ -120,9 +153,13 @@ def _main(argv: list[str]) -> None:
 def main() -> None:
   """Console-script entry point; ``--help`` (alone or after a command) prints what it does."""
   args = sys.argv[1:]
-  if not args or args[0] in ("-h", "--help", "help") or (
-      args[0] in COMMANDS and any(a in ("-h", "--help") for a in args[1:])):
+  if (
+    not args
+    or args[0] in ("-h", "--help", "help")
+    or (args[0] in COMMANDS and any(a in ("-h", "--help") for a in args[1:]))
+  ):
     from hope_jax.cli import help as cli_help  # pylint: disable=import-outside-toplevel
+
     command = args[0] if args and args[0] in COMMANDS else None
     print(cli_help.command_help(command) if command else cli_help.usage())
     sys.exit(0 if args else 2)

@@ -20,8 +20,11 @@ def encoder_params_config() -> ml_collections.ConfigDict:
   for name in registry.encoder_names():
     for key, default in registry.encoder_parameters(name).items():
       if key not in params:
-        params[key] = (config_dict.placeholder(registry.parameter_type(name, key))
-                       if default is None else default)
+        params[key] = (
+          config_dict.placeholder(registry.parameter_type(name, key))
+          if default is None
+          else default
+        )
   return params
 
 
@@ -46,7 +49,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.attention_impl = "auto"  # "auto" | "cudnn" | "xla" | "splash"
   c.model.norm_impl = "auto"  # "auto" | "xla" | "pallas" (fused add + RMSNorm kernels on GPU)
   c.model.loss_impl = "auto"  # "auto" | "xla" | "pallas" (one-pass logsumexp kernel on GPU)
-  c.model.projection_impl = "auto"  # "auto" | "xla" | "pallas" (q/k rotation in the product, Hopper)
+  c.model.projection_impl = (
+    "auto"  # "auto" | "xla" | "pallas" (q/k rotation in the product, Hopper)
+  )
   c.model.logits_dtype = "float32"  # "float32" | "bfloat16" (the head's output; loss in float32)
   c.model.logn_scaling = False  # queries × max(1, log(n+1)/log(train_length)): no-op within L
   c.model.norm_eps = 1e-6
@@ -57,7 +62,9 @@ def base_config() -> ml_collections.ConfigDict:
   # kept); partial rotary: fraction (of head_dim rotated).  Defaults are the registry's.
   c.model.encoder_params = encoder_params_config()
   c.model.train_length = 0  # 0 = data.seq_len; HoPE's L, always the training length
-  c.model.scaling = "none"  # the model's own context extension (e.g. a converted Llama 3.1's "llama3")
+  c.model.scaling = (
+    "none"  # the model's own context extension (e.g. a converted Llama 3.1's "llama3")
+  )
   c.model.scaling_factor = 1.0
 
   c.data = ml_collections.ConfigDict()
@@ -94,20 +101,32 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.keep_checkpoints = 2
   c.train.async_checkpoints = True
   c.train.tensorboard = True
-  c.train.peak_flops_per_device = 0.0  # 0 = look the device up in hope_jax.training.metrics.PEAK_FLOPS
+  c.train.peak_flops_per_device = (
+    0.0  # 0 = look the device up in hope_jax.training.metrics.PEAK_FLOPS
+  )
   # Where the initial state is computed: "host" (compiled for the CPU, then copied shard by shard;
   # needs the whole state in host memory) or "device" (jitted on the mesh and born sharded; on an
   # H100 at 342M it had not finished after 4.5 minutes, where "host" took 13.5 s: RESULTS.md §1.5).
   c.train.init_on = "host"
-  c.train.stop_after = 0  # stop (with a checkpoint) after this step, as a preemption would; 0 = never
+  c.train.stop_after = (
+    0  # stop (with a checkpoint) after this step, as a preemption would; 0 = never
+  )
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1  # -1 = all devices not used by the other axes
   c.mesh.fsdp = 1
   c.mesh.tensor = 1
-  c.mesh.rules = ml_collections.ConfigDict(dict(
-      batch=("data", "fsdp"), embed="fsdp", vocab="tensor", heads="tensor", kv_heads="tensor",
-      mlp="tensor", head_dim=None))
+  c.mesh.rules = ml_collections.ConfigDict(
+    dict(
+      batch=("data", "fsdp"),
+      embed="fsdp",
+      vocab="tensor",
+      heads="tensor",
+      kv_heads="tensor",
+      mlp="tensor",
+      head_dim=None,
+    )
+  )
 
   # Evaluation suite (python -m hope_jax evaluate; hope_jax/evaluation/).  Lengths, gaps and
   # distances are multiples of the training length L; defaults suit CPU-tiny models.  Every
@@ -128,34 +147,44 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.long_forward_min_tokens = 32768
   c.eval.probe_seed = 0  # seeds every probe's examples
   # Non-overlapping windows of validation documents; lengths no document reaches are skipped.
-  c.eval.perplexity = ml_collections.ConfigDict(dict(
-      lengths=(1, 2, 4, 8, 16, 32), max_windows=64, position_buckets=16))
+  c.eval.perplexity = ml_collections.ConfigDict(
+    dict(lengths=(1, 2, 4, 8, 16, 32), max_windows=64, position_buckets=16)
+  )
   # A segment, a gap, the segment again; greedy next-token accuracy on the second copy.
-  c.eval.copy = ml_collections.ConfigDict(dict(
-      segment_length=16, gaps=(0.0, 0.5, 1.0, 2.0, 4.0), sources=("text", "random"), examples=8))
+  c.eval.copy = ml_collections.ConfigDict(
+    dict(segment_length=16, gaps=(0.0, 0.5, 1.0, 2.0, 4.0), sources=("text", "random"), examples=8)
+  )
   # A key hidden in filler at a depth; all key digits must be greedy-decoded right.
-  c.eval.passkey = ml_collections.ConfigDict(dict(
-      lengths=(1, 2, 4, 8), depths=(0.0, 0.25, 0.5, 0.75, 1.0), keys=4))
+  c.eval.passkey = ml_collections.ConfigDict(
+    dict(lengths=(1, 2, 4, 8), depths=(0.0, 0.25, 0.5, 0.75, 1.0), keys=4)
+  )
   # key->value demonstrations, filler, then queries (all value tokens greedy-predicted right).
-  c.eval.recall = ml_collections.ConfigDict(dict(
-      pairs=(2, 4, 8), distances=(0.5, 1.0, 2.0, 4.0), queries=2, examples=8,
-      sources=("words", "random")))
+  c.eval.recall = ml_collections.ConfigDict(
+    dict(
+      pairs=(2, 4, 8),
+      distances=(0.5, 1.0, 2.0, 4.0),
+      queries=2,
+      examples=8,
+      sources=("words", "random"),
+    )
+  )
   # Attention probability and per-band q·k contributions versus relative distance (XLA path,
   # memory quadratic in the length: keep it small).
-  c.eval.attention = ml_collections.ConfigDict(dict(
-      length=2, windows=4, buckets=16, position_offset=0))
+  c.eval.attention = ml_collections.ConfigDict(
+    dict(length=2, windows=4, buckets=16, position_offset=0)
+  )
   return c
 
 
 # Model presets: (num_layers, embed_dim, num_heads, num_kv_heads, mlp_dim, tie_embeddings), with the
 # shipped 16,384-piece vocabulary.  Parameter counts include embeddings.
 MODEL_SIZES: dict[str, tuple[int, int, int, int, int, bool]] = {
-    "tiny": (2, 128, 4, 4, 384, True),  # 2.5M, mostly embeddings: CPU tests and the demo
-    "20m": (8, 384, 6, 6, 1024, True),  # 20.5M
-    "110m": (12, 768, 12, 12, 2048, False),  # 110M, the PyTorch peer's shape
-    "340m": (24, 1024, 16, 16, 2816, False),  # 342M, the peer's larger shape
-    "1b": (16, 2048, 32, 8, 8192, True),  # 1.0B, Llama-3.2-1B-like (GQA 32/8)
-    "3b": (28, 3072, 24, 8, 8192, True),  # 2.9B, Llama-3.2-3B-like (GQA 24/8)
+  "tiny": (2, 128, 4, 4, 384, True),  # 2.5M, mostly embeddings: CPU tests and the demo
+  "20m": (8, 384, 6, 6, 1024, True),  # 20.5M
+  "110m": (12, 768, 12, 12, 2048, False),  # 110M, the PyTorch peer's shape
+  "340m": (24, 1024, 16, 16, 2816, False),  # 342M, the peer's larger shape
+  "1b": (16, 2048, 32, 8, 8192, True),  # 1.0B, Llama-3.2-1B-like (GQA 32/8)
+  "3b": (28, 3072, 24, 8, 8192, True),  # 2.9B, Llama-3.2-3B-like (GQA 24/8)
 }
 
 
@@ -164,12 +193,22 @@ def set_model_size(config: ml_collections.ConfigDict, size: str) -> ml_collectio
   if size not in MODEL_SIZES:
     raise ValueError(f"model size must be one of {sorted(MODEL_SIZES)}, got size={size!r}")
   layers, dim, heads, kv_heads, mlp, tie = MODEL_SIZES[size]
-  config.model.update(dict(num_layers=layers, embed_dim=dim, num_heads=heads,
-                           num_kv_heads=kv_heads, mlp_dim=mlp, tie_embeddings=tie))
+  config.model.update(
+    dict(
+      num_layers=layers,
+      embed_dim=dim,
+      num_heads=heads,
+      num_kv_heads=kv_heads,
+      mlp_dim=mlp,
+      tie_embeddings=tie,
+    )
+  )
   return config
 
 
-def set_encoder(config: ml_collections.ConfigDict, name: str, **params) -> ml_collections.ConfigDict:
+def set_encoder(
+  config: ml_collections.ConfigDict, name: str, **params
+) -> ml_collections.ConfigDict:
   """Selects an encoder by registry name and sets its parameters; returns the config."""
   registry.encoder_parameters(name)  # raises on an unknown name
   config.model.encoder = name
@@ -180,9 +219,16 @@ def set_encoder(config: ml_collections.ConfigDict, name: str, **params) -> ml_co
   return config
 
 
-def accelerator_config(size: str, encoder: str | None, *, seq_len: int, batch_size: int,
-                       learning_rate: float, steps: int,
-                       shard_params: bool = False) -> ml_collections.ConfigDict:
+def accelerator_config(
+  size: str,
+  encoder: str | None,
+  *,
+  seq_len: int,
+  batch_size: int,
+  learning_rate: float,
+  steps: int,
+  shard_params: bool = False,
+) -> ml_collections.ConfigDict:
   """A preset for accelerators: bfloat16 compute, the size's model, and its training schedule.
 
   ``shard_params`` shards parameters and optimizer state over all devices (fsdp) and
@@ -196,7 +242,15 @@ def accelerator_config(size: str, encoder: str | None, *, seq_len: int, batch_si
     config.model.remat = "full"
     config.mesh.update(dict(fsdp=-1, data=1))
   config.data.seq_len = seq_len
-  config.train.update(dict(steps=steps, batch_size=batch_size, learning_rate=learning_rate,
-                           warmup_steps=min(2000, steps // 10), log_every=100,
-                           checkpoint_every=1000, keep_checkpoints=3))
+  config.train.update(
+    dict(
+      steps=steps,
+      batch_size=batch_size,
+      learning_rate=learning_rate,
+      warmup_steps=min(2000, steps // 10),
+      log_every=100,
+      checkpoint_every=1000,
+      keep_checkpoints=3,
+    )
+  )
   return config

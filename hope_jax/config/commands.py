@@ -42,8 +42,17 @@ def train(config: Any, workdir: str, *, verbose: bool = True) -> dict:
         identity.check_matches(saved, run, workdir)
     else:
       save_config(config, workdir)
-    return loop.train(run.model, run.mesh, run.data, run.train, run.optimizer, workdir=workdir,
-                      seed=run.seed, distributed=run.distributed, verbose=verbose)
+    return loop.train(
+      run.model,
+      run.mesh,
+      run.data,
+      run.train,
+      run.optimizer,
+      workdir=workdir,
+      seed=run.seed,
+      distributed=run.distributed,
+      verbose=verbose,
+    )
 
 
 def evaluate(config: Any, workdir: str, *, verbose: bool = True) -> dict:
@@ -59,7 +68,14 @@ def evaluate(config: Any, workdir: str, *, verbose: bool = True) -> dict:
   if saved is not None:
     identity.check_matches(saved, run, workdir)
   optimizer = saved.optimizer if saved is not None else run.optimizer
-  return runner.evaluate(run.eval, run.model, run.mesh, run.data, workdir=workdir,
-                         optimizer=optimizer, seed=saved.seed if saved is not None else run.seed,
-                         distributed=run.distributed, verbose=verbose)
-
+  return runner.evaluate(
+    run.eval,
+    run.model,
+    run.mesh,
+    run.data,
+    workdir=workdir,
+    optimizer=optimizer,
+    seed=saved.seed if saved is not None else run.seed,
+    distributed=run.distributed,
+    verbose=verbose,
+  )

@@ -18,9 +18,19 @@ from hope_jax.config.resolve import RunConfig, resolve
 
 CONFIG_FILE = "config.json"
 IDENTITY_FIELDS: tuple[str, ...] = (
-    "model.encoder", "model.encoder_params", "model.train_length", "model.vocab_size",
-    "model.num_layers", "model.embed_dim", "model.num_heads", "model.num_kv_heads",
-    "model.head_dim", "model.mlp_dim", "model.tie_embeddings", "data.tokenizer")
+  "model.encoder",
+  "model.encoder_params",
+  "model.train_length",
+  "model.vocab_size",
+  "model.num_layers",
+  "model.embed_dim",
+  "model.num_heads",
+  "model.num_kv_heads",
+  "model.head_dim",
+  "model.mlp_dim",
+  "model.tie_embeddings",
+  "data.tokenizer",
+)
 
 
 class RunMismatch(ValueError):
@@ -63,6 +73,7 @@ def check_matches(saved: RunConfig, given: RunConfig, workdir: str) -> None:
   for field in dict.fromkeys([*before, *now]):
     if before.get(field) != now.get(field):
       raise RunMismatch(
-          f"{field}: the run in {workdir} was trained with {before.get(field)!r}, this command "
-          f"gives {now.get(field)!r}; {field} defines the trained model (saved in "
-          f"{CONFIG_FILE}) and cannot change (evaluation options such as eval.scaling can)")
+        f"{field}: the run in {workdir} was trained with {before.get(field)!r}, this command "
+        f"gives {now.get(field)!r}; {field} defines the trained model (saved in "
+        f"{CONFIG_FILE}) and cannot change (evaluation options such as eval.scaling can)"
+      )

@@ -25,14 +25,17 @@ from hope_jax.training.config import OptimizerConfig, TrainConfig
 DISTRIBUTED: dict[str, bool | str] = {"auto": "auto", "on": True, "off": False}
 # Flat evaluation keys of configs saved before the per-evaluation groups: old key -> (group, key).
 LEGACY_EVAL_KEYS: dict[str, tuple[str, str]] = {
-    "lengths": ("perplexity", "lengths"), "max_windows": ("perplexity", "max_windows"),
-    "position_buckets": ("perplexity", "position_buckets"),
-    **{f"copy_{k}": ("copy", k) for k in ("segment_length", "gaps", "sources", "examples")},
-    **{f"passkey_{k}": ("passkey", k) for k in ("lengths", "depths", "keys")},
-    **{f"recall_{k}": ("recall", k) for k in ("pairs", "distances", "queries", "examples",
-                                              "sources")},
-    **{f"attention_{k}": ("attention", k) for k in ("length", "windows", "buckets",
-                                                    "position_offset")},
+  "lengths": ("perplexity", "lengths"),
+  "max_windows": ("perplexity", "max_windows"),
+  "position_buckets": ("perplexity", "position_buckets"),
+  **{f"copy_{k}": ("copy", k) for k in ("segment_length", "gaps", "sources", "examples")},
+  **{f"passkey_{k}": ("passkey", k) for k in ("lengths", "depths", "keys")},
+  **{
+    f"recall_{k}": ("recall", k) for k in ("pairs", "distances", "queries", "examples", "sources")
+  },
+  **{
+    f"attention_{k}": ("attention", k) for k in ("length", "windows", "buckets", "position_offset")
+  },
 }
 _OPTIMIZER_FIELDS = frozenset(f.name for f in dataclasses.fields(OptimizerConfig))
 _TRAIN_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
@@ -41,6 +44,7 @@ _TRAIN_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
   """A whole run's configuration, typed and validated."""
+
   seed: int
   distributed: bool | str  # True, False or "auto"
   model: model.TransformerConfig
@@ -50,15 +54,30 @@ class RunConfig:
   optimizer: OptimizerConfig
   eval: EvalConfig
 
-  def setup(self, workdir: str | None = None, *, step: int | None = None, fresh_ok: bool = True,
-            devices: Any = None) -> training_setup.Run:
+  def setup(
+    self,
+    workdir: str | None = None,
+    *,
+    step: int | None = None,
+    fresh_ok: bool = True,
+    devices: Any = None,
+  ) -> training_setup.Run:
     """Builds the run's mesh and sharded state through :func:`hope_jax.training.setup.setup`."""
     return training_setup.setup(
-        self.model, self.mesh, optimizer=optim.make_optimizer(self.optimizer), seed=self.seed,
-        init_on=self.train.init_on, batch_size=self.train.micro_batch_size, workdir=workdir,
-        step=step, fresh_ok=fresh_ok, keep_checkpoints=self.train.keep_checkpoints,
-        async_checkpoints=self.train.async_checkpoints, distributed=self.distributed,
-        devices=devices)
+      self.model,
+      self.mesh,
+      optimizer=optim.make_optimizer(self.optimizer),
+      seed=self.seed,
+      init_on=self.train.init_on,
+      batch_size=self.train.micro_batch_size,
+      workdir=workdir,
+      step=step,
+      fresh_ok=fresh_ok,
+      keep_checkpoints=self.train.keep_checkpoints,
+      async_checkpoints=self.train.async_checkpoints,
+      distributed=self.distributed,
+      devices=devices,
+    )
 
 
 def as_dict(config: Any) -> dict[str, Any]:
@@ -83,11 +102,15 @@ def encoder_kwargs(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
     if key in accepted:
       kwargs[key] = value
     elif key not in defaults:
-      raise ValueError(f"config.model.encoder_params.{key} is not a parameter of any encoder "
-                       f"(value {value!r}); parameters: {sorted(defaults)}")
+      raise ValueError(
+        f"config.model.encoder_params.{key} is not a parameter of any encoder "
+        f"(value {value!r}); parameters: {sorted(defaults)}"
+      )
     elif value != defaults[key]:
-      raise ValueError(f"config.model.encoder_params.{key}={value!r} is set, but encoder "
-                       f"{name!r} takes only {sorted(accepted)}")
+      raise ValueError(
+        f"config.model.encoder_params.{key}={value!r} is set, but encoder "
+        f"{name!r} takes only {sorted(accepted)}"
+      )
   return kwargs
 
 
@@ -108,8 +131,9 @@ def resolve_model(model_fields: Mapping[str, Any], data: DataConfig) -> model.Tr
   fields = dict(model_fields)
   encoder = fields.get("encoder", "rope")
   fields["encoder_params"] = encoder_kwargs(encoder, fields.get("encoder_params", {}))
-  fields["train_length"] = (_nonnegative_int("model.train_length", fields.get("train_length", 0))
-                            or data.seq_len)
+  fields["train_length"] = (
+    _nonnegative_int("model.train_length", fields.get("train_length", 0)) or data.seq_len
+  )
   fields["head_dim"] = _nonnegative_int("model.head_dim", fields.get("head_dim", 0)) or None
   try:
     return model.TransformerConfig.from_mapping(fields)
@@ -125,8 +149,9 @@ def resolve(config: Any) -> RunConfig:
   plain = as_dict(config)
   distributed = plain.get("distributed", "auto")
   if distributed not in DISTRIBUTED:
-    raise ValueError(f"config.distributed must be one of {sorted(DISTRIBUTED)}, got "
-                     f"distributed={distributed!r}")
+    raise ValueError(
+      f"config.distributed must be one of {sorted(DISTRIBUTED)}, got distributed={distributed!r}"
+    )
   seed = plain.get("seed", 0)
   if isinstance(seed, bool) or not isinstance(seed, int):
     raise ValueError(f"config.seed must be an integer, got seed={seed!r}")
@@ -141,7 +166,13 @@ def resolve(config: Any) -> RunConfig:
     mesh = sharding.MeshConfig.from_mapping(_section(plain, "mesh"))
   except ValueError as error:
     raise ValueError(f"config.mesh: {error}") from error
-  return RunConfig(seed=seed, distributed=DISTRIBUTED[distributed],
-                   model=resolve_model(_section(plain, "model"), data), mesh=mesh, data=data,
-                   train=train, optimizer=optimizer,
-                   eval=EvalConfig.from_mapping(_section(plain, "eval")))
+  return RunConfig(
+    seed=seed,
+    distributed=DISTRIBUTED[distributed],
+    model=resolve_model(_section(plain, "model"), data),
+    mesh=mesh,
+    data=data,
+    train=train,
+    optimizer=optimizer,
+    eval=EvalConfig.from_mapping(_section(plain, "eval")),
+  )

@@ -70,24 +70,24 @@ def segments_and_positions(tokens: np.ndarray, eos_id: int) -> tuple[np.ndarray,
 
 
 def train_batch(
-    split: TokenizedSplit,
-    *,
-    seed: int,
-    step: int,
-    batch_size: int,
-    seq_len: int,
-    process_index: int = 0,
-    process_count: int = 1,
-    with_segments: bool = False,
+  split: TokenizedSplit,
+  *,
+  seed: int,
+  step: int,
+  batch_size: int,
+  seq_len: int,
+  process_index: int = 0,
+  process_count: int = 1,
+  with_segments: bool = False,
 ) -> dict[str, np.ndarray]:
   """This process's rows of the global batch of ``step``: int32 ``tokens`` [rows, seq_len+1]."""
   for name, value in (("seed", seed), ("step", step)):
     if value < 0:
       raise ValueError(f"{name}={value} must be >= 0")
   for name, value in (
-      ("batch_size", batch_size),
-      ("seq_len", seq_len),
-      ("process_count", process_count),
+    ("batch_size", batch_size),
+    ("seq_len", seq_len),
+    ("process_count", process_count),
   ):
     if value < 1:
       raise ValueError(f"{name}={value} must be >= 1")
@@ -138,7 +138,7 @@ class EvalWindows:
 
 
 def eval_windows(
-    split: TokenizedSplit, *, length: int, max_windows: int | None = None
+  split: TokenizedSplit, *, length: int, max_windows: int | None = None
 ) -> EvalWindows:
   """Cut every document of at least ``length`` tokens (EOS excluded) into ``length``-windows."""
   if length < 2:

@@ -11,8 +11,14 @@ from hope_jax.data import tokenizer as tokenizers
 
 SOURCES: tuple[str, ...] = tuple(text_sources.SOURCES)
 # The fields that identify a dataset (the token cache is keyed by them).
-SOURCE_FIELDS: tuple[str, ...] = ("source", "path", "name", "text_field", "data_dir",
-                                  "validation_percent")
+SOURCE_FIELDS: tuple[str, ...] = (
+  "source",
+  "path",
+  "name",
+  "text_field",
+  "data_dir",
+  "validation_percent",
+)
 # What only a tree of source files reads (hope_jax.data.source_tree); part of its identity only.
 SOURCE_TREE_FIELDS: tuple[str, ...] = ("suffixes", "max_file_bytes", "exclude")
 
@@ -20,6 +26,7 @@ SOURCE_TREE_FIELDS: tuple[str, ...] = ("suffixes", "max_file_bytes", "exclude")
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
   """Where the text comes from, how it is tokenized and cached, and the training sequence length."""
+
   source: str = "embedded"  # "embedded" | "local" | "tfds" | "source_tree"
   path: str = ""  # local: {train,validation}.jsonl.xz or files; source_tree: the root directory
   name: str = ""  # tfds: a catalog name such as "pg19"
@@ -37,11 +44,13 @@ class DataConfig:
   def __post_init__(self):
     """Validates the source and the sequence length, naming the field."""
     if self.source not in SOURCES:
-      raise ValueError(f"config.data.source must be one of {SOURCES}, got "
-                       f"data.source={self.source!r}")
+      raise ValueError(
+        f"config.data.source must be one of {SOURCES}, got data.source={self.source!r}"
+      )
     if isinstance(self.seq_len, bool) or not isinstance(self.seq_len, int) or self.seq_len <= 0:
-      raise ValueError(f"config.data.seq_len must be a positive integer, got "
-                       f"data.seq_len={self.seq_len!r}")
+      raise ValueError(
+        f"config.data.seq_len must be a positive integer, got data.seq_len={self.seq_len!r}"
+      )
 
   @classmethod
   def from_mapping(cls, mapping: Any) -> DataConfig:
@@ -57,11 +66,14 @@ class DataConfig:
     """Loads the configured tokenizer."""
     return tokenizers.load_tokenizer(self.tokenizer)
 
-  def load_split(self, split: str, tok: tokenizers.Tokenizer | None = None, *,
-                 vocab_size: int | None = None) -> batches.TokenizedSplit:
+  def load_split(
+    self, split: str, tok: tokenizers.Tokenizer | None = None, *, vocab_size: int | None = None
+  ) -> batches.TokenizedSplit:
     """Tokenizes (or loads from the cache) one split; the tokenizer must fit ``vocab_size``."""
     tok = tok or self.load_tokenizer()
     if vocab_size is not None and tok.vocab_size > vocab_size:
-      raise ValueError(f"config.model.vocab_size={vocab_size} is smaller than the tokenizer's "
-                       f"vocabulary ({tok.vocab_size}, data.tokenizer={self.tokenizer!r})")
+      raise ValueError(
+        f"config.model.vocab_size={vocab_size} is smaller than the tokenizer's "
+        f"vocabulary ({tok.vocab_size}, data.tokenizer={self.tokenizer!r})"
+      )
     return batches.tokenize_split(self.spec(), split, tok, cache_dir=self.cache_dir or None)

@@ -23,31 +23,31 @@ from hope_jax.data.text_sources import Document, iter_documents
 # permissively licensed.  GPL/GFDL sources (linux-doc, git-doc, gimp-help, debian-handbook,
 # perl-doc) are never selected.
 LICENSES: dict[str, str] = {
-    "gutenberg": "public domain (Project Gutenberg texts of Shakespeare and Milton)",
-    "bible": "public domain (King James Version)",
-    "python-doc": "PSF License (CPython 3.11 documentation)",
-    "sqlite-doc": "public domain (SQLite documentation)",
-    "postgresql-doc": "PostgreSQL License (PostgreSQL 15 documentation)",
-    "django-doc": "BSD-3-Clause (Django 3.2 documentation)",
-    "sqlalchemy-doc": "MIT (SQLAlchemy documentation)",
+  "gutenberg": "public domain (Project Gutenberg texts of Shakespeare and Milton)",
+  "bible": "public domain (King James Version)",
+  "python-doc": "PSF License (CPython 3.11 documentation)",
+  "sqlite-doc": "public domain (SQLite documentation)",
+  "postgresql-doc": "PostgreSQL License (PostgreSQL 15 documentation)",
+  "django-doc": "BSD-3-Clause (Django 3.2 documentation)",
+  "sqlalchemy-doc": "MIT (SQLAlchemy documentation)",
 }
 TRAIN_BUDGETS: dict[str, int] = {
-    "gutenberg": 1_700_000,
-    "bible": 1_000_000,
-    "python-doc": 1_000_000,
-    "sqlite-doc": 550_000,
-    "postgresql-doc": 550_000,
-    "django-doc": 500_000,
-    "sqlalchemy-doc": 400_000,
+  "gutenberg": 1_700_000,
+  "bible": 1_000_000,
+  "python-doc": 1_000_000,
+  "sqlite-doc": 550_000,
+  "postgresql-doc": 550_000,
+  "django-doc": 500_000,
+  "sqlalchemy-doc": 400_000,
 }
 VALIDATION_BUDGETS: dict[str, int] = {
-    "gutenberg": 260_000,
-    "bible": 160_000,
-    "python-doc": 40_000,
-    "sqlite-doc": 30_000,
-    "postgresql-doc": 30_000,
-    "django-doc": 15_000,
-    "sqlalchemy-doc": 15_000,
+  "gutenberg": 260_000,
+  "bible": 160_000,
+  "python-doc": 40_000,
+  "sqlite-doc": 30_000,
+  "postgresql-doc": 30_000,
+  "django-doc": 15_000,
+  "sqlalchemy-doc": 15_000,
 }
 BUDGETS: dict[str, dict[str, int]] = {"train": TRAIN_BUDGETS, "validation": VALIDATION_BUDGETS}
 
@@ -72,8 +72,8 @@ def select_documents(docs: Sequence[Document], budgets: Mapping[str, int]) -> li
 def write_jsonl_xz(docs: Sequence[Document], path: Path) -> int:
   """Write documents as deterministic xz-compressed JSON lines; return the compressed size."""
   payload = "".join(
-      json.dumps({"id": d.id, "text": d.text}, ensure_ascii=False, sort_keys=True) + "\n"
-      for d in docs
+    json.dumps({"id": d.id, "text": d.text}, ensure_ascii=False, sort_keys=True) + "\n"
+    for d in docs
   ).encode("utf-8")
   data = lzma.compress(payload, format=lzma.FORMAT_XZ, preset=9 | lzma.PRESET_EXTREME)
   path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,7 +84,7 @@ def write_jsonl_xz(docs: Sequence[Document], path: Path) -> int:
 
 
 def build_embedded(
-    source: str | Path, out: str | Path, *, max_bytes: int = 2_000_000
+  source: str | Path, out: str | Path, *, max_bytes: int = 2_000_000
 ) -> dict[str, dict[str, int]]:
   """Build ``out/{train,validation}.jsonl.xz`` from ``source/{train,validation}.jsonl.xz``."""
   summary: dict[str, dict[str, int]] = {}
@@ -95,9 +95,9 @@ def build_embedded(
     size = write_jsonl_xz(docs, Path(out) / f"{split}.jsonl.xz")
     total += size
     summary[split] = {
-        "documents": len(docs),
-        "chars": sum(len(d.text) for d in docs),
-        "bytes": size,
+      "documents": len(docs),
+      "chars": sum(len(d.text) for d in docs),
+      "bytes": size,
     }
     for prefix in budgets:
       summary[split][prefix] = sum(1 for d in docs if d.id.startswith(prefix + "/"))

@@ -92,8 +92,9 @@ def decode_utf8(path: Path, data: bytes, *, first_line: int = 1) -> str:
   except UnicodeDecodeError as e:
     line = first_line + data.count(b"\n", 0, e.start)
     bad = data[e.start : e.start + 1].hex()
-    raise DataFileError(path, f"not UTF-8 text (byte 0x{bad} at offset {e.start})",
-                        line=line) from None
+    raise DataFileError(
+      path, f"not UTF-8 text (byte 0x{bad} at offset {e.start})", line=line
+    ) from None
 
 
 def _open_binary(path: Path) -> io.BufferedIOBase:
@@ -121,8 +122,11 @@ def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
       try:
         raw = f.readline()
       except _STREAM_ERRORS as e:
-        raise DataFileError(path, f"truncated or corrupt {kind or 'compressed'} stream after line "
-                            f"{lineno} ({type(e).__name__}: {e})") from None
+        raise DataFileError(
+          path,
+          f"truncated or corrupt {kind or 'compressed'} stream after line "
+          f"{lineno} ({type(e).__name__}: {e})",
+        ) from None
       if not raw:
         return
       lineno += 1
@@ -130,13 +134,13 @@ def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
 
 
 def iter_file_documents(
-    path: Path,
-    *,
-    text_field: str = "text",
-    id_field: str = "id",
-    stats: ReadStats | None = None,
-    root: Path | None = None,
-    skip_empty: bool = True,
+  path: Path,
+  *,
+  text_field: str = "text",
+  id_field: str = "id",
+  stats: ReadStats | None = None,
+  root: Path | None = None,
+  skip_empty: bool = True,
 ) -> Iterator[Document]:
   """Yield the documents of one file, skipping and counting empty ones if ``skip_empty``."""
   stats = stats if stats is not None else ReadStats()
@@ -170,10 +174,10 @@ def iter_file_documents(
 
 
 def iter_documents(
-    path: str | os.PathLike[str],
-    *,
-    text_field: str = "text",
-    stats: ReadStats | None = None,
+  path: str | os.PathLike[str],
+  *,
+  text_field: str = "text",
+  stats: ReadStats | None = None,
 ) -> Iterator[Document]:
   """Yield all non-empty documents under ``path``; raise if there are none."""
   stats = stats if stats is not None else ReadStats()
@@ -187,7 +191,7 @@ def iter_documents(
 
 
 def iter_texts(
-    paths: Sequence[str | os.PathLike[str]], *, text_field: str = "text"
+  paths: Sequence[str | os.PathLike[str]], *, text_field: str = "text"
 ) -> Iterator[str]:
   """Yield the text of every document under each of ``paths``."""
   for path in paths:
@@ -232,13 +236,13 @@ def local_split_names(path: str | os.PathLike[str]) -> tuple[str, ...]:
 
 
 def iter_local_split(
-    path: str | os.PathLike[str],
-    split: str,
-    *,
-    text_field: str = "text",
-    validation_percent: float = DEFAULT_VALIDATION_PERCENT,
-    stats: ReadStats | None = None,
-    skip_empty: bool = True,
+  path: str | os.PathLike[str],
+  split: str,
+  *,
+  text_field: str = "text",
+  validation_percent: float = DEFAULT_VALIDATION_PERCENT,
+  stats: ReadStats | None = None,
+  skip_empty: bool = True,
 ) -> Iterator[Document]:
   """Yield the documents of one split of a local source (split files, or the id hash split)."""
   check_percent(validation_percent)
@@ -252,7 +256,7 @@ def iter_local_split(
     root = target if target.is_dir() else None
     for file in list_files(target):
       yield from iter_file_documents(
-          file, text_field=text_field, stats=stats, root=root, skip_empty=skip_empty
+        file, text_field=text_field, stats=stats, root=root, skip_empty=skip_empty
       )
     return
   root = p if p.is_dir() else None
@@ -271,7 +275,7 @@ def iter_local_split(
 
 
 def local_fingerprint(
-    path: str | os.PathLike[str], *, text_field: str, validation_percent: float
+  path: str | os.PathLike[str], *, text_field: str, validation_percent: float
 ) -> str:
   """Hash of the absolute path, the options and every file's name, size and mtime."""
   p = Path(path).expanduser().resolve()

@@ -54,8 +54,9 @@ def resolve_root(path: str) -> str:
     paths = sysconfig.get_paths()
     name = path.split(":", 1)[1]
     if name not in paths:
-      raise ValueError(f"data spec field 'path' names no sysconfig path: path={path!r}; "
-                       f"known: {sorted(paths)}")
+      raise ValueError(
+        f"data spec field 'path' names no sysconfig path: path={path!r}; known: {sorted(paths)}"
+      )
     path = paths[name]
   return str(Path(path).expanduser().resolve())
 
@@ -77,10 +78,15 @@ class SourceTreeOptions:
       raise FileNotFoundError(f"source_tree root is not a directory: path={self.root!r}")
     if not self.suffixes:
       raise ValueError(f"data spec field 'suffixes' names no suffix: suffixes={self.suffixes!r}")
-    if isinstance(self.max_file_bytes, bool) or not isinstance(self.max_file_bytes, int) or (
-        self.max_file_bytes < 1):
-      raise ValueError(f"data spec field 'max_file_bytes' must be a positive integer, got "
-                       f"max_file_bytes={self.max_file_bytes!r}")
+    if (
+      isinstance(self.max_file_bytes, bool)
+      or not isinstance(self.max_file_bytes, int)
+      or (self.max_file_bytes < 1)
+    ):
+      raise ValueError(
+        f"data spec field 'max_file_bytes' must be a positive integer, got "
+        f"max_file_bytes={self.max_file_bytes!r}"
+      )
     check_percent(self.validation_percent)
 
   @classmethod
@@ -91,11 +97,11 @@ class SourceTreeOptions:
       raise ValueError("data spec field 'path' (the root) is required for source='source_tree'")
     percent = spec.get("validation_percent")
     return cls(
-        root=resolve_root(path),
-        suffixes=_names(spec.get("suffixes"), field="suffixes") or DEFAULT_SUFFIXES,
-        max_file_bytes=spec.get("max_file_bytes") or DEFAULT_MAX_FILE_BYTES,
-        exclude=_names(spec.get("exclude"), field="exclude"),
-        validation_percent=DEFAULT_VALIDATION_PERCENT if percent is None else percent,
+      root=resolve_root(path),
+      suffixes=_names(spec.get("suffixes"), field="suffixes") or DEFAULT_SUFFIXES,
+      max_file_bytes=spec.get("max_file_bytes") or DEFAULT_MAX_FILE_BYTES,
+      exclude=_names(spec.get("exclude"), field="exclude"),
+      validation_percent=DEFAULT_VALIDATION_PERCENT if percent is None else percent,
     )
 
 
@@ -117,7 +123,8 @@ def _excluded(rel: str, patterns: tuple[str, ...]) -> bool:
   """Whether a pattern matches the relative path or the name of a file or directory."""
   name = rel.rsplit("/", 1)[-1]
   return name.startswith(".") or any(
-      fnmatch.fnmatchcase(rel, p) or fnmatch.fnmatchcase(name, p) for p in patterns)
+    fnmatch.fnmatchcase(rel, p) or fnmatch.fnmatchcase(name, p) for p in patterns
+  )
 
 
 def candidate_files(options: SourceTreeOptions) -> list[TreeFile]:
@@ -172,8 +179,10 @@ def plan(options: SourceTreeOptions) -> Plan:
     else:
       packages.setdefault(f.package, []).append(f)
   if not packages:
-    raise ValueError(f"empty corpus: no {'/'.join(options.suffixes)} files of at most "
-                     f"{options.max_file_bytes} bytes under source_tree root {options.root!r}")
+    raise ValueError(
+      f"empty corpus: no {'/'.join(options.suffixes)} files of at most "
+      f"{options.max_file_bytes} bytes under source_tree root {options.root!r}"
+    )
   sizes = {name: sum(f.size for f in files) for name, files in packages.items()}
   budget = sum(sizes.values()) * options.validation_percent / 100
   held: list[str] = []
@@ -198,8 +207,9 @@ class Package:
   bytes: int
 
 
-def _read_package(root: Path, name: str, split: str, files: list[TreeFile],
-                  dropped: list[dict[str, Any]]) -> Package:
+def _read_package(
+  root: Path, name: str, split: str, files: list[TreeFile], dropped: list[dict[str, Any]]
+) -> Package:
   """The package's document: each UTF-8 file after its header; other files go to ``dropped``."""
   parts: list[str] = []
   size = 0
@@ -216,8 +226,12 @@ def _read_package(root: Path, name: str, split: str, files: list[TreeFile],
   return Package(split, Document(name, "".join(parts)), len(parts) // 2, size)
 
 
-def iter_packages(options: SourceTreeOptions, *, split: str | None = None,
-                  dropped: list[dict[str, Any]] | None = None) -> Iterator[Package]:
+def iter_packages(
+  options: SourceTreeOptions,
+  *,
+  split: str | None = None,
+  dropped: list[dict[str, Any]] | None = None,
+) -> Iterator[Package]:
   """Yield the packages (of ``split``, or all) with a readable file, in name order (id = name)."""
   dropped = dropped if dropped is not None else []
   p = plan(options)
@@ -250,11 +264,12 @@ def package_of(text: str) -> str:
   """The package a document belongs to, read from its first header line."""
   if not text.startswith("==> "):
     raise ValueError(f"not a source_tree document: it starts with {text[:40]!r}")
-  return text[4:text.index(" <==\n")].split("/", 1)[0]
+  return text[4 : text.index(" <==\n")].split("/", 1)[0]
 
 
-def manifest(options: SourceTreeOptions, *, tokens: Mapping[str, int] | None = None
-             ) -> dict[str, Any]:
+def manifest(
+  options: SourceTreeOptions, *, tokens: Mapping[str, int] | None = None
+) -> dict[str, Any]:
   """What the corpus is: options, packages (split, files, bytes, characters), sha256, drops.
 
   ``tokens`` (package -> tokens, EOS excluded) adds each tokenized package's tokens and each
@@ -262,34 +277,46 @@ def manifest(options: SourceTreeOptions, *, tokens: Mapping[str, int] | None = N
   """
   dropped: list[dict[str, Any]] = []
   p = plan(options)
-  dropped.extend({"path": f.path, "bytes": f.size, "reason": f"over max_file_bytes="
-                  f"{options.max_file_bytes}"} for f in p.too_large)
+  dropped.extend(
+    {"path": f.path, "bytes": f.size, "reason": f"over max_file_bytes={options.max_file_bytes}"}
+    for f in p.too_large
+  )
   corpus = hashlib.sha256()
   packages: list[dict[str, Any]] = []
   for package in iter_packages(options, dropped=dropped):
     doc = package.document
     corpus.update(doc.id.encode("utf-8") + b"\0" + doc.text.encode("utf-8") + b"\0")
-    packages.append({"name": doc.id, "split": package.split, "files": package.files,
-                     "bytes": package.bytes, "characters": len(doc.text)})
+    packages.append(
+      {
+        "name": doc.id,
+        "split": package.split,
+        "files": package.files,
+        "bytes": package.bytes,
+        "characters": len(doc.text),
+      }
+    )
     if tokens is not None and doc.id in tokens:
       packages[-1]["tokens"] = int(tokens[doc.id])
   splits: dict[str, dict[str, Any]] = {}
   for split in SPLITS:
     members = [pk for pk in packages if pk["split"] == split]
-    splits[split] = {key: sum(pk[key] for pk in members)
-                     for key in ("files", "bytes", "characters")}
+    splits[split] = {
+      key: sum(pk[key] for pk in members) for key in ("files", "bytes", "characters")
+    }
     splits[split]["packages"] = len(members)
     if members and all("tokens" in pk for pk in members):
       splits[split]["tokens"] = sum(pk["tokens"] for pk in members)
       splits[split]["characters_per_token"] = round(
-          splits[split]["characters"] / max(splits[split]["tokens"], 1), 4)
+        splits[split]["characters"] / max(splits[split]["tokens"], 1), 4
+      )
   return {
-      "source": "source_tree",
-      "format": FORMAT,
-      "options": {k: list(v) if isinstance(v, tuple) else v
-                  for k, v in dataclasses.asdict(options).items()},
-      "sha256": corpus.hexdigest(),
-      "splits": splits,
-      "packages": packages,
-      "dropped": sorted(dropped, key=lambda d: d["path"]),
+    "source": "source_tree",
+    "format": FORMAT,
+    "options": {
+      k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(options).items()
+    },
+    "sha256": corpus.hexdigest(),
+    "splits": splits,
+    "packages": packages,
+    "dropped": sorted(dropped, key=lambda d: d["path"]),
   }

@@ -18,36 +18,36 @@ from typing import Any
 
 from hope_jax.data import source_tree
 from hope_jax.data.local_files import (  # noqa: F401  (re-exported)
-    DEFAULT_VALIDATION_PERCENT,
-    FILE_SPLITS,
-    SPLITS,
-    SUFFIXES,
-    DataFileError,
-    Document,
-    ReadStats,
-    check_percent,
-    in_validation,
-    iter_documents,
-    iter_file_documents,
-    iter_local_split,
-    iter_texts,
-    list_files,
-    local_fingerprint,
-    local_split_names,
-    split_files,
+  DEFAULT_VALIDATION_PERCENT,
+  FILE_SPLITS,
+  SPLITS,
+  SUFFIXES,
+  DataFileError,
+  Document,
+  ReadStats,
+  check_percent,
+  in_validation,
+  iter_documents,
+  iter_file_documents,
+  iter_local_split,
+  iter_texts,
+  list_files,
+  local_fingerprint,
+  local_split_names,
+  split_files,
 )
 from hope_jax.data.tfds_builders import (  # noqa: F401  (re-exported)
-    TFDS_CATALOG,
-    CatalogEntry,
-    LocalText,
-    LocalTextConfig,
-    data_source_texts,
-    default_data_dir,
-    local_text_builder,
-    register_catalog_builder,
-    source_tree_builder,
-    tfds_documents,
-    tfds_text_field,
+  TFDS_CATALOG,
+  CatalogEntry,
+  LocalText,
+  LocalTextConfig,
+  data_source_texts,
+  default_data_dir,
+  local_text_builder,
+  register_catalog_builder,
+  source_tree_builder,
+  tfds_documents,
+  tfds_text_field,
 )
 
 
@@ -55,14 +55,14 @@ class Documents:
   """Re-iterable texts of one split; ``stats`` holds the counts of the latest full pass."""
 
   def __init__(
-      self,
-      texts: Callable[[], Iterator[str]],
-      *,
-      identity: str,
-      description: str,
-      segment: Callable[[str], list[str]] | None = None,
-      doc_key: Callable[[str], str] | None = None,
-      manifest: Callable[[dict[str, int]], dict[str, Any]] | None = None,
+    self,
+    texts: Callable[[], Iterator[str]],
+    *,
+    identity: str,
+    description: str,
+    segment: Callable[[str], list[str]] | None = None,
+    doc_key: Callable[[str], str] | None = None,
+    manifest: Callable[[dict[str, int]], dict[str, Any]] | None = None,
   ) -> None:
     """Wrap a zero-argument callable returning an iterator of texts (empty ones included).
 
@@ -118,7 +118,7 @@ def _open_embedded(spec: dict[str, Any], split: str) -> Documents:
   field = spec.get("text_field") or "text"
   if split not in local_split_names(root):
     raise ValueError(
-        f"split={split!r} not in the embedded corpus; available: {local_split_names(root)}"
+      f"split={split!r} not in the embedded corpus; available: {local_split_names(root)}"
     )
   digest = hashlib.sha1(field.encode())
   for file in list_files(root):
@@ -141,18 +141,18 @@ def _open_local(spec: dict[str, Any], split: str) -> Documents:
   check_percent(percent)
   if split not in local_split_names(path):
     raise ValueError(
-        f"split={split!r} not found in local source {str(path)!r}; "
-        f"available: {local_split_names(path)}"
+      f"split={split!r} not found in local source {str(path)!r}; "
+      f"available: {local_split_names(path)}"
     )
   name = "h" + local_fingerprint(path, text_field=field, validation_percent=percent)
   description = f"local source {str(path)!r} split {split!r}"
 
   def texts() -> Iterator[str]:
     builder = local_text_builder(
-        path, data_dir=spec.get("data_dir"), text_field=field, validation_percent=percent
+      path, data_dir=spec.get("data_dir"), text_field=field, validation_percent=percent
     )
     yield from data_source_texts(
-        builder.as_data_source(split=split), "text", description=description
+      builder.as_data_source(split=split), "text", description=description
     )
 
   return Documents(texts, identity=f"local-{name}-{split}", description=description)
@@ -166,7 +166,7 @@ def _open_tfds(spec: dict[str, Any], split: str) -> Documents:
 
   def texts() -> Iterator[str]:
     yield from tfds_documents(
-        name, split, data_dir=spec.get("data_dir"), text_field=field, download=download
+      name, split, data_dir=spec.get("data_dir"), text_field=field, download=download
     )
 
   slug = name.replace("/", "_").replace(":", "_")
@@ -178,33 +178,31 @@ def _open_source_tree(spec: dict[str, Any], split: str) -> Documents:
   """A tree of source files, one document per package, prepared with :class:`LocalText`."""
   options = source_tree.SourceTreeOptions.from_spec(spec)
   if split not in SPLITS:
-    raise ValueError(
-        f"split={split!r} not in source_tree {options.root!r}; available: {SPLITS}"
-    )
+    raise ValueError(f"split={split!r} not in source_tree {options.root!r}; available: {SPLITS}")
   name = "t" + source_tree.fingerprint(options)
   description = f"source tree {options.root!r} split {split!r}"
 
   def texts() -> Iterator[str]:
     builder = source_tree_builder(options, data_dir=spec.get("data_dir"))
     yield from data_source_texts(
-        builder.as_data_source(split=split), "text", description=description
+      builder.as_data_source(split=split), "text", description=description
     )
 
   return Documents(
-      texts,
-      identity=f"tree-{name}-{split}",
-      description=description,
-      segment=source_tree.segments,
-      doc_key=source_tree.package_of,
-      manifest=lambda tokens: source_tree.manifest(options, tokens=tokens),
+    texts,
+    identity=f"tree-{name}-{split}",
+    description=description,
+    segment=source_tree.segments,
+    doc_key=source_tree.package_of,
+    manifest=lambda tokens: source_tree.manifest(options, tokens=tokens),
   )
 
 
 SOURCES: dict[str, Callable[[dict[str, Any], str], Documents]] = {
-    "embedded": _open_embedded,
-    "local": _open_local,
-    "source_tree": _open_source_tree,
-    "tfds": _open_tfds,
+  "embedded": _open_embedded,
+  "local": _open_local,
+  "source_tree": _open_source_tree,
+  "tfds": _open_tfds,
 }
 
 
@@ -218,6 +216,6 @@ def open_documents(spec: Mapping[str, Any] | Any, split: str) -> Documents:
   source = fields.get("source")
   if source not in SOURCES:
     raise ValueError(
-        f"data spec field 'source' has unknown value {source!r}; expected one of {sorted(SOURCES)}"
+      f"data spec field 'source' has unknown value {source!r}; expected one of {sorted(SOURCES)}"
     )
   return SOURCES[source](fields, split)

@@ -21,11 +21,11 @@ from etils import epath
 
 from hope_jax.data import source_tree
 from hope_jax.data.local_files import (
-    DEFAULT_VALIDATION_PERCENT,
-    check_percent,
-    iter_local_split,
-    local_fingerprint,
-    local_split_names,
+  DEFAULT_VALIDATION_PERCENT,
+  check_percent,
+  iter_local_split,
+  local_fingerprint,
+  local_split_names,
 )
 
 # ----------------------------------------------------------------------------------------------
@@ -57,11 +57,11 @@ class LocalText(tfds.core.GeneratorBasedBuilder):
   def _info(self) -> tfds.core.DatasetInfo:
     """Features: the document id and its text (empty documents are kept and skipped on read)."""
     return tfds.core.DatasetInfo(
-        builder=self,
-        description=f"Local text documents from {self.builder_config.path}",
-        features=tfds.features.FeaturesDict(
-            {"id": tfds.features.Text(), "text": tfds.features.Text()}
-        ),
+      builder=self,
+      description=f"Local text documents from {self.builder_config.path}",
+      features=tfds.features.FeaturesDict(
+        {"id": tfds.features.Text(), "text": tfds.features.Text()}
+      ),
     )
 
   def _split_generators(self, dl_manager: Any) -> dict[str, Iterator[tuple[int, dict[str, str]]]]:
@@ -78,11 +78,11 @@ class LocalText(tfds.core.GeneratorBasedBuilder):
       docs = source_tree.iter_split(cfg.tree, split)
     else:
       docs = iter_local_split(
-          cfg.path,
-          split,
-          text_field=cfg.text_field,
-          validation_percent=cfg.validation_percent,
-          skip_empty=False,
+        cfg.path,
+        split,
+        text_field=cfg.text_field,
+        validation_percent=cfg.validation_percent,
+        skip_empty=False,
       )
     for index, doc in enumerate(docs):
       yield index, {"id": doc.id, "text": doc.text}
@@ -94,43 +94,43 @@ def default_data_dir() -> str:
 
 
 def local_text_builder(
-    path: str | os.PathLike[str],
-    *,
-    data_dir: str | os.PathLike[str] | None = None,
-    text_field: str = "text",
-    validation_percent: float = DEFAULT_VALIDATION_PERCENT,
+  path: str | os.PathLike[str],
+  *,
+  data_dir: str | os.PathLike[str] | None = None,
+  text_field: str = "text",
+  validation_percent: float = DEFAULT_VALIDATION_PERCENT,
 ) -> LocalText:
   """A :class:`LocalText` builder for ``path``, prepared once into array_record in ``data_dir``."""
   check_percent(validation_percent)
   p = Path(path).expanduser().resolve()
   name = "h" + local_fingerprint(p, text_field=text_field, validation_percent=validation_percent)
   config = LocalTextConfig(
-      name=name,
-      description=str(p),
-      path=str(p),
-      text_field=text_field,
-      validation_percent=validation_percent,
+    name=name,
+    description=str(p),
+    path=str(p),
+    text_field=text_field,
+    validation_percent=validation_percent,
   )
   builder = LocalText(
-      config=config, data_dir=data_dir or default_data_dir(), file_format="array_record"
+    config=config, data_dir=data_dir or default_data_dir(), file_format="array_record"
   )
   builder.download_and_prepare()
   return builder
 
 
 def source_tree_builder(
-    options: source_tree.SourceTreeOptions, *, data_dir: str | os.PathLike[str] | None = None
+  options: source_tree.SourceTreeOptions, *, data_dir: str | os.PathLike[str] | None = None
 ) -> LocalText:
   """A :class:`LocalText` builder of a source tree (one example per package), prepared once."""
   config = LocalTextConfig(
-      name="t" + source_tree.fingerprint(options),
-      description=options.root,
-      path=options.root,
-      validation_percent=options.validation_percent,
-      tree=options,
+    name="t" + source_tree.fingerprint(options),
+    description=options.root,
+    path=options.root,
+    validation_percent=options.validation_percent,
+    tree=options,
   )
   builder = LocalText(
-      config=config, data_dir=data_dir or default_data_dir(), file_format="array_record"
+    config=config, data_dir=data_dir or default_data_dir(), file_format="array_record"
   )
   builder.download_and_prepare()
   return builder
@@ -149,12 +149,12 @@ class CatalogEntry:
 
 
 TFDS_CATALOG: dict[str, CatalogEntry] = {
-    "pg19": CatalogEntry("book_text"),
-    "c4": CatalogEntry("text", "tensorflow_datasets.text.c4"),
-    "scientific_papers": CatalogEntry("article"),
-    "wikipedia": CatalogEntry("text", "tensorflow_datasets.text.wikipedia"),
-    "wiki40b": CatalogEntry("text", "tensorflow_datasets.text.wiki40b"),
-    "lm1b": CatalogEntry("text"),
+  "pg19": CatalogEntry("book_text"),
+  "c4": CatalogEntry("text", "tensorflow_datasets.text.c4"),
+  "scientific_papers": CatalogEntry("article"),
+  "wikipedia": CatalogEntry("text", "tensorflow_datasets.text.wikipedia"),
+  "wiki40b": CatalogEntry("text", "tensorflow_datasets.text.wiki40b"),
+  "lm1b": CatalogEntry("text"),
 }
 
 
@@ -170,7 +170,7 @@ def tfds_text_field(name: str, text_field: str | None = None) -> str:
   entry = TFDS_CATALOG.get(_catalog_base(name))
   if entry is None:
     raise ValueError(
-        f"name={name!r} has no known text field; set text_field (known: {sorted(TFDS_CATALOG)})"
+      f"name={name!r} has no known text field; set text_field (known: {sorted(TFDS_CATALOG)})"
     )
   return entry.text_field
 
@@ -183,28 +183,28 @@ def register_catalog_builder(name: str) -> None:
 
 
 def tfds_documents(
-    name: str,
-    split: str,
-    *,
-    data_dir: str | None = None,
-    text_field: str | None = None,
-    download: bool = True,
+  name: str,
+  split: str,
+  *,
+  data_dir: str | None = None,
+  text_field: str | None = None,
+  download: bool = True,
 ) -> Iterator[str]:
   """Yield the text of every example of a TFDS catalog split read with ``tfds.data_source``."""
   field = tfds_text_field(name, text_field)
   register_catalog_builder(name)
   try:
     source = tfds.data_source(
-        name, split=split, data_dir=data_dir or default_data_dir(), download=download
+      name, split=split, data_dir=data_dir or default_data_dir(), download=download
     )
   except ModuleNotFoundError as e:
     if e.name != "importlib_resources":
       raise
     raise ModuleNotFoundError(
-        f"preparing tfds dataset {name!r} needs the importlib_resources package, which "
-        "tensorflow-datasets uses without declaring it (tensorflow/datasets#11212): "
-        "pip install importlib_resources",
-        name=e.name,
+      f"preparing tfds dataset {name!r} needs the importlib_resources package, which "
+      "tensorflow-datasets uses without declaring it (tensorflow/datasets#11212): "
+      "pip install importlib_resources",
+      name=e.name,
     ) from e
   yield from data_source_texts(source, field, description=f"tfds dataset {name!r}")
 
@@ -220,7 +220,7 @@ def data_source_texts(source: Sequence[Any], field: str, *, description: str) ->
     record = source[key]
     if field not in record:
       raise KeyError(
-          f"{description} record {key} has no text field {field!r}; has {sorted(record)}"
+        f"{description} record {key} has no text field {field!r}; has {sorted(record)}"
       )
     text = record[field]
     yield text.decode("utf-8") if isinstance(text, bytes) else str(text)

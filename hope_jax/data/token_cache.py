@@ -43,19 +43,15 @@ class TokenizerLike(Protocol):
   """What tokenization needs from a tokenizer (read-only attributes or properties)."""
 
   @property
-  def vocab_size(self) -> int:
-    ...
+  def vocab_size(self) -> int: ...
 
   @property
-  def eos_id(self) -> int:
-    ...
+  def eos_id(self) -> int: ...
 
   @property
-  def fingerprint(self) -> str:
-    ...
+  def fingerprint(self) -> str: ...
 
-  def encode_batch(self, texts: list[str], *, num_threads: int = -1) -> list[list[int]]:
-    ...
+  def encode_batch(self, texts: list[str], *, num_threads: int = -1) -> list[list[int]]: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +102,7 @@ def token_dtype(vocab_size: int, dtype: str | None = None) -> np.dtype:
     raise ValueError(f"dtype={name!r} is not supported; expected one of {sorted(DTYPES)}")
   if vocab_size > DTYPES[name]:
     raise ValueError(
-        f"vocab_size={vocab_size} does not fit dtype={name!r} (max {DTYPES[name]} ids)"
+      f"vocab_size={vocab_size} does not fit dtype={name!r} (max {DTYPES[name]} ids)"
     )
   return np.dtype(name)
 
@@ -125,8 +121,13 @@ def _batches(texts: Iterable[str], *, max_chars: int, max_docs: int) -> Iterable
     yield batch
 
 
-def _encode(batch: list[str], tokenizer: TokenizerLike, *, num_threads: int,
-            segment: Callable[[str], list[str]] | None) -> list[list[int]]:
+def _encode(
+  batch: list[str],
+  tokenizer: TokenizerLike,
+  *,
+  num_threads: int,
+  segment: Callable[[str], list[str]] | None,
+) -> list[list[int]]:
   """Encode a batch of texts; with ``segment``, encode every part in parallel and concatenate."""
   if segment is None:
     return tokenizer.encode_batch(batch, num_threads=num_threads)
@@ -136,7 +137,7 @@ def _encode(batch: list[str], tokenizer: TokenizerLike, *, num_threads: int,
 
 
 def _write_cache(
-    docs: Any, tokenizer: TokenizerLike, tmp: Path, *, dtype: np.dtype, num_threads: int
+  docs: Any, tokenizer: TokenizerLike, tmp: Path, *, dtype: np.dtype, num_threads: int
 ) -> dict[str, Any]:
   """Tokenize ``docs`` into ``tmp``; return the metadata."""
   offsets: list[int] = []
@@ -177,8 +178,7 @@ def _file_sha256(path: Path) -> str:
   return digest.hexdigest()
 
 
-def _check_cache(path: Path, meta: dict[str, Any], tokens: np.ndarray,
-                 offsets: np.ndarray) -> None:
+def _check_cache(path: Path, meta: dict[str, Any], tokens: np.ndarray, offsets: np.ndarray) -> None:
   """Fail naming the file if the cache is not what ``meta.json`` says was written."""
   redo = f"delete {str(path)!r} to tokenize again"
   bin_path = path / "tokens.bin"
@@ -187,12 +187,18 @@ def _check_cache(path: Path, meta: dict[str, Any], tokens: np.ndarray,
   vocab = int(meta["vocab_size"])
   if tokens.size and int(tokens.max()) >= vocab:
     index = int(np.argmax(tokens >= vocab))
-    raise DataFileError(bin_path, f"token {index} has id {int(tokens[index])}, outside the "
-                        f"tokenizer's vocabulary of {vocab}; {redo}")
+    raise DataFileError(
+      bin_path,
+      f"token {index} has id {int(tokens[index])}, outside the "
+      f"tokenizer's vocabulary of {vocab}; {redo}",
+    )
   if offsets.shape != (meta["num_documents"],) or (
-      offsets.size and (offsets[0] != 0 or np.any(np.diff(offsets) < 1))):
-    raise DataFileError(path / "doc_offsets.npy", f"does not hold {meta['num_documents']} "
-                        f"increasing document starts from 0; {redo}")
+    offsets.size and (offsets[0] != 0 or np.any(np.diff(offsets) < 1))
+  ):
+    raise DataFileError(
+      path / "doc_offsets.npy",
+      f"does not hold {meta['num_documents']} increasing document starts from 0; {redo}",
+    )
   ends = np.append(offsets[1:], tokens.size) - 1
   if offsets.size and not np.all(tokens[ends] == int(meta["eos_id"])):
     raise DataFileError(bin_path, f"a document does not end in EOS; {redo}")
@@ -204,25 +210,28 @@ def _load(path: Path) -> TokenizedSplit:
   dtype = np.dtype(meta["dtype"])
   size = (path / "tokens.bin").stat().st_size
   if size != meta["num_tokens"] * dtype.itemsize:
-    raise DataFileError(path / "tokens.bin", f"{size} bytes, but meta.json says "
-                        f"{meta['num_tokens']} tokens of {dtype.name}; delete {str(path)!r} "
-                        "to tokenize again")
+    raise DataFileError(
+      path / "tokens.bin",
+      f"{size} bytes, but meta.json says "
+      f"{meta['num_tokens']} tokens of {dtype.name}; delete {str(path)!r} "
+      "to tokenize again",
+    )
   tokens = np.memmap(path / "tokens.bin", dtype=dtype, mode="r", shape=(meta["num_tokens"],))
   offsets = np.load(path / "doc_offsets.npy")
   _check_cache(path, meta, tokens, offsets)
   return TokenizedSplit(
-      tokens, offsets, int(meta["eos_id"]), int(meta["documents_skipped_empty"]), path
+    tokens, offsets, int(meta["eos_id"]), int(meta["documents_skipped_empty"]), path
   )
 
 
 def tokenize_split(
-    spec: Mapping[str, Any] | Any,
-    split: str,
-    tokenizer: TokenizerLike,
-    *,
-    cache_dir: str | os.PathLike[str] | None = None,
-    dtype: str | None = None,
-    num_threads: int = -1,
+  spec: Mapping[str, Any] | Any,
+  split: str,
+  tokenizer: TokenizerLike,
+  *,
+  cache_dir: str | os.PathLike[str] | None = None,
+  dtype: str | None = None,
+  num_threads: int = -1,
 ) -> TokenizedSplit:
   """Tokenize ``split`` of ``spec`` once (cached by dataset, split, tokenizer); memory-map it."""
   docs = open_documents(spec, split)
@@ -237,22 +246,22 @@ def tokenize_split(
     start = time.perf_counter()
     meta = _write_cache(docs, tokenizer, tmp, dtype=np_dtype, num_threads=num_threads)
     meta.update(
-        format=CACHE_FORMAT,
-        dtype=np_dtype.name,
-        eos_id=int(tokenizer.eos_id),
-        vocab_size=int(tokenizer.vocab_size),
-        tokenizer_fingerprint=tokenizer.fingerprint,
-        identity=docs.identity,
-        documents_skipped_empty=docs.stats.skipped_empty,
-        seconds=round(time.perf_counter() - start, 3),
+      format=CACHE_FORMAT,
+      dtype=np_dtype.name,
+      eos_id=int(tokenizer.eos_id),
+      vocab_size=int(tokenizer.vocab_size),
+      tokenizer_fingerprint=tokenizer.fingerprint,
+      identity=docs.identity,
+      documents_skipped_empty=docs.stats.skipped_empty,
+      seconds=round(time.perf_counter() - start, 3),
     )
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
     log.info(
-        "tokenized %s: %d documents, %d tokens in %.1fs",
-        docs.description,
-        meta["num_documents"],
-        meta["num_tokens"],
-        meta["seconds"],
+      "tokenized %s: %d documents, %d tokens in %.1fs",
+      docs.description,
+      meta["num_documents"],
+      meta["num_tokens"],
+      meta["seconds"],
     )
     os.chmod(tmp, 0o755)  # mkdtemp makes it private; a finished cache is readable like any file.
     try:

@@ -43,7 +43,7 @@ def _paragraphs(text: str, *, max_chars: int) -> Iterator[str]:
 
 
 def _sentences(
-    input_files: Sequence[str | os.PathLike[str]], *, text_field: str, max_chars: int = 4000
+  input_files: Sequence[str | os.PathLike[str]], *, text_field: str, max_chars: int = 4000
 ) -> Iterator[str]:
   """Yield training "sentences": paragraphs of every document, newlines kept so they get pieces."""
   for text in iter_texts(input_files, text_field=text_field):
@@ -53,17 +53,17 @@ def _sentences(
 
 
 def train_tokenizer(
-    input_files: Sequence[str | os.PathLike[str]],
-    *,
-    model_prefix: str,
-    vocab_size: int = 16384,
-    model_type: str = "bpe",
-    byte_fallback: bool = True,
-    input_sentence_size: int = 2_000_000,
-    seed: int = 0,
-    num_threads: int = 2,
-    character_coverage: float = 0.9995,
-    text_field: str = "text",
+  input_files: Sequence[str | os.PathLike[str]],
+  *,
+  model_prefix: str,
+  vocab_size: int = 16384,
+  model_type: str = "bpe",
+  byte_fallback: bool = True,
+  input_sentence_size: int = 2_000_000,
+  seed: int = 0,
+  num_threads: int = 2,
+  character_coverage: float = 0.9995,
+  text_field: str = "text",
 ) -> Path:
   """Train a SentencePiece model on the paragraphs of ``input_files``; return its path."""
   if byte_fallback and vocab_size <= 260:
@@ -73,26 +73,26 @@ def train_tokenizer(
   Path(model_prefix).expanduser().parent.mkdir(parents=True, exist_ok=True)
   spm.set_random_generator_seed(seed)
   spm.SentencePieceTrainer.train(
-      sentence_iterator=_sentences(input_files, text_field=text_field),
-      model_prefix=str(Path(model_prefix).expanduser()),
-      vocab_size=vocab_size,
-      model_type=model_type,
-      byte_fallback=byte_fallback,
-      input_sentence_size=input_sentence_size,
-      shuffle_input_sentence=True,
-      character_coverage=character_coverage,
-      split_digits=True,
-      allow_whitespace_only_pieces=True,
-      remove_extra_whitespaces=False,
-      add_dummy_prefix=False,
-      normalization_rule_name="identity",
-      pad_id=PAD_ID,
-      unk_id=UNK_ID,
-      bos_id=BOS_ID,
-      eos_id=EOS_ID,
-      num_threads=num_threads,
-      max_sentence_length=16384,
-      minloglevel=2,
+    sentence_iterator=_sentences(input_files, text_field=text_field),
+    model_prefix=str(Path(model_prefix).expanduser()),
+    vocab_size=vocab_size,
+    model_type=model_type,
+    byte_fallback=byte_fallback,
+    input_sentence_size=input_sentence_size,
+    shuffle_input_sentence=True,
+    character_coverage=character_coverage,
+    split_digits=True,
+    allow_whitespace_only_pieces=True,
+    remove_extra_whitespaces=False,
+    add_dummy_prefix=False,
+    normalization_rule_name="identity",
+    pad_id=PAD_ID,
+    unk_id=UNK_ID,
+    bos_id=BOS_ID,
+    eos_id=EOS_ID,
+    num_threads=num_threads,
+    max_sentence_length=16384,
+    minloglevel=2,
   )
   return Path(f"{Path(model_prefix).expanduser()}.model")
 
@@ -149,8 +149,7 @@ class Tokenizer:
 
   def __repr__(self) -> str:
     return (
-        f"Tokenizer(name={self.name!r}, vocab_size={self.vocab_size}, "
-        f"fingerprint={self.fingerprint})"
+      f"Tokenizer(name={self.name!r}, vocab_size={self.vocab_size}, fingerprint={self.fingerprint})"
     )
 
 
@@ -174,7 +173,7 @@ def load_tokenizer(path_or_name: str | os.PathLike[str] = DEFAULT_NAME) -> Token
     path = Path(path_or_name).expanduser()
   if not path.is_file():
     raise FileNotFoundError(
-        f"tokenizer model not found: path_or_name={str(path_or_name)!r} ({path})"
+      f"tokenizer model not found: path_or_name={str(path_or_name)!r} ({path})"
     )
   return _load_cached(str(path.resolve()))
 
@@ -196,19 +195,19 @@ def _main(argv: Sequence[str] | None = None) -> int:
   args = parser.parse_args(argv)
   start = time.perf_counter()
   path = train_tokenizer(
-      [p for p in args.input.split(",") if p],
-      model_prefix=args.model_prefix,
-      vocab_size=args.vocab_size,
-      model_type=args.model_type,
-      byte_fallback=not args.no_byte_fallback,
-      input_sentence_size=args.input_sentence_size,
-      seed=args.seed,
-      num_threads=args.num_threads,
-      text_field=args.text_field,
+    [p for p in args.input.split(",") if p],
+    model_prefix=args.model_prefix,
+    vocab_size=args.vocab_size,
+    model_type=args.model_type,
+    byte_fallback=not args.no_byte_fallback,
+    input_sentence_size=args.input_sentence_size,
+    seed=args.seed,
+    num_threads=args.num_threads,
+    text_field=args.text_field,
   )
   tok = load_tokenizer(path)
   print(
-      f"wrote {path} ({path.stat().st_size} bytes, {tok!r}) in {time.perf_counter() - start:.1f}s"
+    f"wrote {path} ({path.stat().st_size} bytes, {tok!r}) in {time.perf_counter() - start:.1f}s"
   )
   return 0
 

@@ -36,8 +36,8 @@ from hope_jax.positional import encoders
 
 # Layout -> the two members (a, b) of every rotation pair, each [..., head_dim // 2].
 PAIRINGS: dict[str, Callable[[jax.Array], tuple[jax.Array, jax.Array]]] = {
-    "split_half": lambda x: (x[..., :x.shape[-1] // 2], x[..., x.shape[-1] // 2:]),
-    "interleaved": lambda x: (x[..., 0::2], x[..., 1::2]),
+  "split_half": lambda x: (x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2 :]),
+  "interleaved": lambda x: (x[..., 0::2], x[..., 1::2]),
 }
 BAND_CLASSES = ("high", "low", "unrotated")
 
@@ -54,8 +54,9 @@ def _real_imag(qa, qb, ka, kb, spec: str) -> tuple[jax.Array, jax.Array]:
   return mul(qa, ka) + mul(qb, kb), mul(qb, ka) - mul(qa, kb)
 
 
-def band_contributions(q: jax.Array, k: jax.Array, positions: jax.Array, frequencies: Any, *,
-                       layout: str = "split_half") -> jax.Array:
+def band_contributions(
+  q: jax.Array, k: jax.Array, positions: jax.Array, frequencies: Any, *, layout: str = "split_half"
+) -> jax.Array:
   """Per-band logit contributions [B, heads, bands, T, S] of pre-rotation q [B,T,H,D], k [B,S,H,D].
 
   Summed over bands this is the rotated q·k (the attention logit before scaling); positions [B, T]
@@ -74,8 +75,9 @@ def shear(matrix: jax.Array) -> jax.Array:
   return jnp.where(d <= n, matrix[..., n, jnp.maximum(n - d, 0)], 0)
 
 
-def attention_statistics(net: model.Transformer, tokens: jax.Array,
-                         positions: jax.Array | None = None) -> dict[str, jax.Array]:
+def attention_statistics(
+  net: model.Transformer, tokens: jax.Array, positions: jax.Array | None = None
+) -> dict[str, jax.Array]:
   """Per-window sums over heads and queries by relative distance, and per-band q/k energies.
 
   Returns ``attention`` [B, layers, T] (attention probability summed at each distance),
@@ -102,18 +104,24 @@ def attention_statistics(net: model.Transformer, tokens: jax.Array,
     signed, absolute = jax.lax.map(one_band, (*by_band, cos, sin))  # [bands, B, T]
     band.append(signed.swapaxes(0, 1))
     band_abs.append(absolute.swapaxes(0, 1))
-    q_energy.append((qa ** 2 + qb ** 2).mean(axis=(1, 2)))
-    k_energy.append((ka ** 2 + kb ** 2).mean(axis=(1, 2)))
+    q_energy.append((qa**2 + qb**2).mean(axis=(1, 2)))
+    k_energy.append((ka**2 + kb**2).mean(axis=(1, 2)))
   stack = lambda xs: jnp.stack(xs, axis=1)  # noqa: E731
-  return {"attention": attention.swapaxes(0, 1), "band": stack(band), "band_abs": stack(band_abs),
-          "q_energy": stack(q_energy), "k_energy": stack(k_energy)}
+  return {
+    "attention": attention.swapaxes(0, 1),
+    "band": stack(band),
+    "band_abs": stack(band_abs),
+    "q_energy": stack(q_energy),
+    "k_energy": stack(k_energy),
+  }
 
 
 def distance_buckets(length: int, num_buckets: int) -> np.ndarray:
   """Bucket edges over distances 0..length-1: [0, 1, then log-spaced up to length]."""
   if num_buckets < 2 or length < 2:
-    raise ValueError(f"need num_buckets >= 2 and length >= 2, got num_buckets={num_buckets}, "
-                     f"length={length}")
+    raise ValueError(
+      f"need num_buckets >= 2 and length >= 2, got num_buckets={num_buckets}, length={length}"
+    )
   edges = np.unique(np.round(np.geomspace(1, length, num_buckets - 1)).astype(np.int64))
   return np.concatenate([[0], edges])
 
@@ -126,12 +134,20 @@ def bucket_average(sums: np.ndarray, counts: np.ndarray, edges: np.ndarray) -> n
 
 def band_classes(frequencies: np.ndarray, train_length: int) -> list[str]:
   """Classes each band: "high" (≥ 1 period within L), "low" (rotating, < 1) or "unrotated"."""
-  return ["unrotated" if f == 0 else "high" if 2 * math.pi / f <= train_length else "low"
-          for f in np.asarray(frequencies, np.float64)]
+  return [
+    "unrotated" if f == 0 else "high" if 2 * math.pi / f <= train_length else "low"
+    for f in np.asarray(frequencies, np.float64)
+  ]
 
 
-def summarize(stats: dict[str, np.ndarray], *, num_heads: int, frequencies: np.ndarray,
-              train_length: int, num_buckets: int) -> dict[str, Any]:
+def summarize(
+  stats: dict[str, np.ndarray],
+  *,
+  num_heads: int,
+  frequencies: np.ndarray,
+  train_length: int,
+  num_buckets: int,
+) -> dict[str, Any]:
   """Turns summed statistics of N windows into per-layer bucket means and band summaries."""
   rows, num_layers, length = stats["attention"].shape
   edges = distance_buckets(length, num_buckets)
@@ -146,35 +162,53 @@ def summarize(stats: dict[str, np.ndarray], *, num_heads: int, frequencies: np.n
   layers = []
   for layer in range(num_layers):
     total = mean_abs[layer].sum()
-    share = {c: float(sum(a for a, k in zip(mean_abs[layer], classes) if k == c) / total)
-             if total > 0 else float("nan") for c in BAND_CLASSES}
-    layers.append({
-        "layer": layer, "attention": attention[layer].tolist(),
+    share = {
+      c: float(sum(a for a, k in zip(mean_abs[layer], classes) if k == c) / total)
+      if total > 0
+      else float("nan")
+      for c in BAND_CLASSES
+    }
+    layers.append(
+      {
+        "layer": layer,
+        "attention": attention[layer].tolist(),
         "band_contribution": band[layer].tolist(),
         "band_abs_contribution": band_abs[layer].tolist(),
-        "band_mean": mean[layer].tolist(), "band_mean_abs": mean_abs[layer].tolist(),
+        "band_mean": mean[layer].tolist(),
+        "band_mean_abs": mean_abs[layer].tolist(),
         "q_norm": np.sqrt(stats["q_energy"][:, layer].mean(0)).tolist(),
         "k_norm": np.sqrt(stats["k_energy"][:, layer].mean(0)).tolist(),
         "class_share": share,
         "top_bands": np.argsort(-mean_abs[layer])[:4].tolist(),
-    })
-  return {"length": length, "windows": rows,
-          "buckets": [{"start": int(a), "end": int(b)} for a, b in zip(edges[:-1], edges[1:])],
-          "frequencies": np.asarray(frequencies, np.float64).tolist(), "band_classes": classes,
-          "layers": layers}
+      }
+    )
+  return {
+    "length": length,
+    "windows": rows,
+    "buckets": [{"start": int(a), "end": int(b)} for a, b in zip(edges[:-1], edges[1:])],
+    "frequencies": np.asarray(frequencies, np.float64).tolist(),
+    "band_classes": classes,
+    "layers": layers,
+  }
 
 
-def analyze(net: model.Transformer, tokens: np.ndarray, *, position_offset: int = 0,
-            num_buckets: int = 16) -> dict[str, Any]:
+def analyze(
+  net: model.Transformer, tokens: np.ndarray, *, position_offset: int = 0, num_buckets: int = 16
+) -> dict[str, Any]:
   """Runs the analysis on a model directly (no sharding): tokens [N, T] in one batch."""
   graphdef, state = nnx.split(net)
   positions = position_offset + np.broadcast_to(np.arange(tokens.shape[1]), tokens.shape)
   stats = jax.jit(lambda s, t, p: attention_statistics(nnx.merge(graphdef, s), t, p))(
-      state, jnp.asarray(tokens, jnp.int32), jnp.asarray(positions, jnp.int32))
+    state, jnp.asarray(tokens, jnp.int32), jnp.asarray(positions, jnp.int32)
+  )
   cfg = net.config
-  return summarize(jax.device_get(stats), num_heads=cfg.num_heads,
-                   frequencies=cfg.encoding.frequencies, train_length=cfg.train_length,
-                   num_buckets=num_buckets)
+  return summarize(
+    jax.device_get(stats),
+    num_heads=cfg.num_heads,
+    frequencies=cfg.encoding.frequencies,
+    train_length=cfg.train_length,
+    num_buckets=num_buckets,
+  )
 
 
 def bucket_centers(buckets: list[dict[str, int]]) -> list[float]:
@@ -187,8 +221,9 @@ def eval_attention(ctx: evaluate.EvalContext) -> dict[str, Any]:
   e = ctx.config.attention
   length = int(round(e.length * ctx.train_length))
   if length < 2:
-    raise ValueError(f"config.eval.attention.length={e.length!r} × L = {length} tokens; "
-                     f"it must give at least 2")
+    raise ValueError(
+      f"config.eval.attention.length={e.length!r} × L = {length} tokens; it must give at least 2"
+    )
   windows = batches.eval_windows(ctx.split, length=length)
   if windows.num_windows == 0:
     ctx.log(f"attention: no validation document has {length} tokens; skipped")
@@ -197,25 +232,41 @@ def eval_attention(ctx: evaluate.EvalContext) -> dict[str, Any]:
   tokens = windows.tokens[chosen]
   positions = e.position_offset + np.broadcast_to(np.arange(length), tokens.shape)
   fn = ctx.model_fn(length, attention_statistics, key="attention")
-  stats = eval_forward.batched_call(fn, tokens, positions=positions,
-                                    batch_size=ctx.batch_divisor, batch_divisor=ctx.batch_divisor)
+  stats = eval_forward.batched_call(
+    fn, tokens, positions=positions, batch_size=ctx.batch_divisor, batch_divisor=ctx.batch_divisor
+  )
   cfg = ctx.model_config(length)
-  result = summarize(stats, num_heads=cfg.num_heads, frequencies=cfg.encoding.frequencies,
-                     train_length=cfg.train_length, num_buckets=e.buckets)
-  result.update(position_offset=int(e.position_offset), tokens=int(tokens.size),
-                documents=int(np.unique(windows.document_index[chosen]).size),
-                bias=cfg.encoding.bias, logit_scale=cfg.encoding.logit_scale / math.sqrt(
-                    cfg.head_dim))
+  result = summarize(
+    stats,
+    num_heads=cfg.num_heads,
+    frequencies=cfg.encoding.frequencies,
+    train_length=cfg.train_length,
+    num_buckets=e.buckets,
+  )
+  result.update(
+    position_offset=int(e.position_offset),
+    tokens=int(tokens.size),
+    documents=int(np.unique(windows.document_index[chosen]).size),
+    bias=cfg.encoding.bias,
+    logit_scale=cfg.encoding.logit_scale / math.sqrt(cfg.head_dim),
+  )
   label = f"{ctx.run_metadata()['label']}, L = {ctx.train_length:,}, T = {length:,}"
   centers = bucket_centers(result["buckets"])
   if ctx.writes_files:
     plots.distance_curves(
-        f"{ctx.eval_dir}/attention_distance.png", centers,
-        {f"layer {r['layer']}": r["attention"] for r in result["layers"]},
-        marker=ctx.train_length, y_label="mean attention probability",
-        title=f"Attention versus relative distance ({label})")
-    plots.band_panels(f"{ctx.eval_dir}/band_contributions.png", result, centers=centers,
-                      title=f"Per-band q·k contributions ({label})")
+      f"{ctx.eval_dir}/attention_distance.png",
+      centers,
+      {f"layer {r['layer']}": r["attention"] for r in result["layers"]},
+      marker=ctx.train_length,
+      y_label="mean attention probability",
+      title=f"Attention versus relative distance ({label})",
+    )
+    plots.band_panels(
+      f"{ctx.eval_dir}/band_contributions.png",
+      result,
+      centers=centers,
+      title=f"Per-band q·k contributions ({label})",
+    )
   for r in result["layers"]:
     share = ", ".join(f"{c} {v:.2f}" for c, v in r["class_share"].items())
     ctx.log(f"attention layer {r['layer']}: |contribution| share {share}")

@@ -27,10 +27,13 @@ def _positive_int(field: str, value: Any, *, minimum: int = 1) -> None:
 def _numbers(field: str, values: Sequence[Any], *, positive: bool = False) -> tuple:
   """Returns values as a tuple of numbers, all >= 0 (> 0 when positive), or raises naming field."""
   values = tuple(values)
-  if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0
-                       or (positive and v == 0) for v in values):
-    _fail(field, values, f"a non-empty list of {'positive' if positive else 'non-negative'} "
-          "numbers")
+  if not values or any(
+    isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (positive and v == 0)
+    for v in values
+  ):
+    _fail(
+      field, values, f"a non-empty list of {'positive' if positive else 'non-negative'} numbers"
+    )
   return values
 
 
@@ -50,6 +53,7 @@ def _put(spec: Any, **fields: Any) -> None:
 @dataclasses.dataclass(frozen=True)
 class PerplexitySpec:
   """Non-overlapping windows of validation documents, one forward pass each."""
+
   lengths: tuple[float, ...] = (1, 2, 4, 8, 16, 32)  # lengths no document reaches are skipped
   max_windows: int = 64  # per length, spread over all windows; 0 = all
   position_buckets: int = 16  # mean NLL over this many equal position ranges of a window
@@ -64,6 +68,7 @@ class PerplexitySpec:
 @dataclasses.dataclass(frozen=True)
 class CopySpec:
   """A segment, a gap, the segment again; greedy next-token accuracy on the second copy."""
+
   segment_length: int = 16  # tokens per segment
   gaps: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
   sources: tuple[str, ...] = ("text", "random")  # validation-split spans, or random ids
@@ -72,14 +77,18 @@ class CopySpec:
   def __post_init__(self):
     """Validates every field, naming it."""
     _positive_int("copy.segment_length", self.segment_length)
-    _put(self, gaps=_numbers("copy.gaps", self.gaps),
-         sources=_names("copy.sources", self.sources, COPY_SOURCES))
+    _put(
+      self,
+      gaps=_numbers("copy.gaps", self.gaps),
+      sources=_names("copy.sources", self.sources, COPY_SOURCES),
+    )
     _positive_int("copy.examples", self.examples)
 
 
 @dataclasses.dataclass(frozen=True)
 class PasskeySpec:
   """A key hidden in filler at a depth; all key digits must be greedy-decoded right."""
+
   lengths: tuple[float, ...] = (1, 2, 4, 8)  # lengths below ~80 tokens are skipped
   depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # needle position in the filler
   keys: int = 4  # random keys per (length, depth) cell
@@ -96,6 +105,7 @@ class PasskeySpec:
 @dataclasses.dataclass(frozen=True)
 class RecallSpec:
   """Key->value demonstrations, filler, then queries; a query counts when all value tokens match."""
+
   pairs: tuple[int, ...] = (2, 4, 8)  # number of demonstrations
   distances: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)  # demonstration-to-query distance
   queries: int = 2  # queries per example (at most the number of pairs)
@@ -107,8 +117,12 @@ class RecallSpec:
     pairs = tuple(self.pairs)
     for value in pairs:
       _positive_int("recall.pairs", value)
-    _put(self, pairs=pairs, distances=_numbers("recall.distances", self.distances),
-         sources=_names("recall.sources", self.sources, RECALL_SOURCES))
+    _put(
+      self,
+      pairs=pairs,
+      distances=_numbers("recall.distances", self.distances),
+      sources=_names("recall.sources", self.sources, RECALL_SOURCES),
+    )
     _positive_int("recall.queries", self.queries)
     _positive_int("recall.examples", self.examples)
 
@@ -116,6 +130,7 @@ class RecallSpec:
 @dataclasses.dataclass(frozen=True)
 class AttentionSpec:
   """Attention probability and per-band q·k contributions versus relative distance (XLA path)."""
+
   length: float = 2  # window length (memory quadratic in it: keep it small)
   windows: int = 4  # windows, one per batch shard at a time
   buckets: int = 16  # log-spaced relative-distance buckets (distance 0 its own)
@@ -129,13 +144,19 @@ class AttentionSpec:
     _positive_int("attention.position_offset", self.position_offset, minimum=0)
 
 
-SPECS: dict[str, type] = {"perplexity": PerplexitySpec, "copy": CopySpec, "passkey": PasskeySpec,
-                          "recall": RecallSpec, "attention": AttentionSpec}
+SPECS: dict[str, type] = {
+  "perplexity": PerplexitySpec,
+  "copy": CopySpec,
+  "passkey": PasskeySpec,
+  "recall": RecallSpec,
+  "attention": AttentionSpec,
+}
 
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
   """Options every evaluation shares, and one spec per evaluation."""
+
   split: str = "validation"
   evaluations: tuple[str, ...] = EVALUATION_NAMES
   step: int = -1  # checkpoint step; -1 = latest
@@ -181,7 +202,8 @@ class EvalConfig:
         spec_fields = {f.name for f in dataclasses.fields(spec)}
         bad = sorted(set(sub) - spec_fields)
         if bad:
-          raise ValueError(f"unknown config.eval.{name} field(s) {bad}; known: "
-                           f"{sorted(spec_fields)}")
+          raise ValueError(
+            f"unknown config.eval.{name} field(s) {bad}; known: {sorted(spec_fields)}"
+          )
         fields[name] = spec(**sub)
     return cls(**fields)

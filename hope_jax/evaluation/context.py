@@ -33,6 +33,7 @@ PAD_MULTIPLE = 64  # probe sequences are right-padded to a multiple of this (few
 @dataclasses.dataclass
 class EvalContext:
   """What every evaluation needs: the restored run, its data, its options and where to write."""
+
   config: EvalConfig
   run: training_setup.Run
   step: int
@@ -82,11 +83,11 @@ class EvalContext:
       cfg = dataclasses.replace(cfg, logn_scaling=True)
     if self.config.scaling == "none":
       return cfg
-    return dataclasses.replace(cfg, scaling=self.config.scaling,
-                               scaling_factor=self.scaling_factor(length))
+    return dataclasses.replace(
+      cfg, scaling=self.config.scaling, scaling_factor=self.scaling_factor(length)
+    )
 
-  def model_fn(self, length: int, body: eval_forward.Body, *,
-               key: Hashable) -> Callable[..., Any]:
+  def model_fn(self, length: int, body: eval_forward.Body, *, key: Hashable) -> Callable[..., Any]:
     """Returns fn(tokens [B, T], positions=None) -> body(model at this length, ...), jitted.
 
     ``key`` names the body (and its options) for the compilation cache; B must be a multiple of
@@ -95,8 +96,13 @@ class EvalContext:
     cfg = self.model_config(length)
     if (cfg, key) not in self.compiled:
       self.compiled[(cfg, key)] = eval_forward.compile_body(
-          body, _graphdef(cfg), self.params, self.run.state.model_state, mesh=self.run.mesh,
-          rules=self.run.rules)
+        body,
+        _graphdef(cfg),
+        self.params,
+        self.run.state.model_state,
+        mesh=self.run.mesh,
+        rules=self.run.rules,
+      )
     return self.compiled[(cfg, key)]
 
   def uses_long_forward(self, length: int) -> bool:
@@ -110,12 +116,19 @@ class EvalContext:
       cfg = self.model_config(length)
       if (cfg, ("long", chunk)) not in self.compiled:
         self.compiled[(cfg, ("long", chunk))] = long_forward.LongForward(
-            _graphdef(cfg), self.params, self.run.state.model_state, mesh=self.run.mesh,
-            rules=self.run.rules,
-            options=long_forward.LongForwardOptions(logits_chunk=chunk)).next_token_outputs
+          _graphdef(cfg),
+          self.params,
+          self.run.state.model_state,
+          mesh=self.run.mesh,
+          rules=self.run.rules,
+          options=long_forward.LongForwardOptions(logits_chunk=chunk),
+        ).next_token_outputs
       return self.compiled[(cfg, ("long", chunk))]
-    return self.model_fn(length, functools.partial(eval_forward.next_token_outputs,
-                                                   chunk_tokens=chunk), key=("predict", chunk))
+    return self.model_fn(
+      length,
+      functools.partial(eval_forward.next_token_outputs, chunk_tokens=chunk),
+      key=("predict", chunk),
+    )
 
   def nll_fn(self, length: int) -> Callable[..., jax.Array]:
     """Returns fn(tokens [B, T]) -> float32 NLL [B, T-1] for the model at this length."""
@@ -129,8 +142,9 @@ class EvalContext:
     """
     tokens = np.asarray(tokens, np.int32)
     fn = self._predict_fn(tokens.shape[1] if length is None else length)
-    return eval_forward.batched_call(fn, tokens, batch_size=self.batch_rows(tokens.shape[1]),
-                                     batch_divisor=self.batch_divisor)
+    return eval_forward.batched_call(
+      fn, tokens, batch_size=self.batch_rows(tokens.shape[1]), batch_divisor=self.batch_divisor
+    )
 
   def predict_tokens(self, tokens: np.ndarray, length: int | None = None) -> np.ndarray:
     """Greedy predictions aligned with tokens [N, T]: column t predicts tokens[:, t] (column 0: -1).
@@ -140,11 +154,13 @@ class EvalContext:
     """
     tokens = np.asarray(tokens, np.int32)
     width = tokens.shape[1]
-    padded = np.pad(tokens, ((0, 0), (0, -width % PAD_MULTIPLE)),
-                    constant_values=self.tokenizer.pad_id)
+    padded = np.pad(
+      tokens, ((0, 0), (0, -width % PAD_MULTIPLE)), constant_values=self.tokenizer.pad_id
+    )
     argmax = self.predict(padded, length=width if length is None else length)["argmax"]
-    return np.concatenate([np.full((argmax.shape[0], 1), -1, np.int32), argmax[:, :width - 1]],
-                          axis=1)
+    return np.concatenate(
+      [np.full((argmax.shape[0], 1), -1, np.int32), argmax[:, : width - 1]], axis=1
+    )
 
   def batch_rows(self, length: int) -> int:
     """Rows per forward pass for sequences of this length: eval.batch_tokens // length (≥ 1)."""
@@ -155,16 +171,26 @@ class EvalContext:
     cfg = self.run.model_config
     params = dict(cfg.encoder_params)
     defaults = registry.encoder_parameters(cfg.encoder)
-    extras = [f"{k}={v}" for k, v in sorted(params.items())
-              if k in defaults and v != defaults[k] and k != "layout"]
+    extras = [
+      f"{k}={v}"
+      for k, v in sorted(params.items())
+      if k in defaults and v != defaults[k] and k != "layout"
+    ]
     label = cfg.encoder + (f" ({', '.join(extras)})" if extras else "")
-    return {"encoder": cfg.encoder, "encoder_params": params, "label": label,
-            "scaling": self.config.scaling,
-            "scaling_factor": float(self.config.scaling_factor),
-            "logn_scaling": bool(self.config.logn_scaling or cfg.logn_scaling),
-            "seed": int(self.seed), "train_length": self.train_length, "step": self.step,
-            "rotated_bands": cfg.encoding.num_rotated_bands, "head_dim": cfg.head_dim,
-            "num_params": model.num_params(cfg)}
+    return {
+      "encoder": cfg.encoder,
+      "encoder_params": params,
+      "label": label,
+      "scaling": self.config.scaling,
+      "scaling_factor": float(self.config.scaling_factor),
+      "logn_scaling": bool(self.config.logn_scaling or cfg.logn_scaling),
+      "seed": int(self.seed),
+      "train_length": self.train_length,
+      "step": self.step,
+      "rotated_bands": cfg.encoding.num_rotated_bands,
+      "head_dim": cfg.head_dim,
+      "num_params": model.num_params(cfg),
+    }
 
 
 @functools.lru_cache(maxsize=16)
@@ -175,13 +201,15 @@ def _graphdef(cfg: model.TransformerConfig) -> nnx.GraphDef:
   return graphdef
 
 
-def batched_nll(nll_fn: Callable[..., jax.Array], tokens: np.ndarray, *, batch_size: int,
-                batch_divisor: int = 1) -> np.ndarray:
+def batched_nll(
+  nll_fn: Callable[..., jax.Array], tokens: np.ndarray, *, batch_size: int, batch_divisor: int = 1
+) -> np.ndarray:
   """Runs nll_fn over rows of tokens in batches (padding the last one); returns [N, T-1]."""
   if tokens.shape[0] == 0:
     return np.zeros((0, tokens.shape[1] - 1), np.float32)
-  return eval_forward.batched_call(nll_fn, tokens, batch_size=batch_size,
-                                   batch_divisor=batch_divisor)
+  return eval_forward.batched_call(
+    nll_fn, tokens, batch_size=batch_size, batch_divisor=batch_divisor
+  )
 
 
 def select_windows(windows: batches.EvalWindows, max_windows: int) -> np.ndarray:
@@ -199,14 +227,26 @@ def output_dir(config: EvalConfig, workdir: str) -> str:
   logn = "_logn" if config.logn_scaling else ""
   if config.scaling == "none":
     return os.path.join(workdir, "eval" + logn)
-  return os.path.join(workdir, f"eval_{config.scaling}" + (
-      f"_x{config.scaling_factor:g}" if config.scaling_factor else "") + logn)
+  return os.path.join(
+    workdir,
+    f"eval_{config.scaling}"
+    + (f"_x{config.scaling_factor:g}" if config.scaling_factor else "")
+    + logn,
+  )
 
 
-def load_context(config: EvalConfig, model_config: model.TransformerConfig,
-                 mesh_config: sharding.MeshConfig, data: DataConfig, *, workdir: str,
-                 optimizer: OptimizerConfig, seed: int = 0, distributed: bool | str = "auto",
-                 verbose: bool = True) -> EvalContext:
+def load_context(
+  config: EvalConfig,
+  model_config: model.TransformerConfig,
+  mesh_config: sharding.MeshConfig,
+  data: DataConfig,
+  *,
+  workdir: str,
+  optimizer: OptimizerConfig,
+  seed: int = 0,
+  distributed: bool | str = "auto",
+  verbose: bool = True,
+) -> EvalContext:
   """Restores the run in workdir at config.step (default: latest) and loads the evaluation split.
 
   ``optimizer`` is the run's (the checkpoint holds its state).  A workdir without checkpoints
@@ -214,28 +254,50 @@ def load_context(config: EvalConfig, model_config: model.TransformerConfig,
   """
   if not (epath.Path(workdir) / "checkpoints").exists():
     raise FileNotFoundError(f"no run in workdir {workdir!r} (no checkpoints/ there); train first")
-  run = training_setup.setup(model_config, mesh_config,
-                             optimizer=optim.make_optimizer(optimizer), workdir=workdir, step=config.step if config.step >= 0 else None,
-                             fresh_ok=False, distributed=distributed)
+  run = training_setup.setup(
+    model_config,
+    mesh_config,
+    optimizer=optim.make_optimizer(optimizer),
+    workdir=workdir,
+    step=config.step if config.step >= 0 else None,
+    fresh_ok=False,
+    distributed=distributed,
+  )
   assert run.checkpointer is not None  # setup makes one whenever there is a workdir
   assert run.restored_step is not None  # fresh_ok=False: restored, or setup raised
   run.checkpointer.close()
   tok = data.load_tokenizer()
   split = data.load_split(config.split, tok, vocab_size=model_config.vocab_size)
-  return EvalContext(config, run, int(run.restored_step), tok, split,
-                     output_dir(config, workdir), seed, verbose)
+  return EvalContext(
+    config, run, int(run.restored_step), tok, split, output_dir(config, workdir), seed, verbose
+  )
 
 
-def fresh_context(config: EvalConfig, model_config: model.TransformerConfig,
-                  mesh_config: sharding.MeshConfig, data: DataConfig, eval_dir: str, *,
-                  seed: int = 0, init_on: str = "host", devices: list[Any] | None = None,
-                  verbose: bool = False) -> EvalContext:
+def fresh_context(
+  config: EvalConfig,
+  model_config: model.TransformerConfig,
+  mesh_config: sharding.MeshConfig,
+  data: DataConfig,
+  eval_dir: str,
+  *,
+  seed: int = 0,
+  init_on: str = "host",
+  devices: list[Any] | None = None,
+  verbose: bool = False,
+) -> EvalContext:
   """An EvalContext around a randomly initialised model (``seed``): baselines and tests.
 
   ``devices`` (default: all) are the mesh's devices.
   """
-  run = training_setup.setup(model_config, mesh_config, optimizer=optax.identity(), seed=seed,
-                             init_on=init_on, devices=devices, distributed=False)
+  run = training_setup.setup(
+    model_config,
+    mesh_config,
+    optimizer=optax.identity(),
+    seed=seed,
+    init_on=init_on,
+    devices=devices,
+    distributed=False,
+  )
   tok = data.load_tokenizer()
   split = data.load_split(config.split, tok, vocab_size=model_config.vocab_size)
   return EvalContext(config, run, 0, tok, split, eval_dir, seed, verbose)

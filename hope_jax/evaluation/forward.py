@@ -25,8 +25,15 @@ from hope_jax.parallel import sharding
 Body = Callable[[model.Transformer, jax.Array, "jax.Array | None"], dict[str, jax.Array]]
 
 
-def compile_body(body: Body, graphdef: nnx.GraphDef, params: nnx.State, model_state: nnx.State,
-                 *, mesh: jax.sharding.Mesh, rules: Any) -> Callable[..., Any]:
+def compile_body(
+  body: Body,
+  graphdef: nnx.GraphDef,
+  params: nnx.State,
+  model_state: nnx.State,
+  *,
+  mesh: jax.sharding.Mesh,
+  rules: Any,
+) -> Callable[..., Any]:
   """Returns fn(tokens [B, T], positions=None) -> body(merged model, ...), jitted on the mesh."""
   rows = NamedSharding(mesh, sharding.logical_spec(("batch", None), rules))
 
@@ -46,16 +53,26 @@ def compile_body(body: Body, graphdef: nnx.GraphDef, params: nnx.State, model_st
   return fn
 
 
-def next_token_outputs(net: model.Transformer, tokens: jax.Array,
-                       positions: jax.Array | None = None, *,
-                       chunk_tokens: int) -> dict[str, jax.Array]:
+def next_token_outputs(
+  net: model.Transformer,
+  tokens: jax.Array,
+  positions: jax.Array | None = None,
+  *,
+  chunk_tokens: int,
+) -> dict[str, jax.Array]:
   """Teacher-forced float32 NLL and greedy argmax [B, T-1] of tokens [B, T] (see head_outputs)."""
   x = net.hidden_states(tokens[:, :-1], None if positions is None else positions[:, :-1])
   return head_outputs(net, x, tokens[:, 1:], chunk_tokens=chunk_tokens)
 
 
-def head_outputs(net: model.Transformer, x: jax.Array, labels: jax.Array, *, chunk_tokens: int,
-                 update: jax.Array | None = None) -> dict[str, jax.Array]:
+def head_outputs(
+  net: model.Transformer,
+  x: jax.Array,
+  labels: jax.Array,
+  *,
+  chunk_tokens: int,
+  update: jax.Array | None = None,
+) -> dict[str, jax.Array]:
   """Float32 NLL of labels [B, T] and greedy argmax under the head of the stream x (+ update).
 
   The output head runs over slices of about chunk_tokens tokens (B rows × T/n positions) in a
@@ -68,8 +85,10 @@ def head_outputs(net: model.Transformer, x: jax.Array, labels: jax.Array, *, chu
 
   def head(x_slice, update_slice, label_slice):
     logits = net.logits(x_slice, update_slice)
-    return (kernels.token_nll(logits, label_slice, net.config.loss_impl),
-            jnp.argmax(logits, axis=-1).astype(jnp.int32))
+    return (
+      kernels.token_nll(logits, label_slice, net.config.loss_impl),
+      jnp.argmax(logits, axis=-1).astype(jnp.int32),
+    )
 
   if slices == 1:
     nll, argmax = head(x, update, labels)
@@ -84,8 +103,14 @@ def head_outputs(net: model.Transformer, x: jax.Array, labels: jax.Array, *, chu
   return {"nll": unslice(nll), "argmax": unslice(argmax)}
 
 
-def batched_call(fn: Callable[..., Any], tokens: np.ndarray, *, batch_size: int,
-                 batch_divisor: int = 1, positions: np.ndarray | None = None) -> Any:
+def batched_call(
+  fn: Callable[..., Any],
+  tokens: np.ndarray,
+  *,
+  batch_size: int,
+  batch_divisor: int = 1,
+  positions: np.ndarray | None = None,
+) -> Any:
   """Runs fn over rows in batches (the last padded to the divisor); concatenates per-row outputs.
 
   Returns a pytree shaped like fn's output (an array, or e.g. a dict of arrays).
@@ -93,9 +118,9 @@ def batched_call(fn: Callable[..., Any], tokens: np.ndarray, *, batch_size: int,
   batch_size = max(batch_divisor, batch_size // batch_divisor * batch_divisor)
   outputs = []
   for start in range(0, tokens.shape[0], batch_size):
-    chunks = [tokens[start:start + batch_size]]
+    chunks = [tokens[start : start + batch_size]]
     if positions is not None:
-      chunks.append(positions[start:start + batch_size])
+      chunks.append(positions[start : start + batch_size])
     rows = chunks[0].shape[0]
     pad = -rows % batch_divisor
     if pad:

@@ -45,6 +45,7 @@ _PAD_UNIT = 8  # sequences no longer than one attention block are padded to a mu
 @dataclasses.dataclass(frozen=True)
 class LongForwardOptions:
   """Slice sizes of the layer-by-layer forward pass, and its attention kernel."""
+
   token_chunk: int = 65536  # positions per slice of the per-token work (norms, projections, MLP)
   attention_block: int = 2048  # query and key block of the blockwise (XLA) attention
   logits_chunk: int = 8192  # tokens per slice of the output head
@@ -57,14 +58,19 @@ class LongForwardOptions:
       if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {name}={value!r}")
     if self.attention_block % _PAD_UNIT:
-      raise ValueError(f"attention_block must be a multiple of {_PAD_UNIT}, got "
-                       f"attention_block={self.attention_block}")
+      raise ValueError(
+        f"attention_block must be a multiple of {_PAD_UNIT}, got "
+        f"attention_block={self.attention_block}"
+      )
     if self.token_chunk % self.attention_block:
-      raise ValueError(f"token_chunk must be a multiple of attention_block="
-                       f"{self.attention_block}, got token_chunk={self.token_chunk}")
+      raise ValueError(
+        f"token_chunk must be a multiple of attention_block="
+        f"{self.attention_block}, got token_chunk={self.token_chunk}"
+      )
     if self.attention not in ATTENTION_KERNELS:
-      raise ValueError(f"attention must be one of {ATTENTION_KERNELS}, got "
-                       f"attention={self.attention!r}")
+      raise ValueError(
+        f"attention must be one of {ATTENTION_KERNELS}, got attention={self.attention!r}"
+      )
 
   def plan(self, length: int) -> tuple[int, int]:
     """Returns (padded length, slice length) for a sequence of length positions."""
@@ -94,9 +100,16 @@ def _over_slices(fn: Callable[..., Any], chunk: int, *arrays: jax.Array | None) 
 class LongForward:
   """The model's forward pass one block at a time, for evaluation at up to a million tokens."""
 
-  def __init__(self, graphdef: nnx.GraphDef, params: nnx.State, model_state: nnx.State, *,
-               mesh: jax.sharding.Mesh, rules: Any,
-               options: LongForwardOptions = LongForwardOptions()):
+  def __init__(
+    self,
+    graphdef: nnx.GraphDef,
+    params: nnx.State,
+    model_state: nnx.State,
+    *,
+    mesh: jax.sharding.Mesh,
+    rules: Any,
+    options: LongForwardOptions = LongForwardOptions(),
+  ):
     """Splits the model into its blocks' states; nothing is compiled until the first call."""
     self.net = nnx.merge(graphdef, params, model_state)
     self.config, self.options = self.net.config, options
@@ -107,19 +120,26 @@ class LongForward:
     self.attention = self._attention_kernel()
     self._rows = NamedSharding(mesh, sharding.logical_spec(("batch", None), self.rules))
     self._embed = jax.jit(self._embed_body)
-    self._block = jax.jit(self._block_body, static_argnames=("chunk",),
-                          donate_argnames=("x", "update"))
+    self._block = jax.jit(
+      self._block_body, static_argnames=("chunk",), donate_argnames=("x", "update")
+    )
     self._head = jax.jit(self._head_body)
 
   def _attention_kernel(self) -> str:
-    """"cudnn" or "blockwise": options.attention, with "auto" resolved as the model resolves it."""
+    """ "cudnn" or "blockwise": options.attention, with "auto" resolved as the model resolves it."""
     c, requested = self.config, self.options.attention
     if requested != "auto":
       return requested
     has_bias = c.encoding.bias is not None
     resolved = kernels.select(  # the pass pads to whole token chunks: the length it attends over
-        "attention_impl", c.attention_impl, dtype=c.compute_jnp_dtype, head_dim=c.head_dim,
-        length=self.options.token_chunk, has_bias=has_bias, has_segments=False)
+      "attention_impl",
+      c.attention_impl,
+      dtype=c.compute_jnp_dtype,
+      head_dim=c.head_dim,
+      length=self.options.token_chunk,
+      has_bias=has_bias,
+      has_segments=False,
+    )
     return "cudnn" if resolved == "cudnn" and not has_bias else "blockwise"
 
   # ---- jitted pieces ----------------------------------------------------------------------------
@@ -128,8 +148,15 @@ class LongForward:
     with nnx.logical_axis_rules(self.rules):
       return nnx.merge(self.graphdef, params, self.model_state).embed(tokens)
 
-  def _block_body(self, state: nnx.State, x: jax.Array, update: jax.Array | None,
-                  positions: jax.Array, *, chunk: int) -> tuple[jax.Array, jax.Array]:
+  def _block_body(
+    self,
+    state: nnx.State,
+    x: jax.Array,
+    update: jax.Array | None,
+    positions: jax.Array,
+    *,
+    chunk: int,
+  ) -> tuple[jax.Array, jax.Array]:
     """One decoder block over the whole (padded) sequence; returns (x', update')."""
     with nnx.logical_axis_rules(self.rules):
       block = nnx.merge(self.block_graphdef, state)
@@ -148,30 +175,44 @@ class LongForward:
 
       return _over_slices(finish, chunk, x, out)
 
-  def _attend(self, attn: model_attention.Attention, q: jax.Array, k: jax.Array, v: jax.Array,
-              positions: jax.Array) -> jax.Array:
+  def _attend(
+    self,
+    attn: model_attention.Attention,
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    positions: jax.Array,
+  ) -> jax.Array:
     """Causal attention of the whole sequence with the kernel chosen at construction."""
     if self.attention == "cudnn":
-      return jax.nn.dot_product_attention(q, k, v, scale=attn.scale, is_causal=True,
-                                          implementation="cudnn")
+      return jax.nn.dot_product_attention(
+        q, k, v, scale=attn.scale, is_causal=True, implementation="cudnn"
+      )
     # A bias encoder's logit_bias returns an array, never None.
-    bias_fn = (cast(blockwise_attention.BiasFn, attn.logit_bias)
-               if self.config.encoding.bias is not None else None)
+    bias_fn = (
+      cast(blockwise_attention.BiasFn, attn.logit_bias)
+      if self.config.encoding.bias is not None
+      else None
+    )
     block = min(self.options.attention_block, q.shape[1])
-    return blockwise_attention.causal_attention(q, k, v, scale=attn.scale, block=block,
-                                                positions=positions, bias_fn=bias_fn)
+    return blockwise_attention.causal_attention(
+      q, k, v, scale=attn.scale, block=block, positions=positions, bias_fn=bias_fn
+    )
 
-  def _head_body(self, params: nnx.State, x: jax.Array, update: jax.Array | None,
-                 labels: jax.Array) -> dict[str, jax.Array]:
+  def _head_body(
+    self, params: nnx.State, x: jax.Array, update: jax.Array | None, labels: jax.Array
+  ) -> dict[str, jax.Array]:
     with nnx.logical_axis_rules(self.rules):
       net = nnx.merge(self.graphdef, params, self.model_state)
-      return eval_forward.head_outputs(net, x, labels, update=update,
-                                       chunk_tokens=self.options.logits_chunk)
+      return eval_forward.head_outputs(
+        net, x, labels, update=update, chunk_tokens=self.options.logits_chunk
+      )
 
   # ---- public passes ----------------------------------------------------------------------------
 
-  def residual_stream(self, tokens: np.ndarray, positions: np.ndarray | None = None, *,
-                      num_blocks: int | None = None) -> tuple[jax.Array, jax.Array | None, int]:
+  def residual_stream(
+    self, tokens: np.ndarray, positions: np.ndarray | None = None, *, num_blocks: int | None = None
+  ) -> tuple[jax.Array, jax.Array | None, int]:
     """Runs tokens [B, T] through every block; returns (x, update, T), each [B, padded T, d].
 
     x + update is the residual stream after the last block (the final norm adds them);
@@ -184,8 +225,9 @@ class LongForward:
     if positions is None:
       positions = np.broadcast_to(np.arange(padded, dtype=np.int32), (batch, padded))
     else:
-      positions = np.pad(np.asarray(positions, np.int32), ((0, 0), (0, padded - length)),
-                         mode="edge")
+      positions = np.pad(
+        np.asarray(positions, np.int32), ((0, 0), (0, padded - length)), mode="edge"
+      )
     tokens = np.pad(tokens, ((0, 0), (0, padded - length)))
     tokens, positions = jax.device_put((tokens, positions), self._rows)
     with jax.set_mesh(self.mesh):
@@ -200,18 +242,20 @@ class LongForward:
     assert update is not None  # every block ran, and there is at least one
     return (x + update)[:, :length]
 
-  def next_token_outputs(self, tokens: np.ndarray, positions: np.ndarray | None = None, *,
-                         num_blocks: int | None = None) -> dict[str, jax.Array]:
+  def next_token_outputs(
+    self, tokens: np.ndarray, positions: np.ndarray | None = None, *, num_blocks: int | None = None
+  ) -> dict[str, jax.Array]:
     """Teacher-forced float32 NLL and greedy argmax [B, T-1] of tokens [B, T] (the eval body)."""
     tokens = np.asarray(tokens, np.int32)
     x, update, length = self.residual_stream(
-        tokens[:, :-1], None if positions is None else np.asarray(positions)[:, :-1],
-        num_blocks=num_blocks)
+      tokens[:, :-1],
+      None if positions is None else np.asarray(positions)[:, :-1],
+      num_blocks=num_blocks,
+    )
     labels = np.pad(tokens[:, 1:], ((0, 0), (0, x.shape[1] - length)))
     with jax.set_mesh(self.mesh):
       out = self._head(self.params, x, update, jax.device_put(labels, self._rows))
     return {name: value[:, :length] for name, value in out.items()}
-
 
   def warm_up(self, tokens: np.ndarray) -> None:
     """Compiles every program of a pass over tokens [B, T] by running two blocks, not all."""

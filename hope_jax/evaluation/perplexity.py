@@ -16,8 +16,11 @@ def bucket_means(values: np.ndarray, num_buckets: int) -> list[dict[str, float]]
   """Averages [N, T] values over N and over num_buckets equal position ranges of T."""
   length = values.shape[1]
   edges = np.linspace(0, length, min(num_buckets, length) + 1).round().astype(int)
-  return [{"start": int(a), "end": int(b), "nll": float(values[:, a:b].mean())}
-          for a, b in zip(edges[:-1], edges[1:]) if b > a]
+  return [
+    {"start": int(a), "end": int(b), "nll": float(values[:, a:b].mean())}
+    for a, b in zip(edges[:-1], edges[1:])
+    if b > a
+  ]
 
 
 def eval_perplexity(ctx: EvalContext) -> dict[str, Any]:
@@ -36,18 +39,31 @@ def eval_perplexity(ctx: EvalContext) -> dict[str, Any]:
       continue
     chosen = select_windows(windows, e.max_windows)
     start = time.perf_counter()
-    nll = batched_nll(ctx.nll_fn(length), windows.tokens[chosen],
-                      batch_size=ctx.batch_rows(length), batch_divisor=ctx.batch_divisor)
+    nll = batched_nll(
+      ctx.nll_fn(length),
+      windows.tokens[chosen],
+      batch_size=ctx.batch_rows(length),
+      batch_divisor=ctx.batch_divisor,
+    )
     mean = float(nll.mean())
-    results.append({
-        "length": length, "multiple": float(multiple), "nll": mean,
-        "perplexity": float(math.exp(mean)), "windows": int(chosen.size),
-        "tokens": int(nll.size), "documents": int(np.unique(windows.document_index[chosen]).size),
-        "available_windows": windows.num_windows, "scaling_factor": ctx.scaling_factor(length),
+    results.append(
+      {
+        "length": length,
+        "multiple": float(multiple),
+        "nll": mean,
+        "perplexity": float(math.exp(mean)),
+        "windows": int(chosen.size),
+        "tokens": int(nll.size),
+        "documents": int(np.unique(windows.document_index[chosen]).size),
+        "available_windows": windows.num_windows,
+        "scaling_factor": ctx.scaling_factor(length),
         "long_forward": ctx.uses_long_forward(length),
         "position_buckets": bucket_means(nll, e.position_buckets),
         "seconds": time.perf_counter() - start,
-    })
-    ctx.log(f"perplexity @ {length}: {math.exp(mean):.3f} over {chosen.size} windows "
-            f"({nll.size:,} tokens)")
+      }
+    )
+    ctx.log(
+      f"perplexity @ {length}: {math.exp(mean):.3f} over {chosen.size} windows "
+      f"({nll.size:,} tokens)"
+    )
   return {"results": results}

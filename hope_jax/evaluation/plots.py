@@ -15,8 +15,11 @@ _LINESTYLES = ("-", "--", ":", "-.")
 
 def series_style(index: int) -> dict[str, Any]:
   """Colour, line style and marker of the index-th line: no two of the first 40 look alike."""
-  return {"color": f"C{index % 10}", "linestyle": _LINESTYLES[index // 10 % len(_LINESTYLES)],
-          "marker": _MARKERS[index // 10 % len(_MARKERS)]}
+  return {
+    "color": f"C{index % 10}",
+    "linestyle": _LINESTYLES[index // 10 % len(_LINESTYLES)],
+    "marker": _MARKERS[index // 10 % len(_MARKERS)],
+  }
 
 
 def format_length(tokens: float) -> str:
@@ -49,12 +52,24 @@ def log_value_axis(ax) -> None:
 def mark_training_length(ax, train_length: float | None) -> None:
   """Draws the training length L as a labelled dashed vertical line."""
   if train_length:
-    ax.axvline(train_length, color="gray", linestyle="--", linewidth=1,
-               label=f"training length L = {format_length(train_length)}")
+    ax.axvline(
+      train_length,
+      color="gray",
+      linestyle="--",
+      linewidth=1,
+      label=f"training length L = {format_length(train_length)}",
+    )
 
 
-def mean_with_band(ax, xs: Sequence[float], means: Sequence[float], spreads: Sequence[float], *,
-                   label: str, index: int) -> None:
+def mean_with_band(
+  ax,
+  xs: Sequence[float],
+  means: Sequence[float],
+  spreads: Sequence[float],
+  *,
+  label: str,
+  index: int,
+) -> None:
   """Plots one run's means as a line and, where seeds give a spread, a shaded ±spread band."""
   style = series_style(index)
   ax.plot(xs, means, markersize=4, label=label, **style)
@@ -71,16 +86,24 @@ def figure_legend(fig, axes: Sequence[Any]) -> None:
     for handle, label in zip(*ax.get_legend_handles_labels()):
       entries.setdefault(label, handle)
   if entries:
-    fig.legend(list(entries.values()), list(entries), loc="lower center", fontsize=7,
-               ncol=min(len(entries), 4), frameon=False)
+    fig.legend(
+      list(entries.values()),
+      list(entries),
+      loc="lower center",
+      fontsize=7,
+      ncol=min(len(entries), 4),
+      frameon=False,
+    )
     fig.subplots_adjust(bottom=0.1 + 0.04 * math.ceil(len(entries) / 4))
 
 
 def pyplot():
   """Returns matplotlib.pyplot on the Agg (file-only) backend, imported on first use."""
   import matplotlib  # pylint: disable=import-outside-toplevel
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
   return plt
 
 
@@ -88,6 +111,7 @@ def matplotlib_ticker():
   """Returns matplotlib.ticker (after the Agg backend is chosen)."""
   pyplot()
   import matplotlib.ticker  # pylint: disable=import-outside-toplevel
+
   return matplotlib.ticker
 
 
@@ -99,19 +123,36 @@ def save_figure(fig, path: str) -> None:
   pyplot().close(fig)
 
 
-def heatmap(path: str, values: np.ndarray, *, x_labels: Sequence[str], y_labels: Sequence[str],
-            x_label: str, y_label: str, value_label: str, title: str,
-            marked_column: int | None = None) -> None:
+def heatmap(
+  path: str,
+  values: np.ndarray,
+  *,
+  x_labels: Sequence[str],
+  y_labels: Sequence[str],
+  x_label: str,
+  y_label: str,
+  value_label: str,
+  title: str,
+  marked_column: int | None = None,
+) -> None:
   """Writes an annotated [rows, columns] heat map in [0, 1] (NaN cells blank)."""
   plt = pyplot()
   values = np.asarray(values, np.float64)
   fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(x_labels), 1.4 + 0.5 * len(y_labels)), dpi=120)
-  image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", vmin=0.0, vmax=1.0,
-                    aspect="auto", origin="upper")
+  image = ax.imshow(
+    np.ma.masked_invalid(values), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto", origin="upper"
+  )
   for (row, col), value in np.ndenumerate(values):
     if math.isfinite(value):
-      ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=8,
-              color="white" if value < 0.5 else "black")
+      ax.text(
+        col,
+        row,
+        f"{value:.2f}",
+        ha="center",
+        va="center",
+        fontsize=8,
+        color="white" if value < 0.5 else "black",
+      )
   ax.set_xticks(range(len(x_labels)), x_labels)
   ax.set_yticks(range(len(y_labels)), y_labels)
   if marked_column is not None:
@@ -124,8 +165,15 @@ def heatmap(path: str, values: np.ndarray, *, x_labels: Sequence[str], y_labels:
   save_figure(fig, path)
 
 
-def distance_curves(path: str, distances: Sequence[float], curves: Mapping[str, Sequence[float]],
-                    *, y_label: str, title: str, marker: float | None = None) -> None:
+def distance_curves(
+  path: str,
+  distances: Sequence[float],
+  curves: Mapping[str, Sequence[float]],
+  *,
+  y_label: str,
+  title: str,
+  marker: float | None = None,
+) -> None:
   """Writes curves versus relative distance on symmetric-log x and log y axes."""
   plt = pyplot()
   fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
@@ -146,23 +194,33 @@ def distance_curves(path: str, distances: Sequence[float], curves: Mapping[str, 
   save_figure(fig, path)
 
 
-def band_panels(path: str, result: Mapping[str, Any], *, centers: Sequence[float], title: str,
-                max_layers: int = 6) -> None:
+def band_panels(
+  path: str, result: Mapping[str, Any], *, centers: Sequence[float], title: str, max_layers: int = 6
+) -> None:
   """Writes, per layer, a band × distance heat map of mean contributions and per-band q/k norms."""
   plt = pyplot()
   layers = result["layers"]
-  shown = sorted({int(round(i)) for i in np.linspace(0, len(layers) - 1,
-                                                     min(max_layers, len(layers)))})
+  shown = sorted(
+    {int(round(i)) for i in np.linspace(0, len(layers) - 1, min(max_layers, len(layers)))}
+  )
   classes = result["band_classes"]
-  fig, axes = plt.subplots(len(shown), 2, figsize=(11, 2.6 * len(shown) + 0.6), dpi=110,
-                           squeeze=False)
+  fig, axes = plt.subplots(
+    len(shown), 2, figsize=(11, 2.6 * len(shown) + 0.6), dpi=110, squeeze=False
+  )
   for row, index in enumerate(shown):
     layer = layers[index]
     grid = np.asarray(layer["band_contribution"])  # [bands, buckets]
     limit = float(np.nanmax(np.abs(grid))) or 1.0
     ax = axes[row, 0]
-    image = ax.imshow(grid, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit,
-                      origin="lower", interpolation="nearest")
+    image = ax.imshow(
+      grid,
+      aspect="auto",
+      cmap="RdBu_r",
+      vmin=-limit,
+      vmax=limit,
+      origin="lower",
+      interpolation="nearest",
+    )
     ticks = range(0, len(centers), max(1, len(centers) // 6))
     ax.set_xticks(list(ticks), [f"{centers[i]:.0f}" for i in ticks])
     ax.set_yticks(range(0, len(classes), max(1, len(classes) // 8)))
@@ -174,8 +232,14 @@ def band_panels(path: str, result: Mapping[str, Any], *, centers: Sequence[float
     colours = [CLASS_COLOURS[c] for c in classes]
     ax.bar(bands - 0.2, layer["q_norm"], width=0.4, color=colours, alpha=0.9, label="|q⁽ⁱ⁾|")
     ax.bar(bands + 0.2, layer["k_norm"], width=0.4, color=colours, alpha=0.45, label="|k⁽ⁱ⁾|")
-    ax.plot(bands, layer["band_mean_abs"], color="black", marker=".", linewidth=1,
-            label="mean |contribution|")
+    ax.plot(
+      bands,
+      layer["band_mean_abs"],
+      color="black",
+      marker=".",
+      linewidth=1,
+      label="mean |contribution|",
+    )
     ax.set_xlabel("band i (fast → slow); blue ≥ 1 period in L, red < 1, gray unrotated")
     ax.set_ylabel("RMS norm")
     ax.legend(fontsize=7)
@@ -183,8 +247,12 @@ def band_panels(path: str, result: Mapping[str, Any], *, centers: Sequence[float
   save_figure(fig, path)
 
 
-def metric_panels(path: str, panels: Mapping[str, Mapping[str, tuple[list, list, list]]], *,
-                  marker: float | None = None) -> None:
+def metric_panels(
+  path: str,
+  panels: Mapping[str, Mapping[str, tuple[list, list, list]]],
+  *,
+  marker: float | None = None,
+) -> None:
   """Writes one panel per metric family: each run's mean (x = the variable) with a seed band.
 
   The runs share one legend for the whole figure; variables that are token counts get the log-2
@@ -194,9 +262,10 @@ def metric_panels(path: str, panels: Mapping[str, Mapping[str, tuple[list, list,
   names = list(panels)
   cols = min(3, len(names))
   rows = -(-len(names) // cols)
-  fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows + 0.8), dpi=110,
-                           squeeze=False)
-  shown = list(axes.ravel()[:len(names)])
+  fig, axes = plt.subplots(
+    rows, cols, figsize=(4.6 * cols, 3.4 * rows + 0.8), dpi=110, squeeze=False
+  )
+  shown = list(axes.ravel()[: len(names)])
   for ax, name in zip(shown, names):
     xs_all = []
     for index, (label, (xs, means, spreads)) in enumerate(panels[name].items()):
@@ -207,15 +276,16 @@ def metric_panels(path: str, panels: Mapping[str, Mapping[str, tuple[list, list,
       length_axis(ax, xs_all)
     elif positive and max(positive) / min(positive) >= 4:
       ax.set_xscale("symlog", linthresh=min(positive))
-      ax.xaxis.set_major_formatter(matplotlib_ticker().FuncFormatter(
-          lambda value, _: format_length(value)))
+      ax.xaxis.set_major_formatter(
+        matplotlib_ticker().FuncFormatter(lambda value, _: format_length(value))
+      )
       ax.xaxis.set_minor_locator(matplotlib_ticker().NullLocator())
     if name.endswith("@T"):
       mark_training_length(ax, marker)
     ax.set_title(name, fontsize=9)
     ax.set_ylim(-0.03, 1.03)
     ax.grid(True, alpha=0.3)
-  for ax in axes.ravel()[len(names):]:
+  for ax in axes.ravel()[len(names) :]:
     ax.set_visible(False)
   figure_legend(fig, shown)
   save_figure(fig, path)

@@ -33,20 +33,25 @@ def span_accuracy(hits: np.ndarray, mask: np.ndarray) -> float:
   if not starts.any():
     return float("nan")
   run_ids = (np.cumsum(starts.ravel()) - 1)[mask.ravel()]
-  misses = np.bincount(run_ids, weights=~np.asarray(hits, bool).ravel()[mask.ravel()],
-                       minlength=int(starts.sum()))
+  misses = np.bincount(
+    run_ids, weights=~np.asarray(hits, bool).ravel()[mask.ravel()], minlength=int(starts.sum())
+  )
   return float(np.mean(misses == 0))
 
 
-def score_examples(predict: Predict, examples: probes.ProbeExamples, *,
-                   length: int | None = None) -> dict[str, float]:
+def score_examples(
+  predict: Predict, examples: probes.ProbeExamples, *, length: int | None = None
+) -> dict[str, float]:
   """Token accuracy and whole-span accuracy of greedy predictions on a probe's scored positions."""
   predicted = predict(examples.tokens, length or examples.tokens.shape[1])
   hits = (predicted == examples.tokens) & examples.target_mask
-  return {"token_accuracy": float(hits.sum() / max(examples.num_targets, 1)),
-          "span_accuracy": span_accuracy(hits, examples.target_mask),
-          "examples": int(examples.tokens.shape[0]), "targets": examples.num_targets,
-          "length": int(length or examples.tokens.shape[1])}
+  return {
+    "token_accuracy": float(hits.sum() / max(examples.num_targets, 1)),
+    "span_accuracy": span_accuracy(hits, examples.target_mask),
+    "examples": int(examples.tokens.shape[0]),
+    "targets": examples.num_targets,
+    "length": int(length or examples.tokens.shape[1]),
+  }
 
 
 def _multiples(values: Sequence[float], train_length: int, field: str) -> list[tuple[float, int]]:
@@ -65,25 +70,45 @@ def _mean(values: list[float]) -> float:
 # Copy.
 
 COPY_SOURCES: dict[str, Callable[[evaluate.EvalContext], TokenizedSplit | str]] = {
-    "text": lambda ctx: ctx.split,
-    "random": lambda ctx: "random",
+  "text": lambda ctx: ctx.split,
+  "random": lambda ctx: "random",
 }
 
 
-def copy_accuracy(predict: Predict, sources: Mapping[str, TokenizedSplit | str], *,
-                  gaps: Sequence[tuple[float, int]], segment_length: int, num_examples: int,
-                  seed: int, vocab_size: int) -> dict[str, Any]:
+def copy_accuracy(
+  predict: Predict,
+  sources: Mapping[str, TokenizedSplit | str],
+  *,
+  gaps: Sequence[tuple[float, int]],
+  segment_length: int,
+  num_examples: int,
+  seed: int,
+  vocab_size: int,
+) -> dict[str, Any]:
   """Greedy accuracy on the second copy of a segment versus the gap (and so the total length)."""
   results, metrics, counts = [], {}, {}
   for name, source in sources.items():
     for multiple, gap in gaps:
-      examples = probes.copy_examples(seed=seed, num_examples=num_examples,
-                                      segment_length=segment_length, gap=gap, source=source,
-                                      vocab_size=vocab_size)
+      examples = probes.copy_examples(
+        seed=seed,
+        num_examples=num_examples,
+        segment_length=segment_length,
+        gap=gap,
+        source=source,
+        vocab_size=vocab_size,
+      )
       score = score_examples(predict, examples)
-      results.append({"source": name, "gap": gap, "gap_multiple": multiple,
-                      "segment_length": segment_length, "accuracy": score["token_accuracy"],
-                      "exact_match": score["span_accuracy"], **score})
+      results.append(
+        {
+          "source": name,
+          "gap": gap,
+          "gap_multiple": multiple,
+          "segment_length": segment_length,
+          "accuracy": score["token_accuracy"],
+          "exact_match": score["span_accuracy"],
+          **score,
+        }
+      )
       metrics[f"copy_{name}_acc@gap={gap}"] = score["token_accuracy"]
       counts[f"copy_{name}_acc@gap={gap}"] = score["targets"]
   return {"results": results, "metrics": metrics, "counts": counts}
@@ -92,10 +117,15 @@ def copy_accuracy(predict: Predict, sources: Mapping[str, TokenizedSplit | str],
 def eval_copy(ctx: evaluate.EvalContext) -> dict[str, Any]:
   """Copy accuracy versus gap for each of eval.copy.sources."""
   e = ctx.config.copy
-  out = copy_accuracy(ctx.predict_tokens, {s: COPY_SOURCES[s](ctx) for s in e.sources},
-                      gaps=_multiples(e.gaps, ctx.train_length, "copy.gaps"),
-                      segment_length=e.segment_length, num_examples=e.examples,
-                      seed=ctx.config.probe_seed, vocab_size=ctx.tokenizer.vocab_size)
+  out = copy_accuracy(
+    ctx.predict_tokens,
+    {s: COPY_SOURCES[s](ctx) for s in e.sources},
+    gaps=_multiples(e.gaps, ctx.train_length, "copy.gaps"),
+    segment_length=e.segment_length,
+    num_examples=e.examples,
+    seed=ctx.config.probe_seed,
+    vocab_size=ctx.tokenizer.vocab_size,
+  )
   for r in out["results"]:
     ctx.log(f"copy {r['source']} gap {r['gap']} (T = {r['length']}): {r['accuracy']:.3f}")
   return out
@@ -105,18 +135,33 @@ def eval_copy(ctx: evaluate.EvalContext) -> dict[str, Any]:
 # Passkey retrieval.
 
 
-def passkey_accuracy(predict: Predict, tokenizer: probes.TextTokenizer, *,
-                     lengths: Sequence[tuple[float, int]], depths: Sequence[float], keys: int,
-                     seed: int) -> dict[str, Any]:
+def passkey_accuracy(
+  predict: Predict,
+  tokenizer: probes.TextTokenizer,
+  *,
+  lengths: Sequence[tuple[float, int]],
+  depths: Sequence[float],
+  keys: int,
+  seed: int,
+) -> dict[str, Any]:
   """Passkey accuracy over lengths × depths, ``keys`` random keys per cell (exact greedy key)."""
   results: list[dict[str, Any]] = []
   skipped, metrics, counts = [], {}, {}
   next_seed = seed * 1_000_003
   for multiple, length in lengths:
     try:
-      cells = [(depth, [probes.passkey_example(tokenizer, length=length, depth=depth,
-                                               seed=next_seed + i * keys + k)
-                        for k in range(keys)]) for i, depth in enumerate(depths)]
+      cells = [
+        (
+          depth,
+          [
+            probes.passkey_example(
+              tokenizer, length=length, depth=depth, seed=next_seed + i * keys + k
+            )
+            for k in range(keys)
+          ],
+        )
+        for i, depth in enumerate(depths)
+      ]
     except ValueError as error:  # the passkey text does not fit this length
       skipped.append({"length": length, "reason": str(error)})
       continue
@@ -131,12 +176,20 @@ def passkey_accuracy(predict: Predict, tokenizer: probes.TextTokenizer, *,
       correct, digits = [], []
       for example, row in zip(cell, predicted):
         n, start = len(example.answer_ids), example.answer_start
-        correct.append(probes.score_passkey(row[start:start + n + 1], example))
-        digits.append(float(np.mean(row[start:start + n] == example.answer_ids)))
+        correct.append(probes.score_passkey(row[start : start + n + 1], example))
+        digits.append(float(np.mean(row[start : start + n] == example.answer_ids)))
       accuracies.append(float(np.mean(correct)))
-      results.append({"length": length, "multiple": multiple, "depth": float(depth),
-                      "keys": [e.key for e in cell], "accuracy": accuracies[-1],
-                      "digit_accuracy": float(np.mean(digits)), "examples": len(cell)})
+      results.append(
+        {
+          "length": length,
+          "multiple": multiple,
+          "depth": float(depth),
+          "keys": [e.key for e in cell],
+          "accuracy": accuracies[-1],
+          "digit_accuracy": float(np.mean(digits)),
+          "examples": len(cell),
+        }
+      )
     metrics[f"passkey_acc@T={length}"] = float(np.mean(accuracies))
     counts[f"passkey_acc@T={length}"] = len(examples)
   if results:
@@ -158,22 +211,31 @@ def passkey_grid(results: list[dict]) -> tuple[list[int], list[float], np.ndarra
 def eval_passkey(ctx: evaluate.EvalContext) -> dict[str, Any]:
   """Passkey accuracy over eval.passkey.lengths × depths; heat map passkey.png."""
   e = ctx.config.passkey
-  out = passkey_accuracy(ctx.predict_tokens, ctx.tokenizer,
-                         lengths=_multiples(e.lengths, ctx.train_length, "passkey.lengths"),
-                         depths=e.depths, keys=e.keys, seed=ctx.config.probe_seed)
+  out = passkey_accuracy(
+    ctx.predict_tokens,
+    ctx.tokenizer,
+    lengths=_multiples(e.lengths, ctx.train_length, "passkey.lengths"),
+    depths=e.depths,
+    keys=e.keys,
+    seed=ctx.config.probe_seed,
+  )
   for s in out["skipped"]:
     ctx.log(f"passkey @ {s['length']}: skipped ({s['reason']})")
   if out["results"]:
     lengths, depths, grid = passkey_grid(out["results"])
     ctx.log(f"passkey accuracy {out['metrics']['passkey_acc']:.3f} over {lengths} × {depths}")
   if out["results"] and ctx.writes_files:
-    plots.heatmap(f"{ctx.eval_dir}/passkey.png", grid, x_labels=[f"{n:,}" for n in lengths],
-                  y_labels=[f"{d:g}" for d in depths], x_label="sequence length (tokens)",
-                  y_label="needle depth", value_label="accuracy",
-                  title=f"Passkey retrieval ({ctx.run_metadata()['label']}, L = "
-                        f"{ctx.train_length:,})",
-                  marked_column=lengths.index(ctx.train_length)
-                  if ctx.train_length in lengths else None)
+    plots.heatmap(
+      f"{ctx.eval_dir}/passkey.png",
+      grid,
+      x_labels=[f"{n:,}" for n in lengths],
+      y_labels=[f"{d:g}" for d in depths],
+      x_label="sequence length (tokens)",
+      y_label="needle depth",
+      value_label="accuracy",
+      title=f"Passkey retrieval ({ctx.run_metadata()['label']}, L = {ctx.train_length:,})",
+      marked_column=lengths.index(ctx.train_length) if ctx.train_length in lengths else None,
+    )
   return out
 
 
@@ -181,14 +243,21 @@ def eval_passkey(ctx: evaluate.EvalContext) -> dict[str, Any]:
 # Associative recall.
 
 RECALL_SOURCES: dict[str, Callable[[evaluate.EvalContext], Any]] = {
-    "words": lambda ctx: ctx.tokenizer,
-    "random": lambda ctx: ctx.tokenizer.vocab_size,
+  "words": lambda ctx: ctx.tokenizer,
+  "random": lambda ctx: ctx.tokenizer.vocab_size,
 }
 
 
-def recall_accuracy(predict: Predict, sources: Mapping[str, Any], *, pairs: Sequence[int],
-                    distances: Sequence[tuple[float, int]], queries: int, num_examples: int,
-                    seed: int) -> dict[str, Any]:
+def recall_accuracy(
+  predict: Predict,
+  sources: Mapping[str, Any],
+  *,
+  pairs: Sequence[int],
+  distances: Sequence[tuple[float, int]],
+  queries: int,
+  num_examples: int,
+  seed: int,
+) -> dict[str, Any]:
   """Query accuracy (all value tokens right) versus demonstrations and distance, per source."""
   results: list[dict[str, Any]] = []
   skipped = []
@@ -197,16 +266,30 @@ def recall_accuracy(predict: Predict, sources: Mapping[str, Any], *, pairs: Sequ
       for multiple, distance in distances:
         try:
           examples = probes.associative_recall_examples(
-              source, seed=seed, num_pairs=num_pairs, num_queries=min(queries, num_pairs),
-              distance=distance, num_examples=num_examples)
+            source,
+            seed=seed,
+            num_pairs=num_pairs,
+            num_queries=min(queries, num_pairs),
+            distance=distance,
+            num_examples=num_examples,
+          )
         except ValueError as error:  # the distance is below the demonstrations' span
-          skipped.append({"source": name, "pairs": num_pairs, "distance": distance,
-                          "reason": str(error)})
+          skipped.append(
+            {"source": name, "pairs": num_pairs, "distance": distance, "reason": str(error)}
+          )
           continue
         score = score_examples(predict, examples)
-        results.append({"source": name, "pairs": num_pairs, "distance": distance,
-                        "distance_multiple": multiple, "accuracy": score["span_accuracy"],
-                        "queries": score["examples"] * min(queries, num_pairs), **score})
+        results.append(
+          {
+            "source": name,
+            "pairs": num_pairs,
+            "distance": distance,
+            "distance_multiple": multiple,
+            "accuracy": score["span_accuracy"],
+            "queries": score["examples"] * min(queries, num_pairs),
+            **score,
+          }
+        )
   metrics, counts = {}, {}
   for name in sources:
     for field, tag in (("distance", "d"), ("pairs", "pairs")):
@@ -220,13 +303,19 @@ def recall_accuracy(predict: Predict, sources: Mapping[str, Any], *, pairs: Sequ
 def eval_recall(ctx: evaluate.EvalContext) -> dict[str, Any]:
   """Associative recall over eval.recall.pairs × distances for each of its sources."""
   e = ctx.config.recall
-  out = recall_accuracy(ctx.predict_tokens, {s: RECALL_SOURCES[s](ctx) for s in e.sources},
-                        pairs=e.pairs,
-                        distances=_multiples(e.distances, ctx.train_length, "recall.distances"),
-                        queries=e.queries, num_examples=e.examples, seed=ctx.config.probe_seed)
+  out = recall_accuracy(
+    ctx.predict_tokens,
+    {s: RECALL_SOURCES[s](ctx) for s in e.sources},
+    pairs=e.pairs,
+    distances=_multiples(e.distances, ctx.train_length, "recall.distances"),
+    queries=e.queries,
+    num_examples=e.examples,
+    seed=ctx.config.probe_seed,
+  )
   for r in out["results"]:
-    ctx.log(f"recall {r['source']} pairs {r['pairs']} distance {r['distance']}: "
-            f"{r['accuracy']:.3f}")
+    ctx.log(
+      f"recall {r['source']} pairs {r['pairs']} distance {r['distance']}: {r['accuracy']:.3f}"
+    )
   for s in out["skipped"]:
     ctx.log(f"recall {s['source']} pairs {s['pairs']} distance {s['distance']}: skipped")
   return out

@@ -20,24 +20,139 @@ import numpy as np
 from hope_jax.data.batches import TokenizedSplit
 
 PASSKEY_INTRO = (
-    "There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. "
-    "I will quiz you about the important information there."
+  "There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. "
+  "I will quiz you about the important information there."
 )
 PASSKEY_FILLER = (
-    "The grass is green.",
-    "The sky is blue.",
-    "The sun is yellow.",
-    "Here we go.",
-    "There and back again.",
+  "The grass is green.",
+  "The sky is blue.",
+  "The sun is yellow.",
+  "Here we go.",
+  "There and back again.",
 )
 PASSKEY_NEEDLE = "The pass key is {key}. Remember it. {key} is the pass key."
 PASSKEY_QUESTION = "What is the pass key? The pass key is"
 
 KEY_WORDS: tuple[str, ...] = tuple(
-    ["apple", "river", "stone", "cloud", "tiger", "piano", "candle", "mirror", "garden", "rocket", "forest", "window", "dragon", "pencil", "castle", "bridge", "falcon", "lemon", "anchor", "violin", "desert", "marble", "harbor", "comet", "meadow", "lantern", "glacier", "parrot", "saddle", "thunder", "velvet", "walnut", "beacon", "cactus", "dolphin", "ember", "fossil", "goblet", "hammer", "island", "jacket", "kettle", "ladder", "magnet", "needle", "orchid", "pepper", "quartz", "ribbon", "satchel", "tunnel", "umbrella", "valley", "wagon", "yarrow", "zipper", "badger", "copper", "dune"]
+  [
+    "apple",
+    "river",
+    "stone",
+    "cloud",
+    "tiger",
+    "piano",
+    "candle",
+    "mirror",
+    "garden",
+    "rocket",
+    "forest",
+    "window",
+    "dragon",
+    "pencil",
+    "castle",
+    "bridge",
+    "falcon",
+    "lemon",
+    "anchor",
+    "violin",
+    "desert",
+    "marble",
+    "harbor",
+    "comet",
+    "meadow",
+    "lantern",
+    "glacier",
+    "parrot",
+    "saddle",
+    "thunder",
+    "velvet",
+    "walnut",
+    "beacon",
+    "cactus",
+    "dolphin",
+    "ember",
+    "fossil",
+    "goblet",
+    "hammer",
+    "island",
+    "jacket",
+    "kettle",
+    "ladder",
+    "magnet",
+    "needle",
+    "orchid",
+    "pepper",
+    "quartz",
+    "ribbon",
+    "satchel",
+    "tunnel",
+    "umbrella",
+    "valley",
+    "wagon",
+    "yarrow",
+    "zipper",
+    "badger",
+    "copper",
+    "dune",
+  ]
 )
 VALUE_WORDS: tuple[str, ...] = tuple(
-    ["red", "blue", "green", "black", "white", "orange", "purple", "yellow", "silver", "golden", "north", "south", "east", "west", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "cold", "warm", "quiet", "loud", "early", "late", "happy", "sad", "bright", "dark", "soft", "hard", "sweet", "bitter", "round", "square", "high", "low", "fast", "slow", "old", "new", "young", "wild", "calm", "brave", "clever", "gentle", "proud", "shy"]
+  [
+    "red",
+    "blue",
+    "green",
+    "black",
+    "white",
+    "orange",
+    "purple",
+    "yellow",
+    "silver",
+    "golden",
+    "north",
+    "south",
+    "east",
+    "west",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "cold",
+    "warm",
+    "quiet",
+    "loud",
+    "early",
+    "late",
+    "happy",
+    "sad",
+    "bright",
+    "dark",
+    "soft",
+    "hard",
+    "sweet",
+    "bitter",
+    "round",
+    "square",
+    "high",
+    "low",
+    "fast",
+    "slow",
+    "old",
+    "new",
+    "young",
+    "wild",
+    "calm",
+    "brave",
+    "clever",
+    "gentle",
+    "proud",
+    "shy",
+  ]
 )
 SPECIAL_IDS = 4  # pad, unk, bos, eos are ids 0..3 and never drawn as random tokens.
 
@@ -46,21 +161,17 @@ class TextTokenizer(Protocol):
   """What the text probes need from a tokenizer (read-only attributes or properties)."""
 
   @property
-  def vocab_size(self) -> int:
-    ...
+  def vocab_size(self) -> int: ...
 
   @property
-  def pad_id(self) -> int:
-    ...
+  def pad_id(self) -> int: ...
 
   def __hash__(self) -> int:  # the tokenizer keys an lru_cache
     ...
 
-  def encode(self, text: str) -> list[int]:
-    ...
+  def encode(self, text: str) -> list[int]: ...
 
-  def id_to_piece(self, token_id: int) -> str:
-    ...
+  def id_to_piece(self, token_id: int) -> str: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +189,7 @@ class ProbeExamples:
 
 
 def _stack(
-    rows: Sequence[Sequence[int]], masks: Sequence[Sequence[bool]], *, pad_id: int
+  rows: Sequence[Sequence[int]], masks: Sequence[Sequence[bool]], *, pad_id: int
 ) -> tuple[np.ndarray, np.ndarray]:
   """Right-pad rows to equal length and stack them with their masks."""
   width = max(len(r) for r in rows)
@@ -102,7 +213,7 @@ def masked_accuracy(predicted: np.ndarray, examples: ProbeExamples) -> np.ndarra
 
 
 def _draw(
-    source: TokenizedSplit | str, rng: np.random.Generator, n: int, *, vocab_size: int | None
+  source: TokenizedSplit | str, rng: np.random.Generator, n: int, *, vocab_size: int | None
 ) -> np.ndarray:
   """``n`` tokens: a natural-text span without EOS (a TokenizedSplit) or random ids ("random")."""
   if isinstance(source, TokenizedSplit):
@@ -122,14 +233,14 @@ def _draw(
 
 
 def copy_examples(
-    *,
-    seed: int,
-    num_examples: int,
-    segment_length: int,
-    gap: int,
-    source: TokenizedSplit | str = "random",
-    gap_source: TokenizedSplit | str | None = None,
-    vocab_size: int | None = None,
+  *,
+  seed: int,
+  num_examples: int,
+  segment_length: int,
+  gap: int,
+  source: TokenizedSplit | str = "random",
+  gap_source: TokenizedSplit | str | None = None,
+  vocab_size: int | None = None,
 ) -> ProbeExamples:
   """Segment, gap, the same segment again; scored on the second copy except its first token."""
   if segment_length < 2 or gap < 0:
@@ -145,11 +256,11 @@ def copy_examples(
   mask = np.zeros_like(tokens, dtype=bool)
   mask[:, segment_length + gap + 1 :] = True
   meta = {
-      "probe": "copy",
-      "segment_length": segment_length,
-      "gap": gap,
-      "seed": seed,
-      "second_copy_start": segment_length + gap,
+    "probe": "copy",
+    "segment_length": segment_length,
+    "gap": gap,
+    "seed": seed,
+    "second_copy_start": segment_length + gap,
   }
   return ProbeExamples(tokens, mask, meta)
 
@@ -175,14 +286,12 @@ class PasskeyExample:
 def _digit_ids(tokenizer: TextTokenizer) -> frozenset[int]:
   """Ids of pieces made only of digits (optionally after the whitespace marker)."""
   return frozenset(
-      i
-      for i in range(tokenizer.vocab_size)
-      if re.fullmatch(r"\u2581?\d+", tokenizer.id_to_piece(i))
+    i for i in range(tokenizer.vocab_size) if re.fullmatch(r"\u2581?\d+", tokenizer.id_to_piece(i))
   )
 
 
 def passkey_example(
-    tokenizer: TextTokenizer, *, length: int, depth: float, seed: int
+  tokenizer: TextTokenizer, *, length: int, depth: float, seed: int
 ) -> PasskeyExample:
   """A passkey sequence of ``length`` tokens, the needle after ``depth`` of the filler sentences.
 
@@ -202,7 +311,7 @@ def passkey_example(
   fixed = len(intro) + len(needle) + len(question) + len(answer)
   if fixed > length:
     raise ValueError(
-        f"length={length} is too short for a passkey example (needs >= {fixed} tokens)"
+      f"length={length} is too short for a passkey example (needs >= {fixed} tokens)"
     )
   filler: list[list[int]] = []
   budget = length - fixed
@@ -216,39 +325,38 @@ def passkey_example(
   ids = ids + answer
   mask = [False] * answer_start + [True] * len(answer)
   tokens, target_mask = _stack(
-      [ids + [tokenizer.pad_id] * (length - len(ids))], [mask], pad_id=tokenizer.pad_id
+    [ids + [tokenizer.pad_id] * (length - len(ids))], [mask], pad_id=tokenizer.pad_id
   )
   needle_start = len(intro) + sum(len(s) for s in filler[:cut])
   meta = {
-      "probe": "passkey",
-      "length": length,
-      "depth": depth,
-      "seed": seed,
-      "num_tokens": len(ids),
-      "filler_sentences": len(filler),
-      "needle_start": needle_start,
+    "probe": "passkey",
+    "length": length,
+    "depth": depth,
+    "seed": seed,
+    "num_tokens": len(ids),
+    "filler_sentences": len(filler),
+    "needle_start": needle_start,
   }
   return PasskeyExample(
-      tokens[0], target_mask[0], key, tuple(answer), answer_start, _digit_ids(tokenizer), meta
+    tokens[0], target_mask[0], key, tuple(answer), answer_start, _digit_ids(tokenizer), meta
   )
 
 
 def passkey_examples(
-    tokenizer: TextTokenizer, *, length: int, depths: Sequence[float], seed: int
+  tokenizer: TextTokenizer, *, length: int, depths: Sequence[float], seed: int
 ) -> ProbeExamples:
   """One passkey example per depth (seeds ``seed + i``), stacked."""
   examples = [
-      passkey_example(tokenizer, length=length, depth=d, seed=seed + i)
-      for i, d in enumerate(depths)
+    passkey_example(tokenizer, length=length, depth=d, seed=seed + i) for i, d in enumerate(depths)
   ]
   meta = {
-      "probe": "passkey",
-      "length": length,
-      "depths": list(depths),
-      "keys": [e.key for e in examples],
+    "probe": "passkey",
+    "length": length,
+    "depths": list(depths),
+    "keys": [e.key for e in examples],
   }
   return ProbeExamples(
-      np.stack([e.tokens for e in examples]), np.stack([e.target_mask for e in examples]), meta
+    np.stack([e.tokens for e in examples]), np.stack([e.target_mask for e in examples]), meta
   )
 
 
@@ -266,7 +374,7 @@ def score_passkey(predicted_tokens: Sequence[int] | np.ndarray, example: Passkey
 
 
 def _random_token_items(
-    rng: np.random.Generator, vocab_size: int, num_pairs: int
+  rng: np.random.Generator, vocab_size: int, num_pairs: int
 ) -> tuple[list[list[int]], list[list[bool]], np.ndarray]:
   """Single-token pairs: keys, values and filler come from disjoint thirds of the vocabulary."""
   third = (vocab_size - SPECIAL_IDS) // 3
@@ -279,7 +387,7 @@ def _random_token_items(
 
 
 def _word_items(
-    rng: np.random.Generator, tokenizer: TextTokenizer, num_pairs: int
+  rng: np.random.Generator, tokenizer: TextTokenizer, num_pairs: int
 ) -> tuple[list[list[int]], list[list[bool]], np.ndarray]:
   """Lines ``"key: value\\n"`` from the fixed word lists; the value's tokens are the targets."""
   if num_pairs > len(KEY_WORDS):
@@ -289,9 +397,9 @@ def _word_items(
   lines, masks = [], []
   for k, v in zip(keys, values):
     head, value, tail = (
-        tokenizer.encode(KEY_WORDS[k] + ":"),
-        tokenizer.encode(" " + VALUE_WORDS[v]),
-        tokenizer.encode("\n"),
+      tokenizer.encode(KEY_WORDS[k] + ":"),
+      tokenizer.encode(" " + VALUE_WORDS[v]),
+      tokenizer.encode("\n"),
     )
     lines.append(head + value + tail)
     masks.append([False] * len(head) + [True] * len(value) + [False] * len(tail))
@@ -300,13 +408,13 @@ def _word_items(
 
 
 def associative_recall_examples(
-    tokenizer_or_vocab: TextTokenizer | int,
-    *,
-    seed: int,
-    num_pairs: int,
-    num_queries: int,
-    distance: int,
-    num_examples: int = 1,
+  tokenizer_or_vocab: TextTokenizer | int,
+  *,
+  seed: int,
+  num_pairs: int,
+  num_queries: int,
+  distance: int,
+  num_examples: int = 1,
 ) -> ProbeExamples:
   """``num_pairs`` key->value demonstrations, filler, then ``num_queries`` queries on the values.
 
@@ -328,17 +436,17 @@ def associative_recall_examples(
     gap = distance - (sum(lengths) - lengths[0])
     if gap < 0:
       raise ValueError(
-          f"distance={distance} is below the minimum {sum(lengths) - lengths[0]} "
-          f"for num_pairs={num_pairs}"
+        f"distance={distance} is below the minimum {sum(lengths) - lengths[0]} "
+        f"for num_pairs={num_pairs}"
       )
     if isinstance(tokenizer_or_vocab, int):
       filler = rng.choice(filler_pool, size=gap).tolist()
     else:  # Whole filler text cut to size, ending with a newline before the first query.
       newline = tokenizer_or_vocab.encode("\n")
       filler = (
-          (np.resize(filler_pool, gap - len(newline)).tolist() + newline)
-          if gap >= len(newline)
-          else np.resize(filler_pool, gap).tolist()
+        (np.resize(filler_pool, gap - len(newline)).tolist() + newline)
+        if gap >= len(newline)
+        else np.resize(filler_pool, gap).tolist()
       )
     demos = [t for line in lines for t in line]
     queries = [t for line in lines[:num_queries] for t in line]
@@ -348,11 +456,11 @@ def associative_recall_examples(
   pad_id = 0 if isinstance(tokenizer_or_vocab, int) else tokenizer_or_vocab.pad_id
   tokens, target_mask = _stack(rows, masks, pad_id=pad_id)
   meta = {
-      "probe": "associative_recall",
-      "num_pairs": num_pairs,
-      "num_queries": num_queries,
-      "distance": distance,
-      "seed": seed,
-      "distances": np.asarray(distances, dtype=np.int64),
+    "probe": "associative_recall",
+    "num_pairs": num_pairs,
+    "num_queries": num_queries,
+    "distance": distance,
+    "seed": seed,
+    "distances": np.asarray(distances, dtype=np.int64),
   }
   return ProbeExamples(tokens, target_mask, meta)

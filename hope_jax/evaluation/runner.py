@@ -37,11 +37,11 @@ from hope_jax.training.config import OptimizerConfig
 # Evaluations by name; each takes the context and returns a JSON-able dict, optionally with
 # "metrics" ({name: scalar}, merged into summary.json) and "counts" ({name: examples behind it}).
 EVALUATIONS: dict[str, Callable[[EvalContext], dict[str, Any]]] = {
-    "perplexity": perplexity.eval_perplexity,
-    "copy": probe_evals.eval_copy,
-    "passkey": probe_evals.eval_passkey,
-    "recall": probe_evals.eval_recall,
-    "attention": evals_attention.eval_attention,
+  "perplexity": perplexity.eval_perplexity,
+  "copy": probe_evals.eval_copy,
+  "passkey": probe_evals.eval_passkey,
+  "recall": probe_evals.eval_recall,
+  "attention": evals_attention.eval_attention,
 }
 
 
@@ -75,13 +75,30 @@ def update_summary(eval_dir: str, run: dict[str, Any], name: str, result: dict[s
     _write_json(path, summary)
 
 
-def evaluate(config: EvalConfig, model_config: model.TransformerConfig,
-             mesh_config: sharding.MeshConfig, data: DataConfig, *, workdir: str,
-             optimizer: OptimizerConfig, seed: int = 0, distributed: bool | str = "auto",
-             verbose: bool = True) -> dict:
+def evaluate(
+  config: EvalConfig,
+  model_config: model.TransformerConfig,
+  mesh_config: sharding.MeshConfig,
+  data: DataConfig,
+  *,
+  workdir: str,
+  optimizer: OptimizerConfig,
+  seed: int = 0,
+  distributed: bool | str = "auto",
+  verbose: bool = True,
+) -> dict:
   """Runs the configured evaluations on the run in workdir; returns {name: result}."""
-  ctx = load_context(config, model_config, mesh_config, data, workdir=workdir,
-                     optimizer=optimizer, seed=seed, distributed=distributed, verbose=verbose)
+  ctx = load_context(
+    config,
+    model_config,
+    mesh_config,
+    data,
+    workdir=workdir,
+    optimizer=optimizer,
+    seed=seed,
+    distributed=distributed,
+    verbose=verbose,
+  )
   main = ctx.writes_files
   os.makedirs(ctx.eval_dir, exist_ok=True)
   meta = ctx.run_metadata()
@@ -95,8 +112,9 @@ def evaluate(config: EvalConfig, model_config: model.TransformerConfig,
     if main:
       _write_json(os.path.join(ctx.eval_dir, f"{name}.json"), result)
       update_summary(ctx.eval_dir, meta, name, result)
-  have_results = any(os.path.exists(os.path.join(ctx.eval_dir, f))
-                     for f in ("perplexity.json", "summary.json"))
+  have_results = any(
+    os.path.exists(os.path.join(ctx.eval_dir, f)) for f in ("perplexity.json", "summary.json")
+  )
   if main and have_results:
     tables.write_tables([ctx.eval_dir], os.path.join(ctx.eval_dir, "table.md"))
   return outputs

@@ -39,8 +39,13 @@ def run_label(run: dict[str, Any]) -> str:
 
 
 # Run metadata that defines the trained model: runs that differ in any never share a row.
-MODEL_FIELDS: tuple[str, ...] = ("encoder", "encoder_params", "train_length", "head_dim",
-                                 "num_params")
+MODEL_FIELDS: tuple[str, ...] = (
+  "encoder",
+  "encoder_params",
+  "train_length",
+  "head_dim",
+  "num_params",
+)
 
 
 def check_same_model(label: str, members: list[dict]) -> None:
@@ -48,8 +53,10 @@ def check_same_model(label: str, members: list[dict]) -> None:
   for field in MODEL_FIELDS:
     values = {json.dumps(m["run"].get(field), sort_keys=True) for m in members}
     if len(values) > 1:
-      raise ValueError(f"runs labelled {label!r} differ in {field} ({', '.join(sorted(values))}): "
-                       f"they are different models and cannot share a row; table them apart")
+      raise ValueError(
+        f"runs labelled {label!r} differ in {field} ({', '.join(sorted(values))}): "
+        f"they are different models and cannot share a row; table them apart"
+      )
 
 
 def result_files(run_dirs: Sequence[str], name: str = "perplexity.json") -> list[str]:
@@ -57,8 +64,11 @@ def result_files(run_dirs: Sequence[str], name: str = "perplexity.json") -> list
   paths: list[str] = []
   for run_dir in run_dirs:
     direct = os.path.join(run_dir, name)
-    found = [direct] if os.path.exists(direct) else sorted(
-        glob.glob(os.path.join(glob.escape(run_dir), "eval*", name)))
+    found = (
+      [direct]
+      if os.path.exists(direct)
+      else sorted(glob.glob(os.path.join(glob.escape(run_dir), "eval*", name)))
+    )
     paths += [p for p in found if os.path.realpath(p) not in map(os.path.realpath, paths)]
   return paths
 
@@ -103,9 +113,13 @@ def perplexity_rows(results: list[dict]) -> tuple[list[int], int, list[dict]]:
       entries = [r for m in members for r in m["results"] if r["length"] == length]
       mean, spread = _mean_spread([e["perplexity"] for e in entries])
       per_run = max(len(entries), 1)
-      row["cells"][length] = {"mean": mean, "spread": spread, "count": len(entries),
-                              "tokens": int(sum(e["tokens"] for e in entries) / per_run),
-                              "windows": int(sum(e["windows"] for e in entries) / per_run)}
+      row["cells"][length] = {
+        "mean": mean,
+        "spread": spread,
+        "count": len(entries),
+        "tokens": int(sum(e["tokens"] for e in entries) / per_run),
+        "windows": int(sum(e["windows"] for e in entries) / per_run),
+      }
     rows.append(row)
   return lengths, train_length, rows
 
@@ -120,16 +134,16 @@ def _spread_text(values: list[int]) -> str:
 
 def perplexity_markdown(lengths: list[int], train_length: int, rows: list[dict]) -> str:
   """Renders the perplexity table: rows = runs, columns = lengths, training length marked."""
-  header = ["run", "seeds"] + [f"**{n:,} (L)**" if n == train_length else f"{n:,}"
-                               for n in lengths]
+  header = ["run", "seeds"] + [f"**{n:,} (L)**" if n == train_length else f"{n:,}" for n in lengths]
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for row in rows:
     cells = [_fmt(c["mean"], c["spread"], c["count"]) for c in row["cells"].values()]
     lines.append("| " + " | ".join([row["label"], str(len(row["seeds"]))] + cells) + " |")
   tokens = ["tokens (windows) per run", ""] + [
-      f"{_spread_text([r['cells'][n]['tokens'] for r in rows if r['cells'][n]['count']])} "
-      f"({_spread_text([r['cells'][n]['windows'] for r in rows if r['cells'][n]['count']])})"
-      for n in lengths]
+    f"{_spread_text([r['cells'][n]['tokens'] for r in rows if r['cells'][n]['count']])} "
+    f"({_spread_text([r['cells'][n]['windows'] for r in rows if r['cells'][n]['count']])})"
+    for n in lengths
+  ]
   lines.append("| " + " | ".join(tokens) + " |")
   return "\n".join(lines)
 
@@ -138,23 +152,45 @@ def write_perplexity_csv(path: str, lengths: list[int], rows: list[dict]) -> Non
   """Writes one line per (run, length): mean, spread, seeds, windows, tokens."""
   with open(path, "w", newline="", encoding="utf-8") as f:
     writer = csv.writer(f)
-    writer.writerow(["run", "length", "perplexity_mean", "perplexity_spread", "seeds", "windows",
-                     "tokens"])
+    writer.writerow(
+      ["run", "length", "perplexity_mean", "perplexity_spread", "seeds", "windows", "tokens"]
+    )
     for row in rows:
       for n in lengths:
         c = row["cells"][n]
-        writer.writerow([row["label"], n, f"{c['mean']:.6g}", f"{c['spread']:.6g}", c["count"],
-                         c["windows"], c["tokens"]])
+        writer.writerow(
+          [
+            row["label"],
+            n,
+            f"{c['mean']:.6g}",
+            f"{c['spread']:.6g}",
+            c["count"],
+            c["windows"],
+            c["tokens"],
+          ]
+        )
 
 
-def plot_perplexity(path: str, lengths: list[int], train_length: int, rows: list[dict], *,
-                    title: str = "Perplexity versus evaluation length") -> None:
+def plot_perplexity(
+  path: str,
+  lengths: list[int],
+  train_length: int,
+  rows: list[dict],
+  *,
+  title: str = "Perplexity versus evaluation length",
+) -> None:
   """Writes a log-x line plot of perplexity versus length for every run."""
   fig, ax = plots.pyplot().subplots(figsize=(7, 4.5), dpi=120)
   for index, row in enumerate(rows):
     xs = [n for n in lengths if math.isfinite(row["cells"][n]["mean"])]
-    plots.mean_with_band(ax, xs, [row["cells"][n]["mean"] for n in xs],
-                         [row["cells"][n]["spread"] for n in xs], label=row["label"], index=index)
+    plots.mean_with_band(
+      ax,
+      xs,
+      [row["cells"][n]["mean"] for n in xs],
+      [row["cells"][n]["spread"] for n in xs],
+      label=row["label"],
+      index=index,
+    )
   plots.mark_training_length(ax, train_length)
   plots.length_axis(ax, lengths)
   finite = [c["mean"] for row in rows for c in row["cells"].values() if math.isfinite(c["mean"])]
@@ -184,8 +220,9 @@ def _name_value(name: str, default: float) -> float:
   return _number(match["value"]) if match else default
 
 
-def metric_groups(summaries: list[dict]) -> tuple[list[str], OrderedDict[str, list[dict]],
-                                                  dict[str, list[str]]]:
+def metric_groups(
+  summaries: list[dict],
+) -> tuple[list[str], OrderedDict[str, list[dict]], dict[str, list[str]]]:
   """Returns (row labels, summaries by label, metric names by family sorted by their value).
 
   A name ``family@var=value`` joins family ``family@var``; a plain name joins family "overall".
@@ -209,13 +246,18 @@ def _metric_cell(members: list[dict], name: str) -> dict[str, Any]:
   values = [m["metrics"][name] for m in members if name in m["metrics"]]
   mean, spread = _mean_spread(values)
   counts = [m.get("counts", {}).get(name) for m in members if name in m["metrics"]]
-  return {"mean": mean, "spread": spread, "count": len(values),
-          "examples": int(np.mean([c for c in counts if c is not None])) if any(
-              c is not None for c in counts) else None}
+  return {
+    "mean": mean,
+    "spread": spread,
+    "count": len(values),
+    "examples": int(np.mean([c for c in counts if c is not None]))
+    if any(c is not None for c in counts)
+    else None,
+  }
 
 
 def _column_title(name: str, train_length: int | None) -> str:
-  """"var=value" of a metric name, in bold and marked (L) where var T equals the training length."""
+  """ "var=value" of a metric name, in bold and marked (L) where var T equals the training length."""
   match = METRIC_NAME.match(name)
   if not match:
     return name
@@ -252,8 +294,11 @@ def summary_markdown(summaries: list[dict]) -> str:
           examples[name].append(cell["examples"])
       seeds = len({m["run"].get("seed", 0) for m in members})
       lines.append("| " + " | ".join([label, str(seeds)] + cells) + " |")
-    lines.append("| " + " | ".join(["examples per run", ""] +
-                                   [_spread_text(examples[n]) for n in names]) + " |")
+    lines.append(
+      "| "
+      + " | ".join(["examples per run", ""] + [_spread_text(examples[n]) for n in names])
+      + " |"
+    )
     parts.append("\n".join(lines))
   return "\n\n".join(parts)
 
@@ -269,9 +314,16 @@ def write_summary_csv(path: str, summaries: list[dict]) -> None:
         for name in names:
           cell = _metric_cell(groups[label], name)
           if cell["count"]:
-            writer.writerow([label, name, f"{cell['mean']:.6g}", f"{cell['spread']:.6g}",
-                             cell["count"], cell["examples"] if cell["examples"] is not None
-                             else ""])
+            writer.writerow(
+              [
+                label,
+                name,
+                f"{cell['mean']:.6g}",
+                f"{cell['spread']:.6g}",
+                cell["count"],
+                cell["examples"] if cell["examples"] is not None else "",
+              ]
+            )
 
 
 def plot_summary(path: str, summaries: list[dict]) -> bool:
@@ -286,13 +338,15 @@ def plot_summary(path: str, summaries: list[dict]) -> bool:
     for label in labels:
       cells = [_metric_cell(groups[label], n) for n in names]
       kept = [(x, c) for x, c in zip(xs, cells) if c["count"]]
-      panels[family][label] = ([x for x, _ in kept], [c["mean"] for _, c in kept],
-                               [c["spread"] for _, c in kept])
+      panels[family][label] = (
+        [x for x, _ in kept],
+        [c["mean"] for _, c in kept],
+        [c["spread"] for _, c in kept],
+      )
   if not panels:
     return False
   train_lengths = {s["run"].get("train_length") for s in summaries}
-  plots.metric_panels(path, panels, marker=train_lengths.pop() if len(train_lengths) == 1
-                      else None)
+  plots.metric_panels(path, panels, marker=train_lengths.pop() if len(train_lengths) == 1 else None)
   return True
 
 
@@ -314,8 +368,12 @@ def plot_position_loss(path: str, results: list[dict]) -> bool:
       continue
     seen.add(label)  # the first seed of each run
     buckets = entry["position_buckets"]
-    ax.plot([(b["start"] + b["end"]) / 2 for b in buckets], [b["nll"] for b in buckets],
-            label=label, **plots.series_style(len(seen) - 1))
+    ax.plot(
+      [(b["start"] + b["end"]) / 2 for b in buckets],
+      [b["nll"] for b in buckets],
+      label=label,
+      **plots.series_style(len(seen) - 1),
+    )
   plots.mark_training_length(ax, results[0]["run"].get("train_length"))
   plots.length_axis(ax)
   ax.set_xlabel("position inside the window (tokens, bucket centre)")
@@ -333,24 +391,32 @@ def write_tables(run_dirs: Sequence[str], out: str) -> str:
   results = load_results(run_dirs)
   summaries = load_results(run_dirs, "summary.json")
   if not results and not summaries:
-    raise FileNotFoundError(f"no eval/perplexity.json or eval/summary.json in any of "
-                            f"{list(run_dirs)}")
+    raise FileNotFoundError(
+      f"no eval/perplexity.json or eval/summary.json in any of {list(run_dirs)}"
+    )
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   stem = os.path.splitext(out)[0]
   parts = []
   if results:
     lengths, train_length, rows = perplexity_rows(results)
-    parts += ["## Perplexity versus evaluation length",
-              f"Training length L = {train_length:,} (bold). Mean ± standard deviation over "
-              "seeds; the last line gives the tokens (windows) behind each cell of one run.",
-              "", perplexity_markdown(lengths, train_length, rows)]
+    parts += [
+      "## Perplexity versus evaluation length",
+      f"Training length L = {train_length:,} (bold). Mean ± standard deviation over "
+      "seeds; the last line gives the tokens (windows) behind each cell of one run.",
+      "",
+      perplexity_markdown(lengths, train_length, rows),
+    ]
     write_perplexity_csv(stem + ".csv", lengths, rows)
     plot_perplexity(stem + ".png", lengths, train_length, rows)
     plot_position_loss(stem + "_positions.png", results)
   if summaries:
-    parts += ["", "## Probe metrics",
-              "Accuracy in [0, 1], mean ± standard deviation over seeds.", "",
-              summary_markdown(summaries)]
+    parts += [
+      "",
+      "## Probe metrics",
+      "Accuracy in [0, 1], mean ± standard deviation over seeds.",
+      "",
+      summary_markdown(summaries),
+    ]
     write_summary_csv(stem + "_probes.csv", summaries)
     plot_summary(stem + "_probes.png", summaries)
   markdown = "\n".join(parts).lstrip("\n") + "\n"

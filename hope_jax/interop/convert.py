@@ -89,15 +89,17 @@ def write_config_py(config: ml_collections.ConfigDict, workdir: str, source: str
   return path
 
 
-def write_initial_run(config: ml_collections.ConfigDict, workdir: str, load_params: ParamsLoader,
-                      *, source: str) -> str:
+def write_initial_run(
+  config: ml_collections.ConfigDict, workdir: str, load_params: ParamsLoader, *, source: str
+) -> str:
   """Writes a step-0 run whose parameters ``load_params(model_config, abstract_params)`` returns.
 
   Raises FileExistsError when workdir already holds checkpoints (never overwrites a run).
   Returns the path of the written config.py.
   """
   if os.path.isdir(os.path.join(workdir, "checkpoints")) and os.listdir(
-      os.path.join(workdir, "checkpoints")):
+    os.path.join(workdir, "checkpoints")
+  ):
     raise FileExistsError(f"{workdir!r} already holds checkpoints; convert into a new directory")
   run_config = resolve(config)
   mesh = sharding.make_mesh(run_config.mesh)
@@ -109,13 +111,18 @@ def write_initial_run(config: ml_collections.ConfigDict, workdir: str, load_para
   with jax.set_mesh(mesh):
     opt_state = jax.jit(optimizer.init, out_shardings=shardings.opt_state)(params)
   state = train_step.TrainState(
-      step=jax.device_put(jnp.zeros((), jnp.int32), shardings.step), params=params,
-      opt_state=opt_state, model_state=jax.tree.map(
-          lambda a: jnp.zeros(a.shape, a.dtype, device=a.sharding), abstract.model_state))
+    step=jax.device_put(jnp.zeros((), jnp.int32), shardings.step),
+    params=params,
+    opt_state=opt_state,
+    model_state=jax.tree.map(
+      lambda a: jnp.zeros(a.shape, a.dtype, device=a.sharding), abstract.model_state
+    ),
+  )
   commands.save_config(config, workdir)
   loop.record_run_info(workdir, cfg)
-  checkpointer = checkpointing.Checkpointer(workdir, keep=run_config.train.keep_checkpoints,
-                                            async_save=False)
+  checkpointer = checkpointing.Checkpointer(
+    workdir, keep=run_config.train.keep_checkpoints, async_save=False
+  )
   try:
     checkpointer.save(0, state, metadata={"step": 0, "source": source})
   finally:
@@ -123,24 +130,31 @@ def write_initial_run(config: ml_collections.ConfigDict, workdir: str, load_para
   return write_config_py(config, workdir, source) if jax.process_index() == 0 else ""
 
 
-def convert_hf(hf_dir: str, workdir: str,
-               base: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+def convert_hf(
+  hf_dir: str, workdir: str, base: ml_collections.ConfigDict
+) -> ml_collections.ConfigDict:
   """Converts a Hugging Face Llama-family directory into a step-0 run in workdir; returns its config."""
   config = config_from_hf(hf_dir, base)
-  write_initial_run(config, workdir,
-                    lambda cfg, abstract: hf_weights.read_params(hf_dir, cfg, abstract),
-                    source=os.path.abspath(hf_dir))
+  write_initial_run(
+    config,
+    workdir,
+    lambda cfg, abstract: hf_weights.read_params(hf_dir, cfg, abstract),
+    source=os.path.abspath(hf_dir),
+  )
   return config
 
 
 def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
   """{parameter path: shape} of a params tree."""
-  return {hf_weights.path_name(p): tuple(x.shape)
-          for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  return {
+    hf_weights.path_name(p): tuple(x.shape)
+    for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]
+  }
 
 
-def init_from_run(source_workdir: str, workdir: str,
-                  config: ml_collections.ConfigDict | None = None) -> ml_collections.ConfigDict:
+def init_from_run(
+  source_workdir: str, workdir: str, config: ml_collections.ConfigDict | None = None
+) -> ml_collections.ConfigDict:
   """A new run in workdir from another run's latest parameters under ``config`` (its own if None).
 
   The new config may change what keeps the parameters' shapes (the encoder, its training length,
@@ -156,9 +170,11 @@ def init_from_run(source_workdir: str, workdir: str,
     have, want = _shapes(run.state.params), _shapes(abstract)
     if have != want:
       diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
-      raise ValueError(f"the config's model does not take the parameters of {source_workdir!r}: "
-                       f"{diff[:3]} differ (e.g. {diff[0]}: {have.get(diff[0])} vs "
-                       f"{want.get(diff[0])})")
+      raise ValueError(
+        f"the config's model does not take the parameters of {source_workdir!r}: "
+        f"{diff[:3]} differ (e.g. {diff[0]}: {have.get(diff[0])} vs "
+        f"{want.get(diff[0])})"
+      )
     del cfg
     return jax.device_put(run.state.params, jax.tree.map(lambda a: a.sharding, abstract))
 

@@ -22,8 +22,9 @@ from hope_jax.interop.convert import load_run_config
 from hope_jax.model.config import TransformerConfig
 
 
-def write_hf_directory(config: TransformerConfig, params: Any, out_dir: str, *,
-                       max_shard_bytes: int = 2 << 30) -> dict[str, Any]:
+def write_hf_directory(
+  config: TransformerConfig, params: Any, out_dir: str, *, max_shard_bytes: int = 2 << 30
+) -> dict[str, Any]:
   """Writes params (a Transformer's nnx.Param state) as an HF model directory; returns its config."""
   hf = hf_config.hf_config_from_model(config)
   family = hf["model_type"]
@@ -31,8 +32,12 @@ def write_hf_directory(config: TransformerConfig, params: Any, out_dir: str, *,
   if is_main:
     os.makedirs(out_dir, exist_ok=True)
   writer = hf_weights.save_file if is_main else (lambda *args, **kwargs: None)
-  hf_weights.write_safetensors(out_dir, hf_weights.hf_tensors(config, params, family),
-                               max_shard_bytes=max_shard_bytes, write=writer)
+  hf_weights.write_safetensors(
+    out_dir,
+    hf_weights.hf_tensors(config, params, family),
+    max_shard_bytes=max_shard_bytes,
+    write=writer,
+  )
   if is_main:
     with open(os.path.join(out_dir, "config.json"), "w", encoding="utf-8") as f:
       json.dump(hf, f, indent=2, sort_keys=True)

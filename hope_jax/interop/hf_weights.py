@@ -35,13 +35,16 @@ def param_map(config: TransformerConfig) -> dict[str, tuple[str, str]]:
   Kinds: "copy" (same array), "transpose" (ours = W.T), "heads_out" (ours [d, n, h] = W.T with
   W [n·h, d]) and "heads_in" (ours [n, h, d] = W.T with W [d, n·h]).
   """
-  names = {"embedding": ("model.embed_tokens.weight", "copy"),
-           "final_norm.scale": ("model.norm.weight", "copy")}
+  names = {
+    "embedding": ("model.embed_tokens.weight", "copy"),
+    "final_norm.scale": ("model.norm.weight", "copy"),
+  }
   if not config.tie_embeddings:
     names["lm_head"] = ("lm_head.weight", "transpose")
   for i in range(config.num_layers):
     hf, ours = f"model.layers.{i}.", f"blocks.{i}."
-    names.update({
+    names.update(
+      {
         ours + "attn_norm.scale": (hf + "input_layernorm.weight", "copy"),
         ours + "mlp_norm.scale": (hf + "post_attention_layernorm.weight", "copy"),
         ours + "attn.q_proj": (hf + "self_attn.q_proj.weight", "heads_out"),
@@ -51,7 +54,8 @@ def param_map(config: TransformerConfig) -> dict[str, tuple[str, str]]:
         ours + "mlp.gate": (hf + "mlp.gate_proj.weight", "transpose"),
         ours + "mlp.up": (hf + "mlp.up_proj.weight", "transpose"),
         ours + "mlp.down": (hf + "mlp.down_proj.weight", "transpose"),
-    })
+      }
+    )
   return names
 
 
@@ -69,8 +73,11 @@ def hf_channel_order(config: TransformerConfig) -> np.ndarray:
   """
   d = config.head_dim
   bands = np.arange(d // 2)
-  first, second = ((bands, bands + d // 2) if config.encoding.layout == "split_half"
-                   else (2 * bands, 2 * bands + 1))
+  first, second = (
+    (bands, bands + d // 2)
+    if config.encoding.layout == "split_half"
+    else (2 * bands, 2 * bands + 1)
+  )
   kept = config.encoding.num_rotated_bands
   return np.concatenate([first[:kept], second[:kept], first[kept:], second[kept:]])
 
@@ -94,8 +101,9 @@ class SafetensorsReader:
       with safe_open(single, framework="np") as f:
         self.files = {name: "model.safetensors" for name in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
     else:
-      raise FileNotFoundError(f"no model.safetensors or model.safetensors.index.json in "
-                              f"{directory!r}")
+      raise FileNotFoundError(
+        f"no model.safetensors or model.safetensors.index.json in {directory!r}"
+      )
     for file in sorted(set(self.files.values())):
       if not os.path.isfile(os.path.join(directory, file)):
         raise FileNotFoundError(f"shard {file!r} named by the index is missing from {directory!r}")
@@ -122,8 +130,9 @@ def _bounds(index: tuple[slice, ...], shape: tuple[int, ...]) -> list[tuple[int,
   return [s.indices(n)[:2] for s, n in zip(index, shape)]
 
 
-def read_block(tensor: Any, kind: str, index: tuple[slice, ...],
-               shape: tuple[int, ...]) -> np.ndarray:
+def read_block(
+  tensor: Any, kind: str, index: tuple[slice, ...], shape: tuple[int, ...]
+) -> np.ndarray:
   """Reads our parameter's block ``index`` (of ``shape``) from an HF tensor slice, reading no more rows."""
   b = _bounds(index, shape)
   if kind == "copy":
@@ -133,12 +142,12 @@ def read_block(tensor: Any, kind: str, index: tuple[slice, ...],
   if kind == "heads_out":  # ours [d, n, h] <- W [n·h, d]
     (d0, d1), (n0, n1), (h0, h1) = b
     h = shape[2]
-    block = tensor[n0 * h:n1 * h, d0:d1].T.reshape(d1 - d0, n1 - n0, h)
+    block = tensor[n0 * h : n1 * h, d0:d1].T.reshape(d1 - d0, n1 - n0, h)
     return block[:, :, h0:h1]
   if kind == "heads_in":  # ours [n, h, d] <- W [d, n·h]
     (n0, n1), (h0, h1), (d0, d1) = b
     h = shape[1]
-    block = tensor[d0:d1, n0 * h:n1 * h].T.reshape(n1 - n0, h, d1 - d0)
+    block = tensor[d0:d1, n0 * h : n1 * h].T.reshape(n1 - n0, h, d1 - d0)
     return block[:, h0:h1, :]
   raise ValueError(f"unknown tensor kind {kind!r}")
 
@@ -160,8 +169,9 @@ def _check_names(reader: SafetensorsReader, expected: set[str], config: Transfor
   if config.tie_embeddings:
     extra.discard("lm_head.weight")  # some tied checkpoints store the shared table twice
   if extra:
-    raise UnsupportedCheckpoint(f"tensor(s) {sorted(extra)[:5]} in {reader.directory!r} do not "
-                                "map onto the model")
+    raise UnsupportedCheckpoint(
+      f"tensor(s) {sorted(extra)[:5]} in {reader.directory!r} do not map onto the model"
+    )
 
 
 def read_params(directory: str, config: TransformerConfig, abstract_params: Any) -> Any:
@@ -182,8 +192,9 @@ def read_params(directory: str, config: TransformerConfig, abstract_params: Any)
     tensor = reader.slice(hf)
     expected = hf_shape(kind, leaf.shape)
     if tuple(tensor.get_shape()) != expected:
-      raise UnsupportedCheckpoint(f"tensor {hf!r} has shape {tuple(tensor.get_shape())}, the "
-                                  f"config implies {expected}")
+      raise UnsupportedCheckpoint(
+        f"tensor {hf!r} has shape {tuple(tensor.get_shape())}, the config implies {expected}"
+      )
 
     def block(index: tuple[slice, ...] | None) -> np.ndarray:
       assert index is not None  # jax passes every shard's index (and asserts so itself)
@@ -206,7 +217,9 @@ def _host(x: jax.Array) -> np.ndarray:
   return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
-def hf_tensors(config: TransformerConfig, params: Any, family: str) -> Iterator[tuple[str, np.ndarray]]:
+def hf_tensors(
+  config: TransformerConfig, params: Any, family: str
+) -> Iterator[tuple[str, np.ndarray]]:
   """Yields (HF name, float32 array) for every tensor of the exported model, one at a time."""
   names = param_map(config)
   flat = {path_name(p): x for p, x in jax.tree_util.tree_flatten_with_path(params)[0]}
@@ -234,15 +247,21 @@ def hf_tensors(config: TransformerConfig, params: Any, family: str) -> Iterator[
     if family == "phi3" and name.endswith(("mlp.gate", "mlp.up")):
       if name.endswith("gate"):
         stem = hf.rsplit(".", 2)[0]
-        yield stem + ".gate_up_proj.weight", np.concatenate(
-            [hf_array(name), hf_array(name[:-len("gate")] + "up")])
+        yield (
+          stem + ".gate_up_proj.weight",
+          np.concatenate([hf_array(name), hf_array(name[: -len("gate")] + "up")]),
+        )
       continue
     yield hf, hf_array(name)
 
 
-def write_safetensors(directory: str, tensors: Iterator[tuple[str, np.ndarray]], *,
-                      max_shard_bytes: int = 2 << 30,
-                      write: Callable[..., None] = save_file) -> list[str]:
+def write_safetensors(
+  directory: str,
+  tensors: Iterator[tuple[str, np.ndarray]],
+  *,
+  max_shard_bytes: int = 2 << 30,
+  write: Callable[..., None] = save_file,
+) -> list[str]:
   """Writes tensors as model-0000k-of-0000n.safetensors shards plus the index (one file if it fits)."""
   shards: list[dict[str, np.ndarray]] = [{}]
   size = 0

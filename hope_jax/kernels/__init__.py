@@ -15,5 +15,11 @@ from hope_jax.kernels.norm import add_rms_norm
 from hope_jax.kernels.projection import rotary_projection
 from hope_jax.kernels.selector import IMPLEMENTATIONS, select
 
-__all__ = ["IMPLEMENTATIONS", "add_rms_norm", "dot_product_attention", "rotary_projection",
-           "select", "token_nll"]
+__all__ = [
+  "IMPLEMENTATIONS",
+  "add_rms_norm",
+  "dot_product_attention",
+  "rotary_projection",
+  "select",
+  "token_nll",
+]

@@ -15,6 +15,7 @@ try:  # The Triton backend of Pallas is deprecated (JAX 0.11) and may be removed
 except ImportError:  # pragma: no cover
   pl = plgpu = cast(Any, None)  # callers check `plgpu is not None` first
 
+
 def available(backend: str | None = None) -> bool:
   """Whether the kernels run compiled here: a GPU backend and Pallas' Triton backend."""
   return (backend or jax.default_backend()) in ("gpu", "cuda") and plgpu is not None
@@ -29,11 +30,15 @@ def check_runnable(axes: Sequence[str | None], *, field: str, what: str) -> None
   """Raises ValueError naming ``field`` when the Triton backend is missing or the feature
   dimension (the last of ``axes``, described as ``what``) is sharded."""
   if plgpu is None:  # pragma: no cover
-    raise ValueError(f"{field}='pallas' needs jax.experimental.pallas.triton, which this JAX "
-                     f"lacks; use {field}='xla'")
+    raise ValueError(
+      f"{field}='pallas' needs jax.experimental.pallas.triton, which this JAX "
+      f"lacks; use {field}='xla'"
+    )
   if feature_shards(axes) > 1:
-    raise ValueError(f"{field}='pallas' needs {what} unsharded, got {axes[-1]} -> "
-                     f"{sharding.logical_spec(axes, dedupe=True)[-1]}")
+    raise ValueError(
+      f"{field}='pallas' needs {what} unsharded, got {axes[-1]} -> "
+      f"{sharding.logical_spec(axes, dedupe=True)[-1]}"
+    )
 
 
 def interpret() -> bool:

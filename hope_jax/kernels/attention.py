@@ -41,29 +41,39 @@ def _dpa(q, k, v, *, bias, segment_ids, scale, implementation):
   mask = None if segment_ids is None else segment_mask(segment_ids, segment_ids)
   if implementation == "cudnn" and bias is not None:
     bias = bias.astype(q.dtype)  # cuDNN takes the bias in the compute dtype.
-  return jax.nn.dot_product_attention(q, k, v, bias, mask, scale=scale, is_causal=True,
-                                      implementation=implementation)
+  return jax.nn.dot_product_attention(
+    q, k, v, bias, mask, scale=scale, is_causal=True, implementation=implementation
+  )
 
 
 def _splash_block_sizes(length: int):
   """Returns splash BlockSizes: the largest of 512/256/128 dividing the sequence length."""
   from jax.experimental.pallas.ops.tpu import splash_attention as sa
+
   block = next(b for b in (512, 256, SPLASH_BLOCK) if length % b == 0)
-  return sa.BlockSizes(block_q=block, block_kv=block, block_kv_compute=block, block_q_dkv=block,
-                       block_kv_dkv=block, block_kv_dkv_compute=block, block_q_dq=block,
-                       block_kv_dq=block)
+  return sa.BlockSizes(
+    block_q=block,
+    block_kv=block,
+    block_kv_compute=block,
+    block_q_dkv=block,
+    block_kv_dkv=block,
+    block_kv_dkv_compute=block,
+    block_q_dq=block,
+    block_kv_dq=block,
+  )
 
 
 def _splash_local(q, k, v, segment_ids, *, scale: float):
   """Splash attention on local (unsharded) arrays q [B,T,N,D], k/v [B,T,K,D]."""
   from jax.experimental.pallas.ops.tpu import splash_attention as sa
+
   batch, length, heads, head_dim = q.shape
   kv_heads = k.shape[2]
   group = heads // kv_heads
   mask = sa.MultiHeadMask([sa.CausalMask((length, length))] * group)
   kernel = sa.make_splash_mqa_single_device(
-      mask=mask, block_sizes=_splash_block_sizes(length),
-      interpret=jax.default_backend() != "tpu")
+    mask=mask, block_sizes=_splash_block_sizes(length), interpret=jax.default_backend() != "tpu"
+  )
   qg = (q * jnp.asarray(scale, q.dtype)).reshape(batch, length, kv_heads, group, head_dim)
   qg = qg.transpose(0, 2, 3, 1, 4)  # [B, K, G, T, D]
   kt, vt = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)  # [B, K, T, D]
@@ -83,28 +93,43 @@ def _splash(q, k, v, *, bias, segment_ids, scale):
   kv_axes = ("batch", "length", "kv_heads", "head_dim")
   if segment_ids is None:
     segment_ids = jnp.zeros(q.shape[:2], jnp.int32)
-  fn = sharding.map_shards(functools.partial(_splash_local, scale=scale),
-                           in_axes=(q_axes, kv_axes, kv_axes, ("batch", "length")),
-                           out_axes=q_axes)
+  fn = sharding.map_shards(
+    functools.partial(_splash_local, scale=scale),
+    in_axes=(q_axes, kv_axes, kv_axes, ("batch", "length")),
+    out_axes=q_axes,
+  )
   return fn(q, k, v, segment_ids)
 
 
 _KERNELS: dict[str, Callable[..., jax.Array]] = {
-    "xla": functools.partial(_dpa, implementation="xla"),
-    "cudnn": functools.partial(_dpa, implementation="cudnn"),
-    "splash": _splash,
+  "xla": functools.partial(_dpa, implementation="xla"),
+  "cudnn": functools.partial(_dpa, implementation="cudnn"),
+  "splash": _splash,
 }
 
 
-def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, scale: float,
-                          bias: jax.Array | None = None, segment_ids: jax.Array | None = None,
-                          implementation: str = "auto") -> jax.Array:
+def dot_product_attention(
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  *,
+  scale: float,
+  bias: jax.Array | None = None,
+  segment_ids: jax.Array | None = None,
+  implementation: str = "auto",
+) -> jax.Array:
   """Returns causal attention [B,T,N,D] of q [B,T,N,D] over k, v [B,T,K,D] (K divides N).
 
   bias: float32 logits added [B, N, T, T] (ALiBi, KERPLE) or None; segment_ids [B, T] forbid
   attention across packed documents; implementation: an ``attention_impl`` value.
   """
-  impl = select("attention_impl", implementation, dtype=q.dtype, head_dim=q.shape[-1],
-                length=q.shape[1], has_bias=bias is not None,
-                has_segments=segment_ids is not None)
+  impl = select(
+    "attention_impl",
+    implementation,
+    dtype=q.dtype,
+    head_dim=q.shape[-1],
+    length=q.shape[1],
+    has_bias=bias is not None,
+    has_segments=segment_ids is not None,
+  )
   return _KERNELS[impl](q, k, v, bias=bias, segment_ids=segment_ids, scale=scale)

@@ -23,9 +23,16 @@ BiasFn = Callable[[jax.Array, jax.Array], jax.Array]
 _MASKED = float(jnp.finfo(jnp.float32).min)
 
 
-def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, scale: float, block: int,
-                     positions: jax.Array | None = None,
-                     bias_fn: BiasFn | None = None) -> jax.Array:
+def causal_attention(
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  *,
+  scale: float,
+  block: int,
+  positions: jax.Array | None = None,
+  bias_fn: BiasFn | None = None,
+) -> jax.Array:
   """Causal grouped-query attention of q [B,T,N,D] over k, v [B,T,K,D]; returns [B,T,N,D].
 
   T must be a multiple of block; ``positions`` [B, T] (default arange) feed ``bias_fn`` only (the
@@ -34,8 +41,9 @@ def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, scale: float, 
   batch, length, heads, head_dim = q.shape
   kv_heads = k.shape[2]
   if length % block:
-    raise ValueError(f"causal_attention needs a length that is a multiple of block={block}, "
-                     f"got length={length}")
+    raise ValueError(
+      f"causal_attention needs a length that is a multiple of block={block}, got length={length}"
+    )
   if heads % kv_heads:
     raise ValueError(f"query heads ({heads}) must be a multiple of kv heads ({kv_heads})")
   group, blocks = heads // kv_heads, length // block
@@ -68,12 +76,16 @@ def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, scale: float, 
       correction = jnp.exp(row_max - new_max)
       denominator = denominator * correction + weights.sum(axis=-1)
       total = total * correction[..., None] + jnp.einsum(
-          "bkgqs,bskd->bkgqd", weights.astype(v.dtype), v_j, preferred_element_type=jnp.float32)
+        "bkgqs,bskd->bkgqd", weights.astype(v.dtype), v_j, preferred_element_type=jnp.float32
+      )
       return new_max, denominator, total
 
     stats = (batch, kv_heads, group, block)
-    init = (jnp.full(stats, _MASKED, jnp.float32), jnp.zeros(stats, jnp.float32),
-            jnp.zeros((*stats, head_dim), jnp.float32))
+    init = (
+      jnp.full(stats, _MASKED, jnp.float32),
+      jnp.zeros(stats, jnp.float32),
+      jnp.zeros((*stats, head_dim), jnp.float32),
+    )
     _, denominator, total = jax.lax.fori_loop(0, i + 1, key_block, init)
     out = (total / denominator[..., None]).astype(q.dtype)  # [B, K, G, bq, D]
     return out.transpose(0, 3, 1, 2, 4).reshape(batch, block, heads, head_dim)

@@ -53,18 +53,21 @@ def _kernel(x_ref, label_ref, lse_ref, picked_ref, *, rows: int, chunk: int):
     peak, total, picked = carry
     c = i * chunk + jnp.arange(chunk)
     inside = c[None, :] < vocab
-    x = plgpu.load(x_ref.at[r[:, None], c[None, :]], mask=inside,
-                   other=-jnp.inf).astype(jnp.float32)
+    x = plgpu.load(x_ref.at[r[:, None], c[None, :]], mask=inside, other=-jnp.inf).astype(
+      jnp.float32
+    )
     new_peak = jnp.maximum(peak, jnp.max(x, axis=1))
-    total = (total * jnp.exp(peak - new_peak)
-             + jnp.sum(jnp.exp(x - new_peak[:, None]), axis=1))
+    total = total * jnp.exp(peak - new_peak) + jnp.sum(jnp.exp(x - new_peak[:, None]), axis=1)
     picked = picked + jnp.sum(jnp.where(c[None, :] == labels[:, None], x, 0.0), axis=1)
     return new_peak, total, picked
 
   # A finite starting max: a chunk of only −inf logits (masked classes) then adds exp(−inf) = 0
   # instead of exp(−inf − (−inf)) = NaN.
-  start = (jnp.full((rows,), jnp.finfo(jnp.float32).min, jnp.float32),
-           jnp.zeros((rows,), jnp.float32), jnp.zeros((rows,), jnp.float32))
+  start = (
+    jnp.full((rows,), jnp.finfo(jnp.float32).min, jnp.float32),
+    jnp.zeros((rows,), jnp.float32),
+    jnp.zeros((rows,), jnp.float32),
+  )
   peak, total, picked = jax.lax.fori_loop(0, pl.cdiv(vocab, chunk), body, start)
   plgpu.store(lse_ref.at[r], peak + jnp.log(total))
   plgpu.store(picked_ref.at[r], picked)
@@ -79,34 +82,39 @@ def _local(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
   chunk = min(CHUNK, padded(vocab))
   out = jax.ShapeDtypeStruct((rows,), jnp.float32)
   lse, picked = pl.pallas_call(
-      functools.partial(_kernel, rows=block, chunk=chunk), grid=(rows // block,),
-      out_shape=[out, out], interpret=interpret(), name="logsumexp_and_label",
-      compiler_params=plgpu.CompilerParams(num_warps=WARPS),
+    functools.partial(_kernel, rows=block, chunk=chunk),
+    grid=(rows // block,),
+    out_shape=[out, out],
+    interpret=interpret(),
+    name="logsumexp_and_label",
+    compiler_params=plgpu.CompilerParams(num_warps=WARPS),
   )(flat, labels.reshape(rows).astype(jnp.int32))
   return lse.reshape(lead), picked.reshape(lead)
 
 
-def pallas_logsumexp_and_label(logits: jax.Array,
-                               labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+def pallas_logsumexp_and_label(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Returns float32 (logsumexp, the label's logit) through the one-pass Pallas kernel."""
   # Model logits [batch, length, vocab] are split over their rows; other ranks run whole.
   axes = _LOGIT_AXES if logits.ndim == 3 else (None,) * logits.ndim
   pallas_gpu.check_runnable(axes, field="loss_impl", what="the logits' vocabulary axis")
   return sharding.map_shards(_local, in_axes=(axes, axes[:-1]), out_axes=(axes[:-1], axes[:-1]))(
-      logits, labels)
+    logits, labels
+  )
 
 
 IMPLEMENTATIONS: dict[str, Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]] = {
-    "xla": xla_logsumexp_and_label,
-    "pallas": pallas_logsumexp_and_label,
+  "xla": xla_logsumexp_and_label,
+  "pallas": pallas_logsumexp_and_label,
 }
 
 
-def logsumexp_and_label(logits: jax.Array, labels: jax.Array, *,
-                        implementation: str = "auto") -> tuple[jax.Array, jax.Array]:
+def logsumexp_and_label(
+  logits: jax.Array, labels: jax.Array, *, implementation: str = "auto"
+) -> tuple[jax.Array, jax.Array]:
   """Returns float32 (logsumexp over the last axis, logits at labels), shapes labels.shape."""
-  impl = select("loss_impl", implementation,
-                feature_sharded=pallas_gpu.feature_shards(_LOGIT_AXES) > 1)
+  impl = select(
+    "loss_impl", implementation, feature_sharded=pallas_gpu.feature_shards(_LOGIT_AXES) > 1
+  )
   return IMPLEMENTATIONS[impl](logits, labels)
 
 

@@ -42,8 +42,9 @@ _ROW_AXES = ("batch", "length")
 _ACTIVATION_AXES = (*_ROW_AXES, "act_embed")
 
 
-def xla_add_rms_norm(x: jax.Array, update: jax.Array | None, scale: jax.Array, *, eps: float,
-                     out_dtype: Any) -> tuple[jax.Array, jax.Array]:
+def xla_add_rms_norm(
+  x: jax.Array, update: jax.Array | None, scale: jax.Array, *, eps: float, out_dtype: Any
+) -> tuple[jax.Array, jax.Array]:
   """Returns (x + update, rms_norm(x + update) · scale) with jnp; XLA fuses it."""
   s = x if update is None else x + update.astype(x.dtype)
   sf = s.astype(jnp.float32)
@@ -63,8 +64,9 @@ def _forward_kernel(*refs, eps: float, rows: int, has_update: bool):
   at, mask = (r[:, None], c[None, :]), c[None, :] < features
   s = plgpu.load(x_ref.at[at], mask=mask, other=0.0)
   if has_update:
-    s = (s.astype(jnp.float32)
-         + plgpu.load(u_ref.at[at], mask=mask, other=0.0).astype(jnp.float32)).astype(s.dtype)
+    s = (
+      s.astype(jnp.float32) + plgpu.load(u_ref.at[at], mask=mask, other=0.0).astype(jnp.float32)
+    ).astype(s.dtype)
     plgpu.store(s_ref.at[at], s, mask=mask)
   sf = s.astype(jnp.float32)
   rstd = jax.lax.rsqrt(jnp.sum(sf * sf, axis=1) / features + eps)
@@ -73,8 +75,9 @@ def _forward_kernel(*refs, eps: float, rows: int, has_update: bool):
   plgpu.store(rstd_ref.at[r], rstd)
 
 
-def _backward_kernel(s_ref, rstd_ref, scale_ref, dn_ref, ds_ref, dx_ref, dscale_ref, *,
-                     rows: int, chunk: int):
+def _backward_kernel(
+  s_ref, rstd_ref, scale_ref, dn_ref, ds_ref, dx_ref, dscale_ref, *, rows: int, chunk: int
+):
   """One block of rows: dx = ds + rstd·g − s·rstd³·mean(g·s) (g = dn·scale); partial dscale."""
   features = s_ref.shape[1]
   c = jnp.arange(padded(features))
@@ -106,12 +109,17 @@ def _local_forward(x, update, scale, *, eps: float, out_dtype: Any):
   rows = flat[0].shape[0]
   block = block_rows(rows, FORWARD_ROWS)
   out_shape = ([] if update is None else [jax.ShapeDtypeStruct((rows, features), x.dtype)]) + [
-      jax.ShapeDtypeStruct((rows, features), out_dtype),
-      jax.ShapeDtypeStruct((rows,), jnp.float32)]
+    jax.ShapeDtypeStruct((rows, features), out_dtype),
+    jax.ShapeDtypeStruct((rows,), jnp.float32),
+  ]
   outs = pl.pallas_call(
-      functools.partial(_forward_kernel, eps=eps, rows=block, has_update=update is not None),
-      grid=(rows // block,), out_shape=out_shape, interpret=interpret(), name="add_rms_norm",
-      compiler_params=plgpu.CompilerParams(num_warps=FORWARD_WARPS))(*flat, scale)
+    functools.partial(_forward_kernel, eps=eps, rows=block, has_update=update is not None),
+    grid=(rows // block,),
+    out_shape=out_shape,
+    interpret=interpret(),
+    name="add_rms_norm",
+    compiler_params=plgpu.CompilerParams(num_warps=FORWARD_WARPS),
+  )(*flat, scale)
   s = None if update is None else outs[0].reshape(x.shape)
   return s, outs[-2].reshape(x.shape), outs[-1].reshape(lead)
 
@@ -123,13 +131,22 @@ def _local_backward(s, rstd, scale, dn, ds):
   block = block_rows(lead[-1], BACKWARD_ROWS)
   chunk = min(BACKWARD_CHUNK, block)
   dx, partial = pl.pallas_call(
-      functools.partial(_backward_kernel, rows=block, chunk=chunk),
-      grid=(rows // block,), interpret=interpret(), name="add_rms_norm_backward",
-      out_shape=[jax.ShapeDtypeStruct((rows, features), s.dtype),
-                 jax.ShapeDtypeStruct((rows // block, features), jnp.float32)],
-      compiler_params=plgpu.CompilerParams(num_warps=BACKWARD_WARPS),
-  )(s.reshape(rows, features), rstd.reshape(rows), scale, dn.reshape(rows, features),
-    ds.reshape(rows, features))
+    functools.partial(_backward_kernel, rows=block, chunk=chunk),
+    grid=(rows // block,),
+    interpret=interpret(),
+    name="add_rms_norm_backward",
+    out_shape=[
+      jax.ShapeDtypeStruct((rows, features), s.dtype),
+      jax.ShapeDtypeStruct((rows // block, features), jnp.float32),
+    ],
+    compiler_params=plgpu.CompilerParams(num_warps=BACKWARD_WARPS),
+  )(
+    s.reshape(rows, features),
+    rstd.reshape(rows),
+    scale,
+    dn.reshape(rows, features),
+    ds.reshape(rows, features),
+  )
   # Blocks never straddle the last leading axis, so the partials keep the leading layout.
   return dx.reshape(s.shape), partial.reshape(*lead[:-1], -1, features)
 
@@ -153,12 +170,14 @@ def _pallas_forward(x, update, scale, eps, out_dtype):
   if update is None:
     fn = lambda x, scale: _local_forward(x, None, scale, eps=eps, out_dtype=out_dtype)[1:]
     n, rstd = sharding.map_shards(fn, in_axes=(axes, (None,)), out_axes=(axes, axes[:-1]))(
-        x, scale_f32)
+      x, scale_f32
+    )
     s = x
   else:
     fn = lambda x, u, scale: _local_forward(x, u, scale, eps=eps, out_dtype=out_dtype)
-    s, n, rstd = sharding.map_shards(fn, in_axes=(axes, axes, (None,)),
-                                     out_axes=(axes, axes, axes[:-1]))(x, update, scale_f32)
+    s, n, rstd = sharding.map_shards(
+      fn, in_axes=(axes, axes, (None,)), out_axes=(axes, axes, axes[:-1])
+    )(x, update, scale_f32)
   return (s, n), (s, rstd, scale)
 
 
@@ -169,8 +188,10 @@ def _pallas_bwd(eps, out_dtype, residuals, cotangents):
   ds, dn = cotangents
   axes = _row_axes(s.ndim)
   dx, partial = sharding.map_shards(
-      _local_backward, in_axes=(axes, axes[:-1], (None,), axes, axes),
-      out_axes=(axes, (*axes[:-1], None)))(s, rstd, scale.astype(jnp.float32), dn, ds)
+    _local_backward,
+    in_axes=(axes, axes[:-1], (None,), axes, axes),
+    out_axes=(axes, (*axes[:-1], None)),
+  )(s, rstd, scale.astype(jnp.float32), dn, ds)
   dscale = jnp.sum(partial.reshape(-1, s.shape[-1]), axis=0).astype(scale.dtype)
   return dx, dx, dscale
 
@@ -178,11 +199,13 @@ def _pallas_bwd(eps, out_dtype, residuals, cotangents):
 _pallas_add_rms_norm.defvjp(_pallas_forward, _pallas_bwd)
 
 
-def pallas_add_rms_norm(x: jax.Array, update: jax.Array | None, scale: jax.Array, *, eps: float,
-                        out_dtype: Any) -> tuple[jax.Array, jax.Array]:
+def pallas_add_rms_norm(
+  x: jax.Array, update: jax.Array | None, scale: jax.Array, *, eps: float, out_dtype: Any
+) -> tuple[jax.Array, jax.Array]:
   """Returns (x + update, rms_norm(x + update) · scale) through the Pallas kernels."""
-  pallas_gpu.check_runnable(_ACTIVATION_AXES, field="norm_impl",
-                            what="the activations' embedding axis")
+  pallas_gpu.check_runnable(
+    _ACTIVATION_AXES, field="norm_impl", what="the activations' embedding axis"
+  )
   if update is None:
     return x, _pallas_plain(x, scale, eps, out_dtype)
   return _pallas_add_rms_norm(x, update.astype(x.dtype), scale, eps, out_dtype)
@@ -209,14 +232,22 @@ def _plain_bwd(eps, out_dtype, residuals, dn):
 _pallas_plain.defvjp(_plain_fwd, _plain_bwd)
 
 IMPLEMENTATIONS: dict[str, Callable[..., tuple[jax.Array, jax.Array]]] = {
-    "xla": xla_add_rms_norm,
-    "pallas": pallas_add_rms_norm,
+  "xla": xla_add_rms_norm,
+  "pallas": pallas_add_rms_norm,
 }
 
 
-def add_rms_norm(x: jax.Array, update: jax.Array | None, scale: jax.Array, *, eps: float,
-                 out_dtype: Any, implementation: str = "auto") -> tuple[jax.Array, jax.Array]:
+def add_rms_norm(
+  x: jax.Array,
+  update: jax.Array | None,
+  scale: jax.Array,
+  *,
+  eps: float,
+  out_dtype: Any,
+  implementation: str = "auto",
+) -> tuple[jax.Array, jax.Array]:
   """Returns (s, n): s = x + update (x when update is None), n = rms_norm(s) · scale in out_dtype."""
-  impl = select("norm_impl", implementation,
-                feature_sharded=pallas_gpu.feature_shards(_ACTIVATION_AXES) > 1)
+  impl = select(
+    "norm_impl", implementation, feature_sharded=pallas_gpu.feature_shards(_ACTIVATION_AXES) > 1
+  )
   return IMPLEMENTATIONS[impl](x, update, scale, eps=eps, out_dtype=out_dtype)

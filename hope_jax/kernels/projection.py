@@ -51,16 +51,24 @@ from hope_jax.positional import encoders
 Q_AXES = ("batch", "length", "heads", "head_dim")
 
 
-def _rotate_heads(y: jax.Array, cos: jax.Array, sin: jax.Array, *, head_dim: int,
-                  rotating: tuple[bool, ...]) -> jax.Array:
+def _rotate_heads(
+  y: jax.Array, cos: jax.Array, sin: jax.Array, *, head_dim: int, rotating: tuple[bool, ...]
+) -> jax.Array:
   """Rotates the split-half pairs of y [M, heads · head_dim] by per-token cos/sin [M, bands]."""
   heads = y.reshape(y.shape[0], -1, head_dim)
   out = encoders._rotate(heads, cos[:, None], sin[:, None], ("split_half", rotating))
   return out.reshape(y.shape)
 
 
-def xla_rotary_matmul(x: jax.Array, w: jax.Array, cos: jax.Array, sin: jax.Array, *,
-                      head_dim: int, rotating: tuple[bool, ...]) -> jax.Array:
+def xla_rotary_matmul(
+  x: jax.Array,
+  w: jax.Array,
+  cos: jax.Array,
+  sin: jax.Array,
+  *,
+  head_dim: int,
+  rotating: tuple[bool, ...],
+) -> jax.Array:
   """Returns rotate(x @ w) as XLA computes it: the product, then the rotation's own pass."""
   return _rotate_heads(x @ w.astype(x.dtype), cos, sin, head_dim=head_dim, rotating=rotating)
 
@@ -96,8 +104,11 @@ _fused.defvjp(_fused_fwd, _fused_bwd)
 @functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8, 9))
 def _fused_qkv(x, wq, wk, wv, cos, sin, head_dim, rotating, tiles_q, tiles_k):
   """(rotate(x @ wq), rotate(x @ wk), x @ wv) from the kernel, with one backward for all three."""
-  return (_kernel_call(x, wq, cos, sin, head_dim=head_dim, tiles=tiles_q),
-          _kernel_call(x, wk, cos, sin, head_dim=head_dim, tiles=tiles_k), x @ wv)
+  return (
+    _kernel_call(x, wq, cos, sin, head_dim=head_dim, tiles=tiles_q),
+    _kernel_call(x, wk, cos, sin, head_dim=head_dim, tiles=tiles_k),
+    x @ wv,
+  )
 
 
 def _fused_qkv_fwd(x, wq, wk, wv, cos, sin, head_dim, rotating, tiles_q, tiles_k):
@@ -106,8 +117,9 @@ def _fused_qkv_fwd(x, wq, wk, wv, cos, sin, head_dim, rotating, tiles_q, tiles_k
   return out, (x, wq, wk, wv, cos, sin)
 
 
-def _unrotated_cotangent(dq, dk, dv, cos, sin, *, head_dim: int,
-                         rotating: tuple[bool, ...]) -> jax.Array:
+def _unrotated_cotangent(
+  dq, dk, dv, cos, sin, *, head_dim: int, rotating: tuple[bool, ...]
+) -> jax.Array:
   """Returns [rotate⁻¹(dq) | rotate⁻¹(dk) | dv] [M, Nq + 2 · Nk], written by one fusion.
 
   Each head is viewed as [2, half]: its inverse rotation is x · cos + flip(x) · (±sin), flip
@@ -145,9 +157,17 @@ def _fused_qkv_bwd(head_dim, rotating, tiles_q, tiles_k, residuals, cotangents):
 _fused_qkv.defvjp(_fused_qkv_fwd, _fused_qkv_bwd)
 
 
-def rotary_matmul(x: jax.Array, w: jax.Array, cos: jax.Array, sin: jax.Array, *,
-                  head_dim: int, rotating: Sequence[bool], impl: str = "xla",
-                  tiles: TileConfig = DEFAULT_TILES) -> jax.Array:
+def rotary_matmul(
+  x: jax.Array,
+  w: jax.Array,
+  cos: jax.Array,
+  sin: jax.Array,
+  *,
+  head_dim: int,
+  rotating: Sequence[bool],
+  impl: str = "xla",
+  tiles: TileConfig = DEFAULT_TILES,
+) -> jax.Array:
   """Returns rotate(x @ w) [M, N]: split-half pairs, bands with rotating[i] False left unrotated.
 
   x [M, d] and w [d, N] in the compute dtype; cos/sin float32 [M, head_dim // 2]; impl "xla" or
@@ -155,9 +175,11 @@ def rotary_matmul(x: jax.Array, w: jax.Array, cos: jax.Array, sin: jax.Array, *,
   """
   rotating = tuple(bool(r) for r in rotating)
   if len(rotating) != head_dim // 2 or cos.shape != (x.shape[0], head_dim // 2):
-    raise ValueError(f"cos/sin must be [tokens, head_dim // 2] = [{x.shape[0]}, {head_dim // 2}] "
-                     f"with one rotating flag per band, got cos.shape={cos.shape}, "
-                     f"{len(rotating)} flags")
+    raise ValueError(
+      f"cos/sin must be [tokens, head_dim // 2] = [{x.shape[0]}, {head_dim // 2}] "
+      f"with one rotating flag per band, got cos.shape={cos.shape}, "
+      f"{len(rotating)} flags"
+    )
   if impl == "xla":
     return xla_rotary_matmul(x, w, cos, sin, head_dim=head_dim, rotating=rotating)
   if impl == "pallas":
@@ -168,8 +190,10 @@ def rotary_matmul(x: jax.Array, w: jax.Array, cos: jax.Array, sin: jax.Array, *,
 # ----------------------------------------------------------------------------------------------
 # The tiling, the sharded kernel call and the entry point the model calls.
 
-_SMALLER_TILES = (dataclasses.replace(DEFAULT_TILES, tile_n=64, stages=4),
-                  dataclasses.replace(DEFAULT_TILES, tile_m=64, tile_n=64, stages=4))
+_SMALLER_TILES = (
+  dataclasses.replace(DEFAULT_TILES, tile_n=64, stages=4),
+  dataclasses.replace(DEFAULT_TILES, tile_m=64, tile_n=64, stages=4),
+)
 
 
 def choose_tiles(m: int, d: int, n: int, head_dim: int) -> TileConfig | None:
@@ -185,8 +209,9 @@ def _out_axes(heads_axis: str) -> tuple[str, ...]:
   return ("batch", "length", heads_axis, "head_dim")
 
 
-def plan(*, batch: int, length: int, embed: int, heads: int, head_dim: int,
-         heads_axis: str) -> tuple[TileConfig | None, str | None]:
+def plan(
+  *, batch: int, length: int, embed: int, heads: int, head_dim: int, heads_axis: str
+) -> tuple[TileConfig | None, str | None]:
   """Returns (the tiling of one projection's per-device product or None, why it cannot tile).
 
   heads_axis is "heads" (q) or "kv_heads" (k); the product's rows and heads are those of one
@@ -199,9 +224,18 @@ def plan(*, batch: int, length: int, embed: int, heads: int, head_dim: int,
   return tiles, None if tiles else tiling_problem(rows, embed, n, head_dim, _SMALLER_TILES[-1])
 
 
-def project_qkv(x: jax.Array, wq: jax.Array, wk: jax.Array, wv: jax.Array, cos: jax.Array,
-                sin: jax.Array, *, rotating: Sequence[bool], tiles_q: TileConfig,
-                tiles_k: TileConfig) -> tuple[jax.Array, jax.Array, jax.Array]:
+def project_qkv(
+  x: jax.Array,
+  wq: jax.Array,
+  wk: jax.Array,
+  wv: jax.Array,
+  cos: jax.Array,
+  sin: jax.Array,
+  *,
+  rotating: Sequence[bool],
+  tiles_q: TileConfig,
+  tiles_k: TileConfig,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Returns rotated q, rotated k and v [B, T, heads, head_dim], per device under a mesh.
 
   x [B, T, d]; w* [d, heads, head_dim]; cos/sin float32 [B, T, head_dim // 2].  Each device gets
@@ -215,33 +249,60 @@ def project_qkv(x: jax.Array, wq: jax.Array, wk: jax.Array, wv: jax.Array, cos: 
   def local(x, wq, wk, wv, cos, sin):
     b, t, d = x.shape
     flat = lambda a: a.reshape(b * t, -1)
-    outs = _fused_qkv(flat(x), wq.reshape(d, -1), wk.reshape(d, -1), wv.reshape(d, -1),
-                      flat(cos), flat(sin), head_dim, rotating, tiles_q, tiles_k)
+    outs = _fused_qkv(
+      flat(x),
+      wq.reshape(d, -1),
+      wk.reshape(d, -1),
+      wv.reshape(d, -1),
+      flat(cos),
+      flat(sin),
+      head_dim,
+      rotating,
+      tiles_q,
+      tiles_k,
+    )
     return tuple(out.reshape(b, t, -1, head_dim) for out in outs)
 
   rows = ("batch", "length", None)
   weight = lambda axis: (None, axis, None)
   fn = sharding.map_shards(
-      local, in_axes=(rows, weight("heads"), weight("kv_heads"), weight("kv_heads"), rows, rows),
-      out_axes=(_out_axes("heads"), _out_axes("kv_heads"), _out_axes("kv_heads")))
+    local,
+    in_axes=(rows, weight("heads"), weight("kv_heads"), weight("kv_heads"), rows, rows),
+    out_axes=(_out_axes("heads"), _out_axes("kv_heads"), _out_axes("kv_heads")),
+  )
   return fn(x, wq, wk, wv, cos, sin)
 
 
-def _xla_projection(x: jax.Array, wq: jax.Array, wk: jax.Array, wv: jax.Array,
-                    positions: jax.Array, frequencies: np.ndarray,
-                    layout: str) -> tuple[jax.Array, jax.Array, jax.Array]:
+def _xla_projection(
+  x: jax.Array,
+  wq: jax.Array,
+  wk: jax.Array,
+  wv: jax.Array,
+  positions: jax.Array,
+  frequencies: np.ndarray,
+  layout: str,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
   """The three products, then the encoders' rotation of q and k (a no-op when nothing rotates)."""
   product = lambda w: jnp.einsum("btd,dnh->btnh", x, w)  # noqa: E731
   q = sharding.constrain(product(wq), Q_AXES)
   k, v = product(wk), product(wv)
   rotate = lambda y: encoders.apply_rotary(  # noqa: E731
-      y, positions, frequencies, layout=cast(encoders.Layout, layout))  # checked there
+    y, positions, frequencies, layout=cast(encoders.Layout, layout)
+  )  # checked there
   return rotate(q), rotate(k), v
 
 
-def rotary_projection(x: jax.Array, wq: jax.Array, wk: jax.Array, wv: jax.Array,
-                      positions: jax.Array, frequencies, *, layout: str = "split_half",
-                      implementation: str = "auto") -> tuple[jax.Array, jax.Array, jax.Array]:
+def rotary_projection(
+  x: jax.Array,
+  wq: jax.Array,
+  wk: jax.Array,
+  wv: jax.Array,
+  positions: jax.Array,
+  frequencies,
+  *,
+  layout: str = "split_half",
+  implementation: str = "auto",
+) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Returns (rotated q [B,T,N,D], rotated k [B,T,K,D], v [B,T,K,D]) of x [B, T, d].
 
   wq [d, N, D], wk and wv [d, K, D] in x's dtype; positions integer [B, T]; frequencies the
@@ -251,17 +312,28 @@ def rotary_projection(x: jax.Array, wq: jax.Array, wk: jax.Array, wv: jax.Array,
   frequencies = encoders.concrete_frequencies(frequencies)
   batch, length, embed = x.shape
   head_dim = wq.shape[-1]
-  plans = [plan(batch=batch, length=length, embed=embed, heads=w.shape[1], head_dim=head_dim,
-                heads_axis=axis) for w, axis in ((wq, "heads"), (wk, "kv_heads"))]
-  impl = select("projection_impl", implementation, dtype=x.dtype, layout=layout,
-                rotates=bool((frequencies > 0).any()),
-                tiling_problem=next((problem for _, problem in plans if problem), None))
+  plans = [
+    plan(
+      batch=batch, length=length, embed=embed, heads=w.shape[1], head_dim=head_dim, heads_axis=axis
+    )
+    for w, axis in ((wq, "heads"), (wk, "kv_heads"))
+  ]
+  impl = select(
+    "projection_impl",
+    implementation,
+    dtype=x.dtype,
+    layout=layout,
+    rotates=bool((frequencies > 0).any()),
+    tiling_problem=next((problem for _, problem in plans if problem), None),
+  )
   if impl == "xla":
     return _xla_projection(x, wq, wk, wv, positions, frequencies, layout)
-  cos, sin, rotating = encoders.rotation_cos_sin(jnp.broadcast_to(positions, (batch, length)),
-                                                 frequencies)
+  cos, sin, rotating = encoders.rotation_cos_sin(
+    jnp.broadcast_to(positions, (batch, length)), frequencies
+  )
   tiles_q, tiles_k = plans[0][0], plans[1][0]
   assert tiles_q is not None and tiles_k is not None  # "pallas" is chosen only when both tile
-  q, k, v = project_qkv(x, wq, wk, wv, cos, sin, rotating=rotating, tiles_q=tiles_q,
-                        tiles_k=tiles_k)
+  q, k, v = project_qkv(
+    x, wq, wk, wv, cos, sin, rotating=rotating, tiles_q=tiles_q, tiles_k=tiles_k
+  )
   return sharding.constrain(q, Q_AXES), k, v

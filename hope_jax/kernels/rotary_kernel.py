@@ -29,6 +29,7 @@ try:
 except ImportError:  # pragma: no cover
   pl = plgpu = cast(Any, None)  # callers check `plgpu is not None` first
 
+
 @dataclasses.dataclass(frozen=True)
 class TileConfig:
   """Kernel tiling: the two consumer warpgroups work side by side on one tile_m × 2·tile_n tile.
@@ -36,6 +37,7 @@ class TileConfig:
   Each owns a tile_m × tile_n half; product then epilogue run in lockstep (the tensor cores idle
   during the epilogue, benchmarks/RESULTS.md §2.3).
   """
+
   tile_m: int = 128
   tile_n: int = 128
   tile_k: int = 64
@@ -69,8 +71,9 @@ def on_hopper() -> bool:
   return device.platform == "gpu" and str(getattr(device, "compute_capability", "")).startswith("9")
 
 
-def tiling_problem(m: int, d: int, n: int, head_dim: int,
-                   tiles: TileConfig = DEFAULT_TILES) -> str | None:
+def tiling_problem(
+  m: int, d: int, n: int, head_dim: int, tiles: TileConfig = DEFAULT_TILES
+) -> str | None:
   """Returns why (m, d) @ (d, n) with this head_dim cannot use these tiles, or None when it can."""
   if head_dim not in (32, 64, 128):
     return f"head_dim={head_dim} (needs 32, 64 or 128)"
@@ -105,8 +108,10 @@ def shared_memory_bytes(tiles: TileConfig, head_dim: int, itemsize: int = 2) -> 
 def _transforms(minor: int, dtype) -> tuple:
   """Tiling and swizzle transforms for a shared-memory tile whose rows hold ``minor`` elements."""
   swizzle = plgpu.find_swizzle(minor * jnp.dtype(dtype).itemsize * 8)
-  return (plgpu.TilingTransform((8, swizzle // jnp.dtype(dtype).itemsize)),
-          plgpu.SwizzleTransform(swizzle))
+  return (
+    plgpu.TilingTransform((8, swizzle // jnp.dtype(dtype).itemsize)),
+    plgpu.SwizzleTransform(swizzle),
+  )
 
 
 def _store_rotated(acc, cs_smem, out_smem, out_tile, *, epi_m: int, head_dim: int) -> None:
@@ -127,16 +132,18 @@ def _store_rotated(acc, cs_smem, out_smem, out_tile, *, epi_m: int, head_dim: in
       plgpu.wait_smem_to_gmem(slots - 1, wait_read_only=True)
     cos, sin = cs_smem[0, m_sl], cs_smem[1, m_sl]
     for head in range(tile_n // head_dim):
-      lo = acc[m_sl, head * head_dim:head * head_dim + half]
-      hi = acc[m_sl, head * head_dim + half:(head + 1) * head_dim]
+      lo = acc[m_sl, head * head_dim : head * head_dim + half]
+      hi = acc[m_sl, head * head_dim + half : (head + 1) * head_dim]
       out_smem[slot, 2 * head] = (lo * cos - hi * sin).astype(out_smem.dtype)
       out_smem[slot, 2 * head + 1] = (hi * cos + lo * sin).astype(out_smem.dtype)
     plgpu.commit_smem()
     pieces = 2 * (tile_n // head_dim)
     for piece in range(pieces):  # piece p holds columns [p · half, (p + 1) · half)
-      plgpu.copy_smem_to_gmem(out_smem.at[slot, piece],
-                              out_tile.at[m_sl, pl.ds(piece * half, half)],
-                              commit_group=piece == pieces - 1)
+      plgpu.copy_smem_to_gmem(
+        out_smem.at[slot, piece],
+        out_tile.at[m_sl, pl.ds(piece * half, half)],
+        commit_group=piece == pieces - 1,
+      )
 
 
 def _kernel(x_gmem, w_gmem, cs_gmem, out_gmem, *, tiles: TileConfig, head_dim: int):
@@ -150,36 +157,57 @@ def _kernel(x_gmem, w_gmem, cs_gmem, out_gmem, *, tiles: TileConfig, head_dim: i
 
   def get_pipeline(body, compute_context):
     return plgpu.emit_pipeline_warp_specialized(
-        body, grid=(k_iters,), memory_registers=40,
-        in_specs=[plgpu.BlockSpec((tile_m, tile_k), lambda kk: (0, kk), transforms=in_transforms,
-                                  memory_space=plgpu.SMEM, delay_release=tiles.delay_release),
-                  plgpu.BlockSpec((tile_k, cta_tile_n), lambda kk: (kk, 0),
-                                  transforms=in_transforms, memory_space=plgpu.SMEM,
-                                  delay_release=tiles.delay_release)],
-        wg_axis="wg", num_compute_wgs=2, max_concurrent_steps=tiles.stages,
-        compute_context=compute_context)
+      body,
+      grid=(k_iters,),
+      memory_registers=40,
+      in_specs=[
+        plgpu.BlockSpec(
+          (tile_m, tile_k),
+          lambda kk: (0, kk),
+          transforms=in_transforms,
+          memory_space=plgpu.SMEM,
+          delay_release=tiles.delay_release,
+        ),
+        plgpu.BlockSpec(
+          (tile_k, cta_tile_n),
+          lambda kk: (kk, 0),
+          transforms=in_transforms,
+          memory_space=plgpu.SMEM,
+          delay_release=tiles.delay_release,
+        ),
+      ],
+      wg_axis="wg",
+      num_compute_wgs=2,
+      max_concurrent_steps=tiles.stages,
+      compute_context=compute_context,
+    )
 
   ignore = lambda *_, **__: None
 
   @functools.partial(
-      pl.run_scoped,
-      pipeline_allocs=get_pipeline(ignore, ignore).get_allocations(x_gmem, w_gmem),
-      # Each consumer warpgroup's store slots: one piece per half head and epilogue round.
-      out_smem=plgpu.SMEM((2, tiles.store_slots, 2 * tiles.tile_n // head_dim, tiles.epi_m, half),
-                          out_gmem.dtype, transforms=_transforms(half, out_gmem.dtype)),
-      # The tile's cos and sin, both warpgroups' rows, and the barriers of its reuse.
-      cs_smem=plgpu.SMEM((2, tile_m, half), jnp.float32, transforms=_transforms(half, jnp.float32)),
-      cs_loaded=plgpu.Barrier(),
-      cs_consumed=plgpu.Barrier(num_arrivals=2),
-      collective_axes="wg")
+    pl.run_scoped,
+    pipeline_allocs=get_pipeline(ignore, ignore).get_allocations(x_gmem, w_gmem),
+    # Each consumer warpgroup's store slots: one piece per half head and epilogue round.
+    out_smem=plgpu.SMEM(
+      (2, tiles.store_slots, 2 * tiles.tile_n // head_dim, tiles.epi_m, half),
+      out_gmem.dtype,
+      transforms=_transforms(half, out_gmem.dtype),
+    ),
+    # The tile's cos and sin, both warpgroups' rows, and the barriers of its reuse.
+    cs_smem=plgpu.SMEM((2, tile_m, half), jnp.float32, transforms=_transforms(half, jnp.float32)),
+    cs_loaded=plgpu.Barrier(),
+    cs_consumed=plgpu.Barrier(num_arrivals=2),
+    collective_axes="wg",
+  )
   def _scope(pipeline_allocs, out_smem, cs_smem, cs_loaded, cs_consumed):
     wg = jax.lax.axis_index("wg")
 
     @plgpu.nd_loop((m_iters * n_iters,), collective_axes="cluster_grid")
     def _tile_loop(info):
       (lin,) = info.index
-      m_idx, n_idx = plgpu.planar_snake(lin, (m_iters, n_iters), int(tiles.minor_n),
-                                        tiles.grid_tile_width)  # minor dimension: 1 = N, 0 = M
+      m_idx, n_idx = plgpu.planar_snake(
+        lin, (m_iters, n_iters), int(tiles.minor_n), tiles.grid_tile_width
+      )  # minor dimension: 1 = N, 0 = M
       rows = pl.ds(m_idx * tile_m, tile_m)
       cols = pl.ds(n_idx * cta_tile_n + wg * tile_n, tile_n)
 
@@ -196,8 +224,14 @@ def _kernel(x_gmem, w_gmem, cs_gmem, out_gmem, *, tiles: TileConfig, head_dim: i
         def _acc_scope(acc_ref):
           eval_pipeline(acc_ref)
           plgpu.barrier_wait(cs_loaded)
-          _store_rotated(acc_ref[...], cs_smem, out_smem.at[wg], out_gmem.at[rows, cols],
-                         epi_m=tiles.epi_m, head_dim=head_dim)
+          _store_rotated(
+            acc_ref[...],
+            cs_smem,
+            out_smem.at[wg],
+            out_gmem.at[rows, cols],
+            epi_m=tiles.epi_m,
+            head_dim=head_dim,
+          )
           plgpu.barrier_arrive(cs_consumed)
 
       def mma_body(_, x_smem, w_smem, acc_ref):
@@ -206,8 +240,10 @@ def _kernel(x_gmem, w_gmem, cs_gmem, out_gmem, *, tiles: TileConfig, head_dim: i
         return acc_ref
 
       get_pipeline(mma_body, compute_context)(
-          x_gmem.at[rows, :], w_gmem.at[:, pl.ds(n_idx * cta_tile_n, cta_tile_n)],
-          allocations=pipeline_allocs)
+        x_gmem.at[rows, :],
+        w_gmem.at[:, pl.ds(n_idx * cta_tile_n, cta_tile_n)],
+        allocations=pipeline_allocs,
+      )
 
     @pl.when((wg == 0) & (jax.lax.axis_index("cluster_grid") < m_iters * n_iters))
     def _drain():  # the last tile's release: every phase of a barrier is waited on
@@ -216,8 +252,15 @@ def _kernel(x_gmem, w_gmem, cs_gmem, out_gmem, *, tiles: TileConfig, head_dim: i
   plgpu.wait_smem_to_gmem(0, wait_read_only=True)
 
 
-def pallas_rotary_matmul(x: jax.Array, w: jax.Array, cos: jax.Array, sin: jax.Array, *,
-                         head_dim: int, tiles: TileConfig = DEFAULT_TILES) -> jax.Array:
+def pallas_rotary_matmul(
+  x: jax.Array,
+  w: jax.Array,
+  cos: jax.Array,
+  sin: jax.Array,
+  *,
+  head_dim: int,
+  tiles: TileConfig = DEFAULT_TILES,
+) -> jax.Array:
   """Returns rotate(x @ w) [M, N] in x's dtype from the Mosaic GPU kernel (no autodiff rule)."""
   m, d = x.shape
   n = w.shape[1]
@@ -229,16 +272,19 @@ def pallas_rotary_matmul(x: jax.Array, w: jax.Array, cos: jax.Array, sin: jax.Ar
   elif jax.default_backend() == "cpu":
     interpret, grid = _interpret_params(), 4
   else:
-    raise ValueError(f"projection_impl='pallas' needs a Hopper GPU (WGMMA) or the CPU (interpret "
-                     f"mode), got {jax.devices()[0].device_kind}")
+    raise ValueError(
+      f"projection_impl='pallas' needs a Hopper GPU (WGMMA) or the CPU (interpret "
+      f"mode), got {jax.devices()[0].device_kind}"
+    )
   cs = jnp.stack([cos, sin]).astype(jnp.float32)  # [2, M, half]: one copy per output tile
   call = plgpu.kernel(
-      functools.partial(_kernel, tiles=tiles, head_dim=head_dim),
-      out_type=jax.ShapeDtypeStruct((m, n), x.dtype),
-      grid=(grid,), grid_names=("cluster_grid",),
-      num_threads=3, thread_name="wg",
-      compiler_params=plgpu.CompilerParams(
-          lowering_semantics=plgpu.LoweringSemantics.Warpgroup),
-      interpret=interpret)
+    functools.partial(_kernel, tiles=tiles, head_dim=head_dim),
+    out_type=jax.ShapeDtypeStruct((m, n), x.dtype),
+    grid=(grid,),
+    grid_names=("cluster_grid",),
+    num_threads=3,
+    thread_name="wg",
+    compiler_params=plgpu.CompilerParams(lowering_semantics=plgpu.LoweringSemantics.Warpgroup),
+    interpret=interpret,
+  )
   return call(x, w.astype(x.dtype), cs)
-

@@ -29,10 +29,10 @@ import jax.numpy as jnp
 from hope_jax.kernels import _triton, rotary_kernel
 
 IMPLEMENTATIONS: dict[str, tuple[str, ...]] = {
-    "attention_impl": ("auto", "cudnn", "xla", "splash"),
-    "norm_impl": ("auto", "xla", "pallas"),
-    "loss_impl": ("auto", "xla", "pallas"),
-    "projection_impl": ("auto", "xla", "pallas"),
+  "attention_impl": ("auto", "cudnn", "xla", "splash"),
+  "norm_impl": ("auto", "xla", "pallas"),
+  "loss_impl": ("auto", "xla", "pallas"),
+  "projection_impl": ("auto", "xla", "pallas"),
 }
 CUDNN_DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
 # cuDNN's fused attention rejected a 7-token sequence in training on an H200 (jax checks only
@@ -47,20 +47,36 @@ def _on_gpu(backend: str | None) -> bool:
   return (backend or jax.default_backend()) in ("gpu", "cuda")
 
 
-def _attention(requested: str, backend: str | None, *, dtype: Any, head_dim: int, length: int,
-               has_bias: bool, has_segments: bool) -> str:
+def _attention(
+  requested: str,
+  backend: str | None,
+  *,
+  dtype: Any,
+  head_dim: int,
+  length: int,
+  has_bias: bool,
+  has_segments: bool,
+) -> str:
   """attention_impl: checks an explicit splash, picks cuDNN or XLA for "auto"."""
   if requested == "splash":
     if has_bias:
       raise ValueError("attention_impl='splash' cannot take a logit bias (ALiBi/KERPLE)")
     if length % SPLASH_BLOCK:
-      raise ValueError(f"attention_impl='splash' needs a sequence length that is a multiple of "
-                       f"{SPLASH_BLOCK}, got length={length}")
+      raise ValueError(
+        f"attention_impl='splash' needs a sequence length that is a multiple of "
+        f"{SPLASH_BLOCK}, got length={length}"
+      )
   if requested != "auto":
     return requested
-  cudnn_ok = (_on_gpu(backend) and jnp.dtype(dtype) in CUDNN_DTYPES and head_dim <= 128
-              and head_dim % 8 == 0 and length % CUDNN_LENGTH_MULTIPLE == 0 and not has_bias
-              and not has_segments)
+  cudnn_ok = (
+    _on_gpu(backend)
+    and jnp.dtype(dtype) in CUDNN_DTYPES
+    and head_dim <= 128
+    and head_dim % 8 == 0
+    and length % CUDNN_LENGTH_MULTIPLE == 0
+    and not has_bias
+    and not has_segments
+  )
   return "cudnn" if cudnn_ok else "xla"
 
 
@@ -71,8 +87,15 @@ def _triton_kernel(requested: str, backend: str | None, *, feature_sharded: bool
   return "pallas" if _triton.available(backend) and not feature_sharded else "xla"
 
 
-def _projection(requested: str, backend: str | None, *, dtype: Any, layout: str, rotates: bool,
-                tiling_problem: str | None) -> str:
+def _projection(
+  requested: str,
+  backend: str | None,
+  *,
+  dtype: Any,
+  layout: str,
+  rotates: bool,
+  tiling_problem: str | None,
+) -> str:
   """projection_impl: the Mosaic GPU kernel where it runs and the shapes tile, else XLA."""
   if requested == "xla" or not rotates:
     return "xla"
@@ -82,11 +105,14 @@ def _projection(requested: str, backend: str | None, *, dtype: Any, layout: str,
     if rotary_kernel.plgpu is None:  # pragma: no cover
       raise ValueError("projection_impl='pallas' needs jax.experimental.pallas.mosaic_gpu")
     if not supported:
-      raise ValueError(f"projection_impl='pallas' needs the split_half layout and a bfloat16 or "
-                       f"float16 compute dtype, got layout={layout!r}, dtype={jnp.dtype(dtype)}")
+      raise ValueError(
+        f"projection_impl='pallas' needs the split_half layout and a bfloat16 or "
+        f"float16 compute dtype, got layout={layout!r}, dtype={jnp.dtype(dtype)}"
+      )
     if on_gpu and not rotary_kernel.on_hopper():
-      raise ValueError(f"projection_impl='pallas' needs a Hopper GPU (WGMMA), got "
-                       f"{jax.devices()[0].device_kind}")
+      raise ValueError(
+        f"projection_impl='pallas' needs a Hopper GPU (WGMMA), got {jax.devices()[0].device_kind}"
+      )
     if tiling_problem is not None:
       raise ValueError(f"projection_impl='pallas' cannot tile this projection: {tiling_problem}")
     return "pallas"
@@ -95,10 +121,10 @@ def _projection(requested: str, backend: str | None, *, dtype: Any, layout: str,
 
 
 _RULES: dict[str, Callable[..., str]] = {
-    "attention_impl": _attention,
-    "norm_impl": _triton_kernel,
-    "loss_impl": _triton_kernel,
-    "projection_impl": _projection,
+  "attention_impl": _attention,
+  "norm_impl": _triton_kernel,
+  "loss_impl": _triton_kernel,
+  "projection_impl": _projection,
 }
 
 
@@ -107,8 +133,7 @@ def check(field: str, requested: str) -> None:
   if field not in IMPLEMENTATIONS:
     raise ValueError(f"field must be one of {sorted(IMPLEMENTATIONS)}, got field={field!r}")
   if requested not in IMPLEMENTATIONS[field]:
-    raise ValueError(f"{field} must be one of {IMPLEMENTATIONS[field]}, got "
-                     f"{field}={requested!r}")
+    raise ValueError(f"{field} must be one of {IMPLEMENTATIONS[field]}, got {field}={requested!r}")
 
 
 def select(field: str, requested: str, *, backend: str | None = None, **facts: Any) -> str:

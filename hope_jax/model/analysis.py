@@ -13,9 +13,12 @@ import jax.numpy as jnp
 from hope_jax.model.transformer import Transformer, broadcast_positions
 
 
-def analysis_forward(net: Transformer, tokens: jax.Array, positions: jax.Array | None = None,
-                     segment_ids: jax.Array | None = None
-                     ) -> tuple[jax.Array, dict[str, jax.Array]]:
+def analysis_forward(
+  net: Transformer,
+  tokens: jax.Array,
+  positions: jax.Array | None = None,
+  segment_ids: jax.Array | None = None,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Returns (logits [B, T, vocab], per-layer extras) of tokens [B, T].
 
   extras["attention"]: attention probabilities [layers, B, heads, T, T] float32; extras["q"],

@@ -65,34 +65,66 @@ class Attention(nnx.Module):
     """Creates q/k/v/o projections (no biases) and, for KERPLE, per-head p and a."""
     self.config = config
     c, pd = config, config.param_jnp_dtype
-    self.q_proj = param(rngs, (c.embed_dim, c.num_heads, c.head_dim),
-                        ("embed", "heads", "head_dim"), std=c.init_std, dtype=pd)
-    self.k_proj = param(rngs, (c.embed_dim, c.num_kv_heads, c.head_dim),
-                        ("embed", "kv_heads", "head_dim"), std=c.init_std, dtype=pd)
-    self.v_proj = param(rngs, (c.embed_dim, c.num_kv_heads, c.head_dim),
-                        ("embed", "kv_heads", "head_dim"), std=c.init_std, dtype=pd)
-    self.o_proj = param(rngs, (c.num_heads, c.head_dim, c.embed_dim),
-                        ("heads", "head_dim", "embed"), std=c.init_std, dtype=pd)
+    self.q_proj = param(
+      rngs,
+      (c.embed_dim, c.num_heads, c.head_dim),
+      ("embed", "heads", "head_dim"),
+      std=c.init_std,
+      dtype=pd,
+    )
+    self.k_proj = param(
+      rngs,
+      (c.embed_dim, c.num_kv_heads, c.head_dim),
+      ("embed", "kv_heads", "head_dim"),
+      std=c.init_std,
+      dtype=pd,
+    )
+    self.v_proj = param(
+      rngs,
+      (c.embed_dim, c.num_kv_heads, c.head_dim),
+      ("embed", "kv_heads", "head_dim"),
+      std=c.init_std,
+      dtype=pd,
+    )
+    self.o_proj = param(
+      rngs,
+      (c.num_heads, c.head_dim, c.embed_dim),
+      ("heads", "head_dim", "embed"),
+      std=c.init_std,
+      dtype=pd,
+    )
     if c.encoding.bias == "kerple":
       # Reference init (Chi et al. 2022): p ~ U(0, 2), a ~ U(0, 1); clamped ≥ KERPLE_MIN in use.
-      self.kerple_p = nnx.Param(jax.random.uniform(rngs.params(), (c.num_heads,), pd, KERPLE_MIN,
-                                                   2.0), out_sharding=("heads",),
-                                eager_sharding=False)
-      self.kerple_a = nnx.Param(jax.random.uniform(rngs.params(), (c.num_heads,), pd, KERPLE_MIN,
-                                                   1.0), out_sharding=("heads",),
-                                eager_sharding=False)
+      self.kerple_p = nnx.Param(
+        jax.random.uniform(rngs.params(), (c.num_heads,), pd, KERPLE_MIN, 2.0),
+        out_sharding=("heads",),
+        eager_sharding=False,
+      )
+      self.kerple_a = nnx.Param(
+        jax.random.uniform(rngs.params(), (c.num_heads,), pd, KERPLE_MIN, 1.0),
+        out_sharding=("heads",),
+        eager_sharding=False,
+      )
 
   def _weight(self, param: nnx.Param) -> jax.Array:
     """A q/k/v projection weight [d, heads, head_dim] in the compute dtype."""
     return param[...].astype(self.config.compute_jnp_dtype)
 
-  def _project(self, x: jax.Array, positions: jax.Array, *,
-               implementation: str) -> tuple[jax.Array, jax.Array, jax.Array]:
+  def _project(
+    self, x: jax.Array, positions: jax.Array, *, implementation: str
+  ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Returns rotated q [B,T,N,D], k and v [B,T,K,D] in the compute dtype."""
     encoding = self.config.encoding
     return kernels.rotary_projection(
-        x, self._weight(self.q_proj), self._weight(self.k_proj), self._weight(self.v_proj),
-        positions, encoding.frequencies, layout=encoding.layout, implementation=implementation)
+      x,
+      self._weight(self.q_proj),
+      self._weight(self.k_proj),
+      self._weight(self.v_proj),
+      positions,
+      encoding.frequencies,
+      layout=encoding.layout,
+      implementation=implementation,
+    )
 
   def _bias(self, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array | None:
     """Returns the float32 logit bias [B, N, q, k] of ALiBi/KERPLE, or None."""
@@ -112,8 +144,9 @@ class Attention(nnx.Module):
     """The logit scale: encoding.logit_scale / √head_dim."""
     return self.config.encoding.logit_scale / math.sqrt(self.config.head_dim)
 
-  def _blocked_bias_attention(self, q: jax.Array, k: jax.Array, v: jax.Array,
-                              positions: jax.Array) -> jax.Array:
+  def _blocked_bias_attention(
+    self, q: jax.Array, k: jax.Array, v: jax.Array, positions: jax.Array
+  ) -> jax.Array:
     """Causal attention with the encoder's bias, one block of BIAS_QUERY_BLOCK queries at a time."""
     batch, length = q.shape[:2]
     blocks = length // BIAS_QUERY_BLOCK
@@ -127,8 +160,9 @@ class Attention(nnx.Module):
       rows = start + jnp.arange(BIAS_QUERY_BLOCK, dtype=jnp.int32)
       mask = (rows[:, None] >= columns[None, :])[None, None]
       bias = self._bias(p_block, positions)
-      return jax.nn.dot_product_attention(q_block, k, v, bias, mask, scale=self.scale,
-                                          implementation="xla")
+      return jax.nn.dot_product_attention(
+        q_block, k, v, bias, mask, scale=self.scale, implementation="xla"
+      )
 
     out = jax.lax.map(one, (q_blocks, p_blocks, starts))
     return out.swapaxes(0, 1).reshape(q.shape[:2] + out.shape[3:])
@@ -145,27 +179,45 @@ class Attention(nnx.Module):
     dtype = self.config.compute_jnp_dtype
     return jnp.einsum("btnh,nhd->btd", out, self.o_proj[...].astype(dtype))
 
-  def __call__(self, x: jax.Array, positions: jax.Array,
-               segment_ids: jax.Array | None) -> jax.Array:
+  def __call__(
+    self, x: jax.Array, positions: jax.Array, segment_ids: jax.Array | None
+  ) -> jax.Array:
     """Returns the attention output [B, T, d] over a full causal sequence."""
     c, encoding = self.config, self.config.encoding
     q, k, v = self._project(x, positions, implementation=c.projection_impl)
     q = self._logn(q, positions)
     length = x.shape[1]
-    if (encoding.bias is not None and segment_ids is None
-        and length > BIAS_QUERY_BLOCK and length % BIAS_QUERY_BLOCK == 0
-        and kernels.select("attention_impl", c.attention_impl, dtype=q.dtype,
-                           head_dim=c.head_dim, length=length, has_bias=True,
-                           has_segments=False) == "xla"):
+    if (
+      encoding.bias is not None
+      and segment_ids is None
+      and length > BIAS_QUERY_BLOCK
+      and length % BIAS_QUERY_BLOCK == 0
+      and kernels.select(
+        "attention_impl",
+        c.attention_impl,
+        dtype=q.dtype,
+        head_dim=c.head_dim,
+        length=length,
+        has_bias=True,
+        has_segments=False,
+      )
+      == "xla"
+    ):
       return self._output(self._blocked_bias_attention(q, k, v, positions))
-    out = kernels.dot_product_attention(q, k, v, scale=self.scale,
-                                        bias=self._bias(positions, positions),
-                                        segment_ids=segment_ids,
-                                        implementation=c.attention_impl)
+    out = kernels.dot_product_attention(
+      q,
+      k,
+      v,
+      scale=self.scale,
+      bias=self._bias(positions, positions),
+      segment_ids=segment_ids,
+      implementation=c.attention_impl,
+    )
     return self._output(out)
 
-  def analyze(self, x: jax.Array, positions: jax.Array,
-              segment_ids: jax.Array | None) -> tuple[jax.Array, dict[str, jax.Array]]:
+  def analyze(
+    self, x: jax.Array, positions: jax.Array, segment_ids: jax.Array | None
+  ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Returns (output [B,T,d], extras) by the explicit reference path, for analysis only.
 
     extras: "attention", the probabilities [B, heads, T, T] float32; "q" and "k", the
@@ -175,20 +227,31 @@ class Attention(nnx.Module):
     c, encoding = self.config, self.config.encoding
     product = lambda param: jnp.einsum("btd,dnh->btnh", x, self._weight(param))  # noqa: E731
     q, k, v = product(self.q_proj), product(self.k_proj), product(self.v_proj)
-    extras = {"q": q.astype(jnp.float32),
-              "k": jnp.repeat(k, c.num_heads // c.num_kv_heads, axis=2).astype(jnp.float32)}
+    extras = {
+      "q": q.astype(jnp.float32),
+      "k": jnp.repeat(k, c.num_heads // c.num_kv_heads, axis=2).astype(jnp.float32),
+    }
     q, k = encoding.rotate(q, positions), encoding.rotate(k, positions)
     q = self._logn(q, positions)
     mask = causal_mask(x.shape[1])
     if segment_ids is not None:
       mask = mask & segment_mask(segment_ids, segment_ids)
-    out, extras["attention"] = reference_attention(q, k, v, bias=self._bias(positions, positions),
-                                                   mask=mask, scale=self.scale)
+    out, extras["attention"] = reference_attention(
+      q, k, v, bias=self._bias(positions, positions), mask=mask, scale=self.scale
+    )
     return self._output(out), extras
 
-  def extend(self, x: jax.Array, positions: jax.Array, *, keys: jax.Array, values: jax.Array,
-             key_positions: jax.Array, start: jax.Array,
-             mask: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  def extend(
+    self,
+    x: jax.Array,
+    positions: jax.Array,
+    *,
+    keys: jax.Array,
+    values: jax.Array,
+    key_positions: jax.Array,
+    start: jax.Array,
+    mask: jax.Array,
+  ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Attends new tokens x [B,T,d] to a cache; returns (output, keys, values) with them written.
 
     keys/values: [B, S, K, D] rotated cache; key_positions [B, S] already include the new tokens;
@@ -198,15 +261,22 @@ class Attention(nnx.Module):
     q = self._logn(q, positions)
     zero = jnp.zeros((), jnp.int32)
     keys = jax.lax.dynamic_update_slice(keys, k.astype(keys.dtype), (zero, start, zero, zero))
-    values = jax.lax.dynamic_update_slice(values, v.astype(values.dtype),
-                                          (zero, start, zero, zero))
+    values = jax.lax.dynamic_update_slice(values, v.astype(values.dtype), (zero, start, zero, zero))
     bias = self._bias(positions, key_positions)
-    out = jax.nn.dot_product_attention(q, keys.astype(q.dtype), values.astype(q.dtype), bias,
-                                       mask[None, None], scale=self.scale, implementation="xla")
+    out = jax.nn.dot_product_attention(
+      q,
+      keys.astype(q.dtype),
+      values.astype(q.dtype),
+      bias,
+      mask[None, None],
+      scale=self.scale,
+      implementation="xla",
+    )
     return self._output(out), keys, values
 
-  def kernel_inputs(self, x: jax.Array,
-                    positions: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  def kernel_inputs(
+    self, x: jax.Array, positions: jax.Array
+  ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Returns what a causal kernel takes for x [B,T,d]: rotated (log-n scaled) q, rotated k, v."""
     q, k, v = self._project(x, positions, implementation=self.config.projection_impl)
     return self._logn(q, positions), k, v

@@ -12,10 +12,14 @@ from hope_jax.model.transformer import Transformer
 def generate(model: Transformer, prompt: jax.Array, max_new_tokens: int) -> jax.Array:
   """Greedy decoding: returns [B, P + max_new_tokens] int32, the prompt followed by new tokens."""
   prompt = jnp.asarray(prompt, jnp.int32)
-  if isinstance(max_new_tokens, bool) or int(max_new_tokens) != max_new_tokens or (
-      max_new_tokens < 0):
-    raise ValueError(f"max_new_tokens must be a non-negative integer, got "
-                     f"max_new_tokens={max_new_tokens!r}")
+  if (
+    isinstance(max_new_tokens, bool)
+    or int(max_new_tokens) != max_new_tokens
+    or (max_new_tokens < 0)
+  ):
+    raise ValueError(
+      f"max_new_tokens must be a non-negative integer, got max_new_tokens={max_new_tokens!r}"
+    )
   if max_new_tokens == 0:
     return prompt
   batch, prompt_length = prompt.shape

@@ -20,6 +20,7 @@ from hope_jax.model.config import TransformerConfig
 @dataclasses.dataclass(frozen=True)
 class KVCache:
   """Per-layer rotated keys and values [layers, B, S, kv_heads, head_dim], slot positions, fill."""
+
   keys: jax.Array
   values: jax.Array
   positions: jax.Array  # [B, S] int32
@@ -38,8 +39,12 @@ def init_cache(config: TransformerConfig, batch_size: int, max_length: int) -> K
       raise ValueError(f"{name} must be a positive integer, got {name}={value!r}")
   shape = (config.num_layers, batch_size, max_length, config.num_kv_heads, config.head_dim)
   zeros = jnp.zeros(shape, config.compute_jnp_dtype)
-  return KVCache(keys=zeros, values=zeros, positions=jnp.zeros((batch_size, max_length), jnp.int32),
-                 length=jnp.zeros((), jnp.int32))
+  return KVCache(
+    keys=zeros,
+    values=zeros,
+    positions=jnp.zeros((batch_size, max_length), jnp.int32),
+    length=jnp.zeros((), jnp.int32),
+  )
 
 
 def check_room(cache: KVCache, new_tokens: int) -> None:
@@ -49,5 +54,7 @@ def check_room(cache: KVCache, new_tokens: int) -> None:
   except (jax.errors.ConcretizationTypeError, jax.errors.TracerIntegerConversionError):
     return  # traced: the caller sized the cache (see generate)
   if length + new_tokens > cache.max_length:
-    raise ValueError(f"the cache holds {length} of max_length={cache.max_length} tokens; "
-                     f"{new_tokens} more do not fit")
+    raise ValueError(
+      f"the cache holds {length} of max_length={cache.max_length} tokens; "
+      f"{new_tokens} more do not fit"
+    )

@@ -14,12 +14,19 @@ from hope_jax.model.config import TransformerConfig
 from hope_jax.parallel import sharding
 
 
-def param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str | None, ...], *,
-          std: float, dtype: Any, init: str = "normal") -> nnx.Param:
+def param(
+  rngs: nnx.Rngs,
+  shape: tuple[int, ...],
+  axes: tuple[str | None, ...],
+  *,
+  std: float,
+  dtype: Any,
+  init: str = "normal",
+) -> nnx.Param:
   """Returns an nnx.Param initialised N(0, std²) (or ones) that carries logical axis names."""
   initialisers = {
-      "normal": lambda: std * jax.random.normal(rngs.params(), shape, dtype),
-      "ones": lambda: jnp.ones(shape, dtype),
+    "normal": lambda: std * jax.random.normal(rngs.params(), shape, dtype),
+    "ones": lambda: jnp.ones(shape, dtype),
   }
   return nnx.Param(initialisers[init](), out_sharding=axes, eager_sharding=False)
 
@@ -57,8 +64,9 @@ class RMSNorm(nnx.Module):
   def __init__(self, config: TransformerConfig, *, rngs: nnx.Rngs):
     """Creates the scale (ones)."""
     self.eps, self.dtype, self.impl = config.norm_eps, config.compute_jnp_dtype, config.norm_impl
-    self.scale = param(rngs, (config.embed_dim,), ("embed",), std=0.0,
-                       dtype=config.param_jnp_dtype, init="ones")
+    self.scale = param(
+      rngs, (config.embed_dim,), ("embed",), std=0.0, dtype=config.param_jnp_dtype, init="ones"
+    )
 
   def __call__(self, x: jax.Array) -> jax.Array:
     """Normalises x over its last axis."""
@@ -66,8 +74,9 @@ class RMSNorm(nnx.Module):
 
   def add_and_norm(self, x: jax.Array, update: jax.Array | None) -> tuple[jax.Array, jax.Array]:
     """Returns (x + update, the norm of that sum) from one fused op; update None adds nothing."""
-    return kernels.add_rms_norm(x, update, self.scale[...], eps=self.eps, out_dtype=self.dtype,
-                                   implementation=self.impl)
+    return kernels.add_rms_norm(
+      x, update, self.scale[...], eps=self.eps, out_dtype=self.dtype, implementation=self.impl
+    )
 
 
 class MLP(nnx.Module):

@@ -41,8 +41,13 @@ class Block(nnx.Module):
     self.mlp_norm = RMSNorm(config, rngs=rngs)
     self.mlp = MLP(config, rngs=rngs)
 
-  def __call__(self, x: jax.Array, update: jax.Array | None, positions: jax.Array,
-               segment_ids: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+  def __call__(
+    self,
+    x: jax.Array,
+    update: jax.Array | None,
+    positions: jax.Array,
+    segment_ids: jax.Array | None,
+  ) -> tuple[jax.Array, jax.Array]:
     """Returns (x', update') for a full causal sequence.
 
     The block's input is x + update (update: the previous block's MLP output, or None); its
@@ -69,13 +74,15 @@ class Transformer(nnx.Module):
     """Creates all parameters from config."""
     c, pd = config, config.param_jnp_dtype
     self.config = config
-    self.embedding = param(rngs, (c.vocab_size, c.embed_dim), ("vocab", "embed"),
-                           std=c.init_std, dtype=pd)
+    self.embedding = param(
+      rngs, (c.vocab_size, c.embed_dim), ("vocab", "embed"), std=c.init_std, dtype=pd
+    )
     self.blocks = nnx.List([Block(c, rngs=rngs) for _ in range(c.num_layers)])
     self.final_norm = RMSNorm(c, rngs=rngs)
     if not c.tie_embeddings:
-      self.lm_head = param(rngs, (c.embed_dim, c.vocab_size), ("embed", "vocab"),
-                           std=c.init_std, dtype=pd)
+      self.lm_head = param(
+        rngs, (c.embed_dim, c.vocab_size), ("embed", "vocab"), std=c.init_std, dtype=pd
+      )
 
   def embed(self, tokens: jax.Array) -> jax.Array:
     """Looks up token embeddings [B, T, d] in the compute dtype."""
@@ -96,16 +103,21 @@ class Transformer(nnx.Module):
     x = self.final_norm.add_and_norm(x, update)[1]
     c = self.config
     dtype = c.compute_jnp_dtype
-    spec, head = (("btd,vd->btv", self.embedding) if c.tie_embeddings
-                  else ("btd,dv->btv", self.lm_head))
+    spec, head = (
+      ("btd,vd->btv", self.embedding) if c.tie_embeddings else ("btd,dv->btv", self.lm_head)
+    )
     if c.logits_dtype == "float32":
       out = float32_logits(spec, x, head[...].astype(dtype))
     else:
       out = jnp.einsum(spec, x, head[...].astype(dtype)).astype(DTYPES[c.logits_dtype])
     return sharding.constrain(out, ("batch", "length", "vocab"))
 
-  def __call__(self, tokens: jax.Array, positions: jax.Array | None = None,
-               segment_ids: jax.Array | None = None) -> jax.Array:
+  def __call__(
+    self,
+    tokens: jax.Array,
+    positions: jax.Array | None = None,
+    segment_ids: jax.Array | None = None,
+  ) -> jax.Array:
     """Returns logits [B, T, vocab] in logits_dtype.
 
     positions ([B, T] or [T]) default to arange(T); segment_ids [B, T] (packed documents) forbid
@@ -114,15 +126,21 @@ class Transformer(nnx.Module):
     """
     return self.logits(*self._trunk(tokens, positions, segment_ids))
 
-  def _trunk(self, tokens: jax.Array, positions: jax.Array | None,
-             segment_ids: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+  def _trunk(
+    self, tokens: jax.Array, positions: jax.Array | None, segment_ids: jax.Array | None
+  ) -> tuple[jax.Array, jax.Array]:
     """Embedding and blocks: returns (x, update); x + update [B, T, d] is the residual stream,
     the last add left to the final norm."""
     tokens = jnp.asarray(tokens)
     positions = broadcast_positions(positions, tokens.shape)
 
-    def run(block: Block, x: jax.Array, update: jax.Array | None, positions: jax.Array,
-            segment_ids: jax.Array | None):
+    def run(
+      block: Block,
+      x: jax.Array,
+      update: jax.Array | None,
+      positions: jax.Array,
+      segment_ids: jax.Array | None,
+    ):
       return block(x, update, positions, segment_ids)
 
     if self.config.remat != "none":
@@ -133,8 +151,12 @@ class Transformer(nnx.Module):
     assert update is not None  # num_layers >= 1
     return x, update
 
-  def hidden_states(self, tokens: jax.Array, positions: jax.Array | None = None,
-                    segment_ids: jax.Array | None = None) -> jax.Array:
+  def hidden_states(
+    self,
+    tokens: jax.Array,
+    positions: jax.Array | None = None,
+    segment_ids: jax.Array | None = None,
+  ) -> jax.Array:
     """The residual stream after the last block [B, T, d], before the final norm and head."""
     x, update = self._trunk(tokens, positions, segment_ids)
     return x + update
@@ -143,21 +165,24 @@ class Transformer(nnx.Module):
     """Returns an empty KV cache for batch_size rows of up to max_length tokens."""
     return kv_cache.init_cache(self.config, batch_size, max_length)
 
-  def prefill(self, tokens: jax.Array, cache: kv_cache.KVCache,
-              positions: jax.Array | None = None) -> tuple[jax.Array, kv_cache.KVCache]:
+  def prefill(
+    self, tokens: jax.Array, cache: kv_cache.KVCache, positions: jax.Array | None = None
+  ) -> tuple[jax.Array, kv_cache.KVCache]:
     """Runs tokens [B, T] through the model into the cache; returns (logits [B,T,V], cache)."""
     return self._extend(tokens, cache, positions)
 
-  def decode_step(self, token: jax.Array, cache: kv_cache.KVCache,
-                  position: jax.Array | None = None) -> tuple[jax.Array, kv_cache.KVCache]:
+  def decode_step(
+    self, token: jax.Array, cache: kv_cache.KVCache, position: jax.Array | None = None
+  ) -> tuple[jax.Array, kv_cache.KVCache]:
     """Feeds one token per row ([B]); returns (logits [B, V], cache)."""
     token = jnp.asarray(token).reshape(-1, 1)
     position = None if position is None else jnp.asarray(position).reshape(-1, 1)
     logits, cache = self._extend(token, cache, position)
     return logits[:, 0], cache
 
-  def _extend(self, tokens: jax.Array, cache: kv_cache.KVCache,
-              positions: jax.Array | None = None) -> tuple[jax.Array, kv_cache.KVCache]:
+  def _extend(
+    self, tokens: jax.Array, cache: kv_cache.KVCache, positions: jax.Array | None = None
+  ) -> tuple[jax.Array, kv_cache.KVCache]:
     """Runs tokens [B, T] after the cached ones; returns (logits [B, T, V], new cache).
 
     positions default to the slot indices (length, …, length + T − 1).  There are no segment_ids:
@@ -176,16 +201,25 @@ class Transformer(nnx.Module):
     x = self.embed(tokens)
     keys, values = cache.keys, cache.values
     for i, block in enumerate(self.blocks):
-      x, k, v = block.extend(x, positions, keys=keys[i], values=values[i],
-                             key_positions=key_positions, start=cache.length, mask=mask)
+      x, k, v = block.extend(
+        x,
+        positions,
+        keys=keys[i],
+        values=values[i],
+        key_positions=key_positions,
+        start=cache.length,
+        mask=mask,
+      )
       keys, values = keys.at[i].set(k), values.at[i].set(v)  # in place under jit
-    new_cache = kv_cache.KVCache(keys=keys, values=values, positions=key_positions,
-                                 length=cache.length + num_new)
+    new_cache = kv_cache.KVCache(
+      keys=keys, values=values, positions=key_positions, length=cache.length + num_new
+    )
     return self.logits(x), new_cache
 
 
-def create_sharded_model(config: TransformerConfig, *, mesh: jax.sharding.Mesh, rules: sharding.Rules,
-                         seed: int = 0) -> Transformer:
+def create_sharded_model(
+  config: TransformerConfig, *, mesh: jax.sharding.Mesh, rules: sharding.Rules, seed: int = 0
+) -> Transformer:
   """Creates a Transformer whose parameters are born sharded (jit with out_shardings)."""
   rules = sharding.freeze_rules(rules)
   sharding.check_model_sharding(config, mesh, rules)

@@ -9,16 +9,20 @@ import jax
 
 # Each detector says whether the environment is one process of a multi-process job.
 _DETECTORS: dict[str, Callable[[Mapping[str, str]], bool]] = {
-    # Jax's own variable (read by jax.distributed.initialize itself).
-    "coordinator": lambda env: bool(env.get("JAX_COORDINATOR_ADDRESS")),
-    # A multi-host Cloud TPU slice lists several workers.
-    "tpu": lambda env: len([h for h in env.get("TPU_WORKER_HOSTNAMES", "").split(",") if h]) > 1
-    or bool(env.get("MEGASCALE_COORDINATOR_ADDRESS")),
-    # A SLURM step with several tasks.
-    "slurm": lambda env: bool(env.get("SLURM_JOB_ID"))
-    and int(env.get("SLURM_STEP_NUM_TASKS", env.get("SLURM_NTASKS", "1")) or 1) > 1,
-    # Open MPI's launcher.
-    "openmpi": lambda env: int(env.get("OMPI_COMM_WORLD_SIZE", "1") or 1) > 1,
+  # Jax's own variable (read by jax.distributed.initialize itself).
+  "coordinator": lambda env: bool(env.get("JAX_COORDINATOR_ADDRESS")),
+  # A multi-host Cloud TPU slice lists several workers.
+  "tpu": lambda env: (
+    len([h for h in env.get("TPU_WORKER_HOSTNAMES", "").split(",") if h]) > 1
+    or bool(env.get("MEGASCALE_COORDINATOR_ADDRESS"))
+  ),
+  # A SLURM step with several tasks.
+  "slurm": lambda env: (
+    bool(env.get("SLURM_JOB_ID"))
+    and int(env.get("SLURM_STEP_NUM_TASKS", env.get("SLURM_NTASKS", "1")) or 1) > 1
+  ),
+  # Open MPI's launcher.
+  "openmpi": lambda env: int(env.get("OMPI_COMM_WORLD_SIZE", "1") or 1) > 1,
 }
 
 

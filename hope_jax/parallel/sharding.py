@@ -27,21 +27,25 @@ MESH_AXES: tuple[str, ...] = ("data", "fsdp", "tensor")
 Rules = tuple[tuple[str, Any], ...]
 
 DEFAULT_RULES: Rules = (
-    ("batch", ("data", "fsdp")),
-    ("embed", "fsdp"),
-    ("vocab", "tensor"),
-    ("heads", "tensor"),
-    ("kv_heads", "tensor"),
-    ("mlp", "tensor"),
-    ("head_dim", None),
-    ("length", None),
-    ("act_embed", None),
+  ("batch", ("data", "fsdp")),
+  ("embed", "fsdp"),
+  ("vocab", "tensor"),
+  ("heads", "tensor"),
+  ("kv_heads", "tensor"),
+  ("mlp", "tensor"),
+  ("head_dim", None),
+  ("length", None),
+  ("act_embed", None),
 )
 
 # Which TransformerConfig field sizes each logical parameter axis (for error messages).
 AXIS_FIELDS: dict[str, str] = {
-    "embed": "embed_dim", "vocab": "vocab_size", "heads": "num_heads",
-    "kv_heads": "num_kv_heads", "mlp": "mlp_dim", "head_dim": "head_dim",
+  "embed": "embed_dim",
+  "vocab": "vocab_size",
+  "heads": "num_heads",
+  "kv_heads": "num_kv_heads",
+  "mlp": "mlp_dim",
+  "head_dim": "head_dim",
 }
 
 
@@ -72,6 +76,7 @@ def freeze_rules(rules: Any) -> Rules:
 @dataclasses.dataclass(frozen=True)
 class MeshConfig:
   """Mesh axis sizes (−1 fills the remaining devices; at most one −1) and logical-axis rules."""
+
   data: int = 1
   fsdp: int = -1
   tensor: int = 1
@@ -81,8 +86,11 @@ class MeshConfig:
     """Validates sizes and freezes the rules."""
     for name in MESH_AXES:
       value = getattr(self, name)
-      if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or (
-          value != -1 and value < 1):
+      if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or (value != -1 and value < 1)
+      ):
         raise ValueError(f"mesh axis {name} must be a positive integer or -1, got {name}={value!r}")
     fills = [n for n in MESH_AXES if getattr(self, n) == -1]
     if len(fills) > 1:
@@ -103,14 +111,18 @@ class MeshConfig:
       if value != -1 and num_devices % value:
         raise ValueError(f"mesh axis {name}={value} does not divide the device count {num_devices}")
     if num_devices % fixed:
-      raise ValueError(f"mesh axes {sizes} multiply to {fixed}, which does not divide the device "
-                       f"count {num_devices}")
+      raise ValueError(
+        f"mesh axes {sizes} multiply to {fixed}, which does not divide the device "
+        f"count {num_devices}"
+      )
     fill = num_devices // fixed
     shape = tuple(fill if v == -1 else v for v in sizes.values())
     if math.prod(shape) != num_devices:
-      raise ValueError(f"mesh axes {sizes} use {math.prod(shape)} devices, but there are "
-                       f"{num_devices}; set one axis to -1 or make the sizes multiply to "
-                       f"{num_devices}")
+      raise ValueError(
+        f"mesh axes {sizes} use {math.prod(shape)} devices, but there are "
+        f"{num_devices}; set one axis to -1 or make the sizes multiply to "
+        f"{num_devices}"
+      )
     return shape
 
 
@@ -136,8 +148,9 @@ def _flat(target: Any) -> tuple[str, ...]:
   return tuple(a for a in (target if isinstance(target, tuple) else (target,)) if a is not None)
 
 
-def logical_spec(axes: Sequence[str | None], rules: Any = None, *,
-                 dedupe: bool = False) -> PartitionSpec:
+def logical_spec(
+  axes: Sequence[str | None], rules: Any = None, *, dedupe: bool = False
+) -> PartitionSpec:
   """Maps logical axis names to a PartitionSpec with rules (default: the context's).
 
   With dedupe, a mesh axis already taken by an earlier dimension is dropped from later ones
@@ -188,8 +201,9 @@ def map_shards(fn: Callable, *, in_axes: Any, out_axes: Any) -> Callable:
   rules, mesh = context
   spec = lambda axes: logical_spec(axes, rules, dedupe=True)
   specs = lambda tree: jax.tree.map(spec, tree, is_leaf=_is_axes)
-  return jax.shard_map(fn, mesh=mesh, in_specs=specs(tuple(in_axes)), out_specs=specs(out_axes),
-                       check_vma=False)
+  return jax.shard_map(
+    fn, mesh=mesh, in_specs=specs(tuple(in_axes)), out_specs=specs(out_axes), check_vma=False
+  )
 
 
 def dimension_shards(axes: Sequence[str | None], index: int) -> int:
@@ -215,14 +229,17 @@ def batch_divisor(mesh: jax.sharding.Mesh, rules: Any) -> int:
   return mesh_axis_size(mesh, dict(freeze_rules(rules)).get("batch"))
 
 
-def check_batch(batch_size: int, mesh: jax.sharding.Mesh, rules: Any, *,
-                field: str = "batch_size") -> None:
+def check_batch(
+  batch_size: int, mesh: jax.sharding.Mesh, rules: Any, *, field: str = "batch_size"
+) -> None:
   """Raises ValueError naming the field when batch_size is not divisible by the batch shards."""
   shards = batch_divisor(mesh, rules)
   if batch_size % shards:
     target = dict(freeze_rules(rules)).get("batch")
-    raise ValueError(f"{field}={batch_size} is not divisible by the {shards} batch shards of mesh "
-                     f"axes {target!r} (mesh {dict(mesh.shape)})")
+    raise ValueError(
+      f"{field}={batch_size} is not divisible by the {shards} batch shards of mesh "
+      f"axes {target!r} (mesh {dict(mesh.shape)})"
+    )
 
 
 def check_model_sharding(config: Any, mesh: jax.sharding.Mesh, rules: Any) -> None:
@@ -233,8 +250,10 @@ def check_model_sharding(config: Any, mesh: jax.sharding.Mesh, rules: Any) -> No
     shards = mesh_axis_size(mesh, table.get(logical))
     value = getattr(config, field)
     if value % shards:
-      raise ValueError(f"{field}={value} is not divisible by the {shards} shards of mesh axes "
-                       f"{table.get(logical)!r} that rule {logical!r} maps it to")
+      raise ValueError(
+        f"{field}={value} is not divisible by the {shards} shards of mesh axes "
+        f"{table.get(logical)!r} that rule {logical!r} maps it to"
+      )
 
 
 def param_specs(state: Any, rules: Any) -> Any:
@@ -248,13 +267,16 @@ def param_specs(state: Any, rules: Any) -> Any:
   for path, spec in jax.tree_util.tree_flatten_with_path(specs, is_leaf=is_spec)[0]:
     axes = [a for dim in spec for a in _flat(dim)]
     if len(axes) != len(set(axes)):
-      raise ValueError(f"rules shard parameter {jax.tree_util.keystr(path)} as {spec}, which "
-                       f"uses a mesh axis twice")
+      raise ValueError(
+        f"rules shard parameter {jax.tree_util.keystr(path)} as {spec}, which "
+        f"uses a mesh axis twice"
+      )
   return specs
 
 
 def named_shardings(state: Any, mesh: jax.sharding.Mesh, rules: Any) -> Any:
   """Returns the NamedSharding tree of an nnx.State (or any tree holding nnx Variables)."""
   specs = param_specs(state, rules)
-  return jax.tree.map(lambda spec: NamedSharding(mesh, spec), specs,
-                      is_leaf=lambda x: isinstance(x, PartitionSpec))
+  return jax.tree.map(
+    lambda spec: NamedSharding(mesh, spec), specs, is_leaf=lambda x: isinstance(x, PartitionSpec)
+  )

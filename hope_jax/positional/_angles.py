@@ -89,9 +89,10 @@ def check_positions(positions: ArrayLike) -> jax.Array:
       limits = np.iinfo(target)
       if low < limits.min or high > limits.max:
         raise ValueError(
-            f"positions must fit in {target} while jax_enable_x64 is off, got values in "
-            f"[{low}, {high}]; enable it (jax.config.update('jax_enable_x64', True)) for 64-bit "
-            f"positions")
+          f"positions must fit in {target} while jax_enable_x64 is off, got values in "
+          f"[{low}, {high}]; enable it (jax.config.update('jax_enable_x64', True)) for 64-bit "
+          f"positions"
+        )
     positions = jnp.asarray(host, target)
   checked: jax.Array = positions
   if not jnp.issubdtype(checked.dtype, jnp.integer):

@@ -49,8 +49,9 @@ def alibi_bias(q_positions: ArrayLike, k_positions: ArrayLike, slopes: ArrayLike
   return -jnp.asarray(slopes, jnp.float32)[:, None, None] * distance
 
 
-def kerple_log_bias(q_positions: ArrayLike, k_positions: ArrayLike, *, p: ArrayLike,
-                    a: ArrayLike) -> jax.Array:
+def kerple_log_bias(
+  q_positions: ArrayLike, k_positions: ArrayLike, *, p: ArrayLike, a: ArrayLike
+) -> jax.Array:
   """Returns KERPLE-log's bias −p_h·log(1 + a_h·|q − k|) (Chi et al. 2022), shape [..., heads, q, k].
 
   p and a are per-head positive parameters ([heads]); callers keep them positive (e.g. by clamping).

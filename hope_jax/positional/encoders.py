@@ -72,8 +72,9 @@ def concrete_frequencies(frequencies: ArrayLike) -> np.ndarray:
     freqs = np.asarray(frequencies)
   except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError) as e:
     raise ValueError(
-        "frequencies must be a concrete array (a static configuration constant), got a traced "
-        "value; compute them outside jit, e.g. with rope_frequencies(...)") from e
+      "frequencies must be a concrete array (a static configuration constant), got a traced "
+      "value; compute them outside jit, e.g. with rope_frequencies(...)"
+    ) from e
   if freqs.ndim != 1:
     raise ValueError(f"frequencies must be 1-D [head_dim // 2], got shape {freqs.shape}")
   freqs = freqs.astype(np.float32)
@@ -90,11 +91,12 @@ def rope_frequencies(head_dim: int, *, base: float = 10000.0) -> np.ndarray:
   """Returns RoPE's float32 frequencies θ_i = base^(−2i/head_dim), shape [head_dim // 2]."""
   head_dim, base = _check_head_dim(head_dim), _check_base(base)
   exponents = np.arange(0, head_dim, 2, dtype=np.float64) / head_dim
-  return (base ** -exponents).astype(np.float32)
+  return (base**-exponents).astype(np.float32)
 
 
-def hope_kept_bands(head_dim: int, *, train_length: int, base: float = 10000.0,
-                    min_periods: float = 1.0) -> int:
+def hope_kept_bands(
+  head_dim: int, *, train_length: int, base: float = 10000.0, min_periods: float = 1.0
+) -> int:
   """Returns how many of the fastest bands complete ≥ min_periods full turns within train_length.
 
   The rule (reconstructed from the paper's abstract): band i is kept when θ_i ≥ 2π·min_periods/L,
@@ -109,8 +111,14 @@ def hope_kept_bands(head_dim: int, *, train_length: int, base: float = 10000.0,
   return max(kept, 1)
 
 
-def hope_frequencies(head_dim: int, *, train_length: int, base: float = 10000.0,
-                     num_kept_bands: int | None = None, min_periods: float = 1.0) -> np.ndarray:
+def hope_frequencies(
+  head_dim: int,
+  *,
+  train_length: int,
+  base: float = 10000.0,
+  num_kept_bands: int | None = None,
+  min_periods: float = 1.0,
+) -> np.ndarray:
   """Returns HoPE's frequencies: RoPE's, with every band slower than the cutoff set to 0.
 
   By default a band is kept when it completes at least ``min_periods`` (default 1) full periods
@@ -125,10 +133,14 @@ def hope_frequencies(head_dim: int, *, train_length: int, base: float = 10000.0,
     kept = hope_kept_bands(head_dim, train_length=train_length, base=base, min_periods=min_periods)
   else:
     _check_train_length(train_length)
-    if isinstance(num_kept_bands, bool) or int(num_kept_bands) != num_kept_bands or not (
-        0 <= num_kept_bands <= half):
-      raise ValueError(f"num_kept_bands must be an integer in [0, {half}], got "
-                       f"num_kept_bands={num_kept_bands!r}")
+    if (
+      isinstance(num_kept_bands, bool)
+      or int(num_kept_bands) != num_kept_bands
+      or not (0 <= num_kept_bands <= half)
+    ):
+      raise ValueError(
+        f"num_kept_bands must be an integer in [0, {half}], got num_kept_bands={num_kept_bands!r}"
+      )
     kept = int(num_kept_bands)
   freqs[kept:] = 0.0
   return freqs
@@ -151,8 +163,9 @@ def p_rope_frequencies(head_dim: int, *, p: float, base: float = 10000.0) -> np.
   return freqs
 
 
-def partial_rotary_frequencies(head_dim: int, *, fraction: float,
-                               base: float = 10000.0) -> np.ndarray:
+def partial_rotary_frequencies(
+  head_dim: int, *, fraction: float, base: float = 10000.0
+) -> np.ndarray:
   """Returns GPT-NeoX partial rotary frequencies: RoPE recomputed over the rotated dims only.
 
   ``rotary_dim = int(fraction · head_dim)`` rounded down to even; bands i < rotary_dim/2 get
@@ -184,8 +197,9 @@ def rotation_angles(positions: ArrayLike, frequencies: ArrayLike) -> jax.Array:
   return _angles.reduced_angles(_angles.check_positions(positions), freqs)
 
 
-def rotation_cos_sin(positions: ArrayLike,
-                     frequencies: ArrayLike) -> tuple[jax.Array, jax.Array, tuple[bool, ...]]:
+def rotation_cos_sin(
+  positions: ArrayLike, frequencies: ArrayLike
+) -> tuple[jax.Array, jax.Array, tuple[bool, ...]]:
   """Returns float32 cos and sin of rotation_angles [..., bands], and which bands rotate (θ > 0)."""
   freqs = concrete_frequencies(frequencies)
   angles = rotation_angles(positions, freqs)
@@ -261,15 +275,19 @@ def _rotate(x: jax.Array, cos: jax.Array, sin: jax.Array, plan: Plan) -> jax.Arr
 
 
 @_rotate.defjvp
-def _rotate_jvp(plan: Plan, primals: tuple[jax.Array, jax.Array, jax.Array],
-                tangents: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+def _rotate_jvp(
+  plan: Plan,
+  primals: tuple[jax.Array, jax.Array, jax.Array],
+  tangents: tuple[jax.Array, jax.Array, jax.Array],
+) -> tuple[jax.Array, jax.Array]:
   """Tangent rule of _rotate: the primal rotation, and x's tangent rotated by the same angles."""
   x, cos, sin = primals
   return _rotate_pairs(x, cos, sin, plan), _rotate_linear(tangents[0], cos, sin, plan)
 
 
-def apply_rotary(x: jax.Array, positions: ArrayLike, frequencies: ArrayLike, *,
-                 layout: Layout = "split_half") -> jax.Array:
+def apply_rotary(
+  x: jax.Array, positions: ArrayLike, frequencies: ArrayLike, *, layout: Layout = "split_half"
+) -> jax.Array:
   """Rotates each pair i of x's last axis by position · frequencies[i]; 0-frequency pairs pass.
 
   x: ``[..., seq, heads, head_dim]``; positions: integers ``[..., seq]`` broadcastable to
@@ -285,8 +303,10 @@ def apply_rotary(x: jax.Array, positions: ArrayLike, frequencies: ArrayLike, *,
   freqs = concrete_frequencies(frequencies)
   x = jnp.asarray(x)
   if x.ndim < 3 or x.shape[-1] != 2 * freqs.shape[0]:
-    raise ValueError(f"x must be [..., seq, heads, head_dim] with head_dim = 2 × "
-                     f"{freqs.shape[0]} bands, got x.shape={x.shape}")
+    raise ValueError(
+      f"x must be [..., seq, heads, head_dim] with head_dim = 2 × "
+      f"{freqs.shape[0]} bands, got x.shape={x.shape}"
+    )
   positions = _angles.check_positions(positions)
   if not (freqs > 0).any():
     return x
@@ -295,14 +315,21 @@ def apply_rotary(x: jax.Array, positions: ArrayLike, frequencies: ArrayLike, *,
   return _rotate(x, cos, sin, (layout, rotating))
 
 
-def apply_rope(x: jax.Array, positions: ArrayLike, *, base: float = 10000.0,
-               layout: Layout = "split_half") -> jax.Array:
+def apply_rope(
+  x: jax.Array, positions: ArrayLike, *, base: float = 10000.0, layout: Layout = "split_half"
+) -> jax.Array:
   """Applies RoPE with θ_i = base^(−2i/head_dim) to x [..., seq, heads, head_dim]."""
   return apply_rotary(x, positions, rope_frequencies(x.shape[-1], base=base), layout=layout)
 
 
-def apply_hope(x: jax.Array, positions: ArrayLike, *, train_length: int, base: float = 10000.0,
-               layout: Layout = "split_half") -> jax.Array:
+def apply_hope(
+  x: jax.Array,
+  positions: ArrayLike,
+  *,
+  train_length: int,
+  base: float = 10000.0,
+  layout: Layout = "split_half",
+) -> jax.Array:
   """Applies HoPE (RoPE's bands with ≥ 1 period within train_length; others unrotated) to x."""
   freqs = hope_frequencies(x.shape[-1], train_length=train_length, base=base)
   return apply_rotary(x, positions, freqs, layout=layout)

@@ -47,7 +47,9 @@ def linear_scaling(frequencies: ArrayLike, *, factor: float) -> np.ndarray:
   return (freqs / _check_factor(factor)).astype(np.float32)
 
 
-def ntk_aware_scaling(frequencies: ArrayLike, *, factor: float, rotary_dim: int | None = None) -> np.ndarray:
+def ntk_aware_scaling(
+  frequencies: ArrayLike, *, factor: float, rotary_dim: int | None = None
+) -> np.ndarray:
   """NTK-aware base scaling: base → base·factor^(d/(d−2)), i.e. θ_i → θ_i·factor^(−2i/(d−2))."""
   freqs = concrete_frequencies(frequencies).astype(np.float64)
   factor, dim = _check_factor(factor), _rotary_dim(freqs, rotary_dim)
@@ -73,9 +75,17 @@ def yarn_attention_factor(factor: float, *, mscale: float = 1.0) -> float:
   return 1.0 if factor <= 1.0 else 0.1 * mscale * math.log(factor) + 1.0
 
 
-def yarn_scaling(frequencies: ArrayLike, *, factor: float, original_length: int, base: float,
-                 rotary_dim: int | None = None, beta_fast: float = 32.0, beta_slow: float = 1.0,
-                 truncate: bool = True) -> np.ndarray:
+def yarn_scaling(
+  frequencies: ArrayLike,
+  *,
+  factor: float,
+  original_length: int,
+  base: float,
+  rotary_dim: int | None = None,
+  beta_fast: float = 32.0,
+  beta_slow: float = 1.0,
+  truncate: bool = True,
+) -> np.ndarray:
   """YaRN's NTK-by-parts frequencies (Peng et al. 2023), as in HF ``_compute_yarn_parameters``.
 
   Bands that turn more than beta_fast times within original_length keep their frequency, bands that
@@ -101,15 +111,23 @@ def yarn_scaling(frequencies: ArrayLike, *, factor: float, original_length: int,
   return scaled.astype(np.float32)
 
 
-def llama3_scaling(frequencies: ArrayLike, *, factor: float, original_length: int,
-                   low_freq_factor: float = 1.0, high_freq_factor: float = 4.0) -> np.ndarray:
+def llama3_scaling(
+  frequencies: ArrayLike,
+  *,
+  factor: float,
+  original_length: int,
+  low_freq_factor: float = 1.0,
+  high_freq_factor: float = 4.0,
+) -> np.ndarray:
   """Llama 3.1 scaling (HF ``_compute_llama3_parameters``): long waves ÷ factor, short kept, smooth between."""
   freqs = concrete_frequencies(frequencies).astype(np.float64)
   factor = _check_factor(factor)
   length = _check_length("original_length", original_length)
   if not 0 < low_freq_factor < high_freq_factor:
-    raise ValueError("need 0 < low_freq_factor < high_freq_factor, got "
-                     f"low_freq_factor={low_freq_factor!r}, high_freq_factor={high_freq_factor!r}")
+    raise ValueError(
+      "need 0 < low_freq_factor < high_freq_factor, got "
+      f"low_freq_factor={low_freq_factor!r}, high_freq_factor={high_freq_factor!r}"
+    )
   low_freq_wavelen = length / low_freq_factor
   high_freq_wavelen = length / high_freq_factor
   with np.errstate(divide="ignore"):
@@ -124,50 +142,73 @@ def llama3_scaling(frequencies: ArrayLike, *, factor: float, original_length: in
 @dataclasses.dataclass(frozen=True)
 class ScaledFrequencies:
   """A transformed frequency array and the factor by which q and k are each multiplied."""
+
   frequencies: np.ndarray
   attention_factor: float = 1.0
 
 
-def _none(freqs: ArrayLike, *, factor: float, original_length: int, base: float,
-          rotary_dim: int | None) -> ScaledFrequencies:
+def _none(
+  freqs: ArrayLike, *, factor: float, original_length: int, base: float, rotary_dim: int | None
+) -> ScaledFrequencies:
   del factor, original_length, base, rotary_dim
   return ScaledFrequencies(concrete_frequencies(freqs))
 
 
-def _linear(freqs: ArrayLike, *, factor: float, original_length: int, base: float,
-            rotary_dim: int | None) -> ScaledFrequencies:
+def _linear(
+  freqs: ArrayLike, *, factor: float, original_length: int, base: float, rotary_dim: int | None
+) -> ScaledFrequencies:
   del original_length, base, rotary_dim
   return ScaledFrequencies(linear_scaling(freqs, factor=factor))
 
 
-def _ntk(freqs: ArrayLike, *, factor: float, original_length: int, base: float,
-         rotary_dim: int | None) -> ScaledFrequencies:
+def _ntk(
+  freqs: ArrayLike, *, factor: float, original_length: int, base: float, rotary_dim: int | None
+) -> ScaledFrequencies:
   del original_length, base
   return ScaledFrequencies(ntk_aware_scaling(freqs, factor=factor, rotary_dim=rotary_dim))
 
 
-def _yarn(freqs: ArrayLike, *, factor: float, original_length: int, base: float,
-          rotary_dim: int | None) -> ScaledFrequencies:
-  scaled = yarn_scaling(freqs, factor=factor, original_length=original_length, base=base,
-                        rotary_dim=rotary_dim)
+def _yarn(
+  freqs: ArrayLike, *, factor: float, original_length: int, base: float, rotary_dim: int | None
+) -> ScaledFrequencies:
+  scaled = yarn_scaling(
+    freqs, factor=factor, original_length=original_length, base=base, rotary_dim=rotary_dim
+  )
   return ScaledFrequencies(scaled, yarn_attention_factor(factor))
 
 
-def _llama3(freqs: ArrayLike, *, factor: float, original_length: int, base: float,
-            rotary_dim: int | None) -> ScaledFrequencies:
+def _llama3(
+  freqs: ArrayLike, *, factor: float, original_length: int, base: float, rotary_dim: int | None
+) -> ScaledFrequencies:
   del base, rotary_dim
   return ScaledFrequencies(llama3_scaling(freqs, factor=factor, original_length=original_length))
 
 
 SCALINGS: dict[str, Callable[..., ScaledFrequencies]] = {
-    "none": _none, "linear": _linear, "ntk": _ntk, "yarn": _yarn, "llama3": _llama3,
+  "none": _none,
+  "linear": _linear,
+  "ntk": _ntk,
+  "yarn": _yarn,
+  "llama3": _llama3,
 }
 
 
-def scale_frequencies(name: str, frequencies: ArrayLike, *, factor: float, original_length: int,
-                      base: float, rotary_dim: int | None = None) -> ScaledFrequencies:
+def scale_frequencies(
+  name: str,
+  frequencies: ArrayLike,
+  *,
+  factor: float,
+  original_length: int,
+  base: float,
+  rotary_dim: int | None = None,
+) -> ScaledFrequencies:
   """Applies the context-extension transform called ``name`` (a key of SCALINGS)."""
   if name not in SCALINGS:
     raise ValueError(f"scaling must be one of {sorted(SCALINGS)}, got scaling={name!r}")
-  return SCALINGS[name](frequencies, factor=_check_factor(factor), original_length=original_length,
-                        base=base, rotary_dim=rotary_dim)
+  return SCALINGS[name](
+    frequencies,
+    factor=_check_factor(factor),
+    original_length=original_length,
+    base=base,
+    rotary_dim=rotary_dim,
+  )

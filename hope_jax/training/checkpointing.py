@@ -49,8 +49,9 @@ def _leaf_checksum(x: jax.Array) -> jax.Array:
     bits = jax.lax.bitcast_convert_type(x, unsigned).astype(jnp.uint32)
   index = jnp.zeros(bits.shape, jnp.uint32)
   for axis in range(bits.ndim):
-    index = index * np.uint32(bits.shape[axis]) + jax.lax.broadcasted_iota(jnp.uint32, bits.shape,
-                                                                            axis)
+    index = index * np.uint32(bits.shape[axis]) + jax.lax.broadcasted_iota(
+      jnp.uint32, bits.shape, axis
+    )
   h = (bits ^ (index * _GOLDEN)) * np.uint32(0x85EBCA77) + np.uint32(0x27D4EB2F)
   h = (h ^ (h >> 15)) * np.uint32(0x2C1B3C6D)
   h = h ^ (h >> 13)
@@ -61,8 +62,12 @@ def _leaf_checksum(x: jax.Array) -> jax.Array:
 def _fingerprint(leaves: list[jax.Array]) -> tuple[jax.Array, jax.Array]:
   """Returns (uint32 checksum per leaf, bool all-finite per leaf); integer leaves count as finite."""
   checksums = jnp.stack([_leaf_checksum(x) for x in leaves])
-  finite = jnp.stack([jnp.all(jnp.isfinite(x)) if jnp.issubdtype(x.dtype, jnp.inexact)
-                      else jnp.bool_(True) for x in leaves])
+  finite = jnp.stack(
+    [
+      jnp.all(jnp.isfinite(x)) if jnp.issubdtype(x.dtype, jnp.inexact) else jnp.bool_(True)
+      for x in leaves
+    ]
+  )
   return checksums, finite
 
 
@@ -73,8 +78,10 @@ def fingerprint(state: Any) -> tuple[dict[str, int], list[str]]:
     return {}, []
   checksums, finite = jax.device_get(_fingerprint([leaf for _, leaf in flat]))
   paths = [jax.tree_util.keystr(path) for path, _ in flat]
-  return ({p: int(c) for p, c in zip(paths, checksums)},
-          [p for p, ok in zip(paths, finite) if not ok])
+  return (
+    {p: int(c) for p, c in zip(paths, checksums)},
+    [p for p, ok in zip(paths, finite) if not ok],
+  )
 
 
 def _short(paths: list[str], limit: int = 3) -> str:
@@ -103,10 +110,12 @@ def _reason(error: BaseException) -> str:
 
 def _without_closed_loop_noise(hook: Callable[[Any], None]) -> Callable[[Any], None]:
   """Wraps sys.unraisablehook to drop the "Event loop is closed" tracebacks of a failed read."""
+
   def quiet(unraisable: Any) -> None:
     error = unraisable.exc_value
     if not (isinstance(error, RuntimeError) and "Event loop is closed" in str(error)):
       hook(unraisable)
+
   return quiet
 
 
@@ -122,8 +131,9 @@ class Checkpointer:
       workdir = os.path.abspath(workdir)
     self.directory = epath.Path(workdir) / "checkpoints"
     self.rejected: dict[int, str] = {}  # steps a restore found unusable, with the reason
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                           enable_async_checkpointing=async_save)
+    options = ocp.CheckpointManagerOptions(
+      max_to_keep=keep, create=True, enable_async_checkpointing=async_save
+    )
     self._manager = ocp.CheckpointManager(self.directory, options=options)
 
   def latest_step(self) -> int | None:
@@ -134,16 +144,16 @@ class Checkpointer:
     """Returns every finished checkpoint's step."""
     return list(self._manager.all_steps())
 
-  def save(self, step: int, state: Any, *, metadata: dict | None = None,
-           force: bool = True) -> bool:
+  def save(
+    self, step: int, state: Any, *, metadata: dict | None = None, force: bool = True
+  ) -> bool:
     """Starts saving ``state`` with its checksums (returns at once when asynchronous).
 
     Raises NonFiniteStateError, saving nothing, when any array of the state holds NaN or Inf.
     """
     checksums, non_finite = fingerprint(state)
     if non_finite:
-      raise NonFiniteStateError(f"refusing to save step {step}: NaN or Inf in "
-                                f"{_short(non_finite)}")
+      raise NonFiniteStateError(f"refusing to save step {step}: NaN or Inf in {_short(non_finite)}")
     metadata = {**(metadata or {}), "step": int(step), "checksums": checksums}
     args = {"state": ocp.args.StandardSave(state), "metadata": ocp.args.JsonSave(metadata)}
     return self._manager.save(int(step), args=ocp.args.Composite(**args), force=force)
@@ -168,11 +178,13 @@ class Checkpointer:
         logging.warning("%s", e)
         continue
       if self.rejected:
-        logging.warning("using checkpoint %d instead of %s", candidate,
-                        ", ".join(map(str, sorted(self.rejected))))
+        logging.warning(
+          "using checkpoint %d instead of %s", candidate, ", ".join(map(str, sorted(self.rejected)))
+        )
       return candidate, state
-    raise CheckpointError(f"no usable checkpoint in {self.directory}: "
-                          + "; ".join(self.rejected[s] for s in steps))
+    raise CheckpointError(
+      f"no usable checkpoint in {self.directory}: " + "; ".join(self.rejected[s] for s in steps)
+    )
 
   def _restore_verified(self, step: int, abstract_state: Any) -> Any:
     """Restores one step and checks it against its checksums; raises CheckpointError if not."""
@@ -181,31 +193,38 @@ class Checkpointer:
       raise CheckpointError(f"checkpoint {step}: no finished checkpoint at {where}")
     metadata = self.metadata(step)
     if metadata is None:
-      raise CheckpointError(f"checkpoint {step}: its metadata ({where / 'metadata'}) is missing "
-                            "or unreadable, so it cannot be verified")
+      raise CheckpointError(
+        f"checkpoint {step}: its metadata ({where / 'metadata'}) is missing "
+        "or unreadable, so it cannot be verified"
+      )
     previous_hook = sys.unraisablehook
     sys.unraisablehook = _without_closed_loop_noise(previous_hook)
     try:
       restored = self._manager.restore(
-          step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
+      )
     except Exception as e:  # orbax and TensorStore raise many types; all mean "unreadable"
       gc.collect()  # a failed read leaves callbacks to a closed event loop: drop them here
-      raise CheckpointError(f"checkpoint {step} at {where / 'state'} cannot be read: "
-                            f"{_reason(e)}") from None
+      raise CheckpointError(
+        f"checkpoint {step} at {where / 'state'} cannot be read: {_reason(e)}"
+      ) from None
     finally:
       sys.unraisablehook = previous_hook
     state = restored.state
     checksums, non_finite = fingerprint(state)
     if non_finite:
-      raise CheckpointError(f"checkpoint {step} at {where} holds NaN or Inf in "
-                            f"{_short(non_finite)}")
+      raise CheckpointError(
+        f"checkpoint {step} at {where} holds NaN or Inf in {_short(non_finite)}"
+      )
     saved = metadata.get("checksums")
     if saved is not None:  # checkpoints written before checksums existed are accepted unverified
       wrong = [p for p in checksums if saved.get(p) != checksums[p]]
       wrong += [p for p in saved if p not in checksums]
       if wrong:
-        raise CheckpointError(f"checkpoint {step} at {where / 'state'} does not match the "
-                              f"checksums saved with it (changed on disk?): {_short(wrong)}")
+        raise CheckpointError(
+          f"checkpoint {step} at {where / 'state'} does not match the "
+          f"checksums saved with it (changed on disk?): {_short(wrong)}"
+        )
     return state
 
   def set_aside(self, steps: list[int]) -> list[str]:
@@ -226,6 +245,7 @@ class Checkpointer:
       moved.append(str(target))
     if jax.process_count() > 1:
       from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+
       multihost_utils.sync_global_devices("hope_jax checkpoints set aside")
     self._manager.reload()
     return moved
@@ -237,7 +257,8 @@ class Checkpointer:
       return None
     try:
       restored = self._manager.restore(
-          int(step), args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))
+        int(step), args=ocp.args.Composite(metadata=ocp.args.JsonRestore())
+      )
     except Exception:  # pylint: disable=broad-except  # missing or corrupt: no metadata
       return None
     return restored.metadata if isinstance(restored.metadata, dict) else None

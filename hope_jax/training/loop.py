@@ -36,21 +36,28 @@ def record_run_info(workdir: str, cfg: model.TransformerConfig) -> None:
   os.makedirs(workdir, exist_ok=True)
   devices = jax.devices()
   info = {
-      "hope_jax": __version__, "jax": jax.__version__, "python": platform.python_version(),
-      "backend": jax.default_backend(), "process_count": jax.process_count(),
-      "device_count": len(devices), "device_kind": devices[0].device_kind,
-      "devices": [str(d) for d in devices[:64]],
-      "num_params": model.num_params(cfg),
-      "num_nonembedding_params": model.num_params(cfg, non_embedding=True),
-      "encoder": cfg.encoder, "rotated_bands": cfg.encoding.num_rotated_bands,
-      "train_length": cfg.train_length, "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+    "hope_jax": __version__,
+    "jax": jax.__version__,
+    "python": platform.python_version(),
+    "backend": jax.default_backend(),
+    "process_count": jax.process_count(),
+    "device_count": len(devices),
+    "device_kind": devices[0].device_kind,
+    "devices": [str(d) for d in devices[:64]],
+    "num_params": model.num_params(cfg),
+    "num_nonembedding_params": model.num_params(cfg, non_embedding=True),
+    "encoder": cfg.encoder,
+    "rotated_bands": cfg.encoding.num_rotated_bands,
+    "train_length": cfg.train_length,
+    "time": time.strftime("%Y-%m-%d %H:%M:%S"),
   }
   with open(os.path.join(workdir, "run_info.json"), "w", encoding="utf-8") as f:
     json.dump(info, f, indent=2)
 
 
-def _check_finite(pending: list[tuple[int, dict]], last_good: int | None
-                  ) -> list[tuple[float, float]]:
+def _check_finite(
+  pending: list[tuple[int, dict]], last_good: int | None
+) -> list[tuple[float, float]]:
   """Fetches pending steps' (loss, grad_norm); raises TrainingDiverged at the first non-finite one.
 
   ``pending`` holds (step number as logged, the step's device metrics); one transfer for all.
@@ -61,22 +68,34 @@ def _check_finite(pending: list[tuple[int, dict]], last_good: int | None
     loss, grad_norm = float(loss), float(grad_norm)
     if not (finite and math.isfinite(loss) and math.isfinite(grad_norm)):
       raise TrainingDiverged(
-          f"training diverged at step {done}: loss {loss}, grad_norm {grad_norm} (its update was "
-          f"not applied); {_last_good(last_good)}")
+        f"training diverged at step {done}: loss {loss}, grad_norm {grad_norm} (its update was "
+        f"not applied); {_last_good(last_good)}"
+      )
     fetched.append((loss, grad_norm))
   return fetched
 
 
 def _last_good(step: int | None) -> str:
   """Names the last checkpoint known to be finite."""
-  return (f"the last good checkpoint is step {step}" if step is not None
-          else "no checkpoint was saved before it")
+  return (
+    f"the last good checkpoint is step {step}"
+    if step is not None
+    else "no checkpoint was saved before it"
+  )
 
 
-def train(model_config: model.TransformerConfig, mesh_config: sharding.MeshConfig,
-          data: DataConfig, train_config: TrainConfig, optimizer_config: OptimizerConfig, *,
-          workdir: str, seed: int = 0, distributed: bool | str = "auto",
-          verbose: bool = True) -> dict:
+def train(
+  model_config: model.TransformerConfig,
+  mesh_config: sharding.MeshConfig,
+  data: DataConfig,
+  train_config: TrainConfig,
+  optimizer_config: OptimizerConfig,
+  *,
+  workdir: str,
+  seed: int = 0,
+  distributed: bool | str = "auto",
+  verbose: bool = True,
+) -> dict:
   """Trains (or resumes) a model; returns a summary of the run.
 
   Raises TrainingDiverged at a non-finite loss or gradient norm (checked on every step, read at
@@ -85,23 +104,38 @@ def train(model_config: model.TransformerConfig, mesh_config: sharding.MeshConfi
   """
   t = train_config
   run = training_setup.setup(
-      model_config, mesh_config, optimizer=optim.make_optimizer(optimizer_config), seed=seed,
-      init_on=t.init_on, batch_size=t.micro_batch_size, workdir=workdir,
-      keep_checkpoints=t.keep_checkpoints, async_checkpoints=t.async_checkpoints,
-      distributed=distributed)
+    model_config,
+    mesh_config,
+    optimizer=optim.make_optimizer(optimizer_config),
+    seed=seed,
+    init_on=t.init_on,
+    batch_size=t.micro_batch_size,
+    workdir=workdir,
+    keep_checkpoints=t.keep_checkpoints,
+    async_checkpoints=t.async_checkpoints,
+    distributed=distributed,
+  )
   cfg = run.model_config
   ckpt = run.checkpointer
   assert ckpt is not None  # setup makes one whenever there is a workdir
   start = int(jax.device_get(run.state.step))
   if ckpt.rejected:
     moved = ckpt.set_aside(sorted(ckpt.rejected))
-    logging.warning("resuming from checkpoint %d; moved the unusable one(s) to %s", start,
-                    ", ".join(moved))
+    logging.warning(
+      "resuming from checkpoint %d; moved the unusable one(s) to %s", start, ", ".join(moved)
+    )
   if start >= t.steps:
     loss = (ckpt.metadata(start) or {}).get("loss", float("nan"))
     ckpt.close()
-    return {"workdir": workdir, "start_step": start, "final_step": start, "stopped_early": False,
-            "already_finished": True, "history": [], "final_loss": loss}
+    return {
+      "workdir": workdir,
+      "start_step": start,
+      "final_step": start,
+      "stopped_early": False,
+      "already_finished": True,
+      "history": [],
+      "final_loss": loss,
+    }
   if run.restored_step is None:  # a resumed run keeps the record of how it started
     record_run_info(workdir, cfg)
   tok = data.load_tokenizer()
@@ -110,13 +144,19 @@ def train(model_config: model.TransformerConfig, mesh_config: sharding.MeshConfi
     with open(os.path.join(workdir, "data_manifest.json"), "w", encoding="utf-8") as f:
       json.dump(split.manifest, f, indent=1)
   schedule = optim.learning_rate_schedule(optimizer_config)
-  step_fn = train_step.make_train_step(run.graphdef, run.optimizer, mesh=run.mesh,
-                                       state_shardings=run.shardings, rules=run.rules,
-                                       grad_accum_steps=t.grad_accum_steps)
+  step_fn = train_step.make_train_step(
+    run.graphdef,
+    run.optimizer,
+    mesh=run.mesh,
+    state_shardings=run.shardings,
+    rules=run.rules,
+    grad_accum_steps=t.grad_accum_steps,
+  )
   is_main = jax.process_index() == 0
   single_process = jax.process_count() == 1
-  writer = metrics.MetricsWriter(workdir, tensorboard=t.tensorboard, enabled=is_main,
-                                 resume_step=start)
+  writer = metrics.MetricsWriter(
+    workdir, tensorboard=t.tensorboard, enabled=is_main, resume_step=start
+  )
   progress = metrics.Progress(t.steps, enabled=verbose and is_main)
   seq_len = data.seq_len
   flops_per_token = model.flops_per_token(cfg, seq_len)
@@ -131,17 +171,26 @@ def train(model_config: model.TransformerConfig, mesh_config: sharding.MeshConfi
     with preemption.SignalCatcher() as signals:
       for step in range(start, t.steps):
         local = batches.train_batch(
-            split, seed=seed, step=step, batch_size=t.batch_size, seq_len=seq_len,
-            process_index=jax.process_index(), process_count=jax.process_count(),
-            with_segments=data.with_segments)
+          split,
+          seed=seed,
+          step=step,
+          batch_size=t.batch_size,
+          seq_len=seq_len,
+          process_index=jax.process_index(),
+          process_count=jax.process_count(),
+          with_segments=data.with_segments,
+        )
         state, step_metrics = step_fn(state, train_step.global_batch(local, run.mesh, run.rules))
         done = step + 1  # the step number logs, metrics and checkpoints use
         pending.append((done, step_metrics))
         interval_steps += 1
         log_now = done % t.log_every == 0 or done == t.steps
         # Processes agree on a signal at log steps (a collective); alone, every step is free.
-        interrupted = (signals.requested if single_process
-                       else log_now and preemption.any_process(signals.requested))
+        interrupted = (
+          signals.requested
+          if single_process
+          else log_now and preemption.any_process(signals.requested)
+        )
         stop = interrupted or (t.stop_after > 0 and done >= t.stop_after)
         log_now = log_now or stop
         save_now = done % t.checkpoint_every == 0 or done == t.steps or stop
@@ -151,11 +200,16 @@ def train(model_config: model.TransformerConfig, mesh_config: sharding.MeshConfi
         if log_now:
           elapsed = time.perf_counter() - interval_start
           record = {
-              "loss": fetched[-1][0], "grad_norm": fetched[-1][1],
-              "learning_rate": float(schedule(step)),
-              **metrics.throughput(tokens=interval_steps * t.batch_size * seq_len,
-                                   seconds=elapsed, flops_per_token=flops_per_token,
-                                   num_devices=jax.device_count(), peak_flops=peak),
+            "loss": fetched[-1][0],
+            "grad_norm": fetched[-1][1],
+            "learning_rate": float(schedule(step)),
+            **metrics.throughput(
+              tokens=interval_steps * t.batch_size * seq_len,
+              seconds=elapsed,
+              flops_per_token=flops_per_token,
+              num_devices=jax.device_count(),
+              peak_flops=peak,
+            ),
           }
           writer.write(done, record)
           progress.update(done, record)
@@ -174,18 +228,28 @@ def train(model_config: model.TransformerConfig, mesh_config: sharding.MeshConfi
         ckpt.wait()
         summary = _summary(workdir, start, done, True, history)
         raise preemption.TrainingInterrupted(
-            f"training was interrupted by {signals.signal_name} at step {done} of {t.steps}; "
-            f"checkpoint {done} is saved in {workdir}: run the same command to resume",
-            step=done, signal_name=signals.signal_name, summary=summary)
+          f"training was interrupted by {signals.signal_name} at step {done} of {t.steps}; "
+          f"checkpoint {done} is saved in {workdir}: run the same command to resume",
+          step=done,
+          signal_name=signals.signal_name,
+          summary=summary,
+        )
   finally:
     ckpt.close()
     writer.close()
   return _summary(workdir, start, int(jax.device_get(state.step)), stopped_early, history)
 
 
-def _summary(workdir: str, start: int, final: int, stopped_early: bool,
-             history: list[dict]) -> dict:
+def _summary(
+  workdir: str, start: int, final: int, stopped_early: bool, history: list[dict]
+) -> dict:
   """The summary train() returns."""
-  return {"workdir": workdir, "start_step": start, "final_step": final,
-          "stopped_early": stopped_early, "already_finished": False, "history": history,
-          "final_loss": history[-1]["loss"] if history else float("nan")}
+  return {
+    "workdir": workdir,
+    "start_step": start,
+    "final_step": final,
+    "stopped_early": stopped_early,
+    "already_finished": False,
+    "history": history,
+    "final_loss": history[-1]["loss"] if history else float("nan"),
+  }

@@ -14,10 +14,21 @@ import jax
 
 # Dense bf16 peak FLOP/s per device, matched as a substring of jax's device_kind (first match wins).
 PEAK_FLOPS: tuple[tuple[str, float], ...] = (
-    ("H200", 989e12), ("H100", 989e12), ("GH200", 989e12), ("A100", 312e12), ("L4", 121e12),
-    ("A10G", 125e12), ("V100", 125e12), ("B200", 2250e12),
-    ("TPU v6", 918e12), ("TPU v5p", 459e12), ("TPU v5 lite", 197e12), ("TPU v5e", 197e12),
-    ("TPU v5", 459e12), ("TPU v4", 275e12), ("TPU v3", 123e12),
+  ("H200", 989e12),
+  ("H100", 989e12),
+  ("GH200", 989e12),
+  ("A100", 312e12),
+  ("L4", 121e12),
+  ("A10G", 125e12),
+  ("V100", 125e12),
+  ("B200", 2250e12),
+  ("TPU v6", 918e12),
+  ("TPU v5p", 459e12),
+  ("TPU v5 lite", 197e12),
+  ("TPU v5e", 197e12),
+  ("TPU v5", 459e12),
+  ("TPU v4", 275e12),
+  ("TPU v3", 123e12),
 )
 
 
@@ -32,13 +43,17 @@ def peak_flops_per_device(device: jax.Device | None = None, *, override: float =
   return 0.0
 
 
-def throughput(*, tokens: int, seconds: float, flops_per_token: float, num_devices: int,
-               peak_flops: float) -> dict[str, float]:
+def throughput(
+  *, tokens: int, seconds: float, flops_per_token: float, num_devices: int, peak_flops: float
+) -> dict[str, float]:
   """Returns tokens/s, TFLOP/s per device and MFU (0 when the peak is unknown)."""
   tokens_per_s = tokens / seconds if seconds > 0 else 0.0
   flops_per_device = tokens_per_s * flops_per_token / max(num_devices, 1)
-  return {"tokens_per_s": tokens_per_s, "tflops_per_device": flops_per_device / 1e12,
-          "mfu": flops_per_device / peak_flops if peak_flops > 0 else 0.0}
+  return {
+    "tokens_per_s": tokens_per_s,
+    "tflops_per_device": flops_per_device / 1e12,
+    "mfu": flops_per_device / peak_flops if peak_flops > 0 else 0.0,
+  }
 
 
 def drop_records_after(path: str, step: int) -> int:
@@ -70,8 +85,9 @@ class MetricsWriter:
   is about to redo, so re-run steps replace their records instead of repeating them.
   """
 
-  def __init__(self, workdir: str, *, tensorboard: bool = True, enabled: bool = True,
-               resume_step: int = 0):
+  def __init__(
+    self, workdir: str, *, tensorboard: bool = True, enabled: bool = True, resume_step: int = 0
+  ):
     self.enabled = enabled
     self._jsonl = None
     self._tb = None
@@ -83,9 +99,11 @@ class MetricsWriter:
     self._jsonl = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open until close()
     if tensorboard:
       from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
+
       # purge_step: TensorBoard hides the earlier files' events from this step on.
-      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"),
-                               purge_step=resume_step + 1 if resume_step else None)
+      self._tb = SummaryWriter(
+        os.path.join(workdir, "tensorboard"), purge_step=resume_step + 1 if resume_step else None
+      )
 
   def write(self, step: int, metrics: Mapping[str, Any]) -> None:
     """Appends one record; non-finite values are written as strings so the file stays JSON."""
@@ -124,8 +142,14 @@ def format_duration(seconds: float) -> str:
 class Progress:
   """A progress bar on a terminal, a compact line per interval otherwise."""
 
-  def __init__(self, total_steps: int, *, stream=None, enabled: bool = True,
-               clock: Callable[[], float] = time.monotonic):
+  def __init__(
+    self,
+    total_steps: int,
+    *,
+    stream=None,
+    enabled: bool = True,
+    clock: Callable[[], float] = time.monotonic,
+  ):
     self.total = total_steps
     self.stream = stream or sys.stderr
     self.enabled = enabled
@@ -149,11 +173,18 @@ class Progress:
     if not self.enabled:
       return
     parts = [f"step {step}/{self.total}"]
-    for key, fmt in (("loss", "{:.4f}"), ("grad_norm", "{:.3f}"), ("learning_rate", "{:.2e}"),
-                     ("tokens_per_s", "{:,.0f} tok/s"), ("mfu", "MFU {:.1%}")):
+    for key, fmt in (
+      ("loss", "{:.4f}"),
+      ("grad_norm", "{:.3f}"),
+      ("learning_rate", "{:.2e}"),
+      ("tokens_per_s", "{:,.0f} tok/s"),
+      ("mfu", "MFU {:.1%}"),
+    ):
       if key in metrics and not (key == "mfu" and not metrics[key]):
-        parts.append((key + " " if key in ("loss", "grad_norm", "learning_rate") else "")
-                     + fmt.format(metrics[key]))
+        parts.append(
+          (key + " " if key in ("loss", "grad_norm", "learning_rate") else "")
+          + fmt.format(metrics[key])
+        )
     eta = self.eta_seconds(step)
     if eta is not None and step < self.total:
       parts.append(f"ETA {format_duration(eta)}")

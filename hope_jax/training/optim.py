@@ -15,9 +15,12 @@ def learning_rate_schedule(config: OptimizerConfig) -> optax.Schedule:
   """
   warmup = min(config.warmup_steps, config.steps)
   return optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=config.learning_rate, warmup_steps=warmup,
-      decay_steps=max(config.steps, warmup + 1),
-      end_value=config.learning_rate * config.min_lr_ratio)
+    init_value=0.0,
+    peak_value=config.learning_rate,
+    warmup_steps=warmup,
+    decay_steps=max(config.steps, warmup + 1),
+    end_value=config.learning_rate * config.min_lr_ratio,
+  )
 
 
 def decay_mask(params) -> object:
@@ -28,7 +31,13 @@ def decay_mask(params) -> object:
 def make_optimizer(config: OptimizerConfig) -> optax.GradientTransformation:
   """Returns clip-by-global-norm followed by AdamW with the config's schedule and decay mask."""
   return optax.chain(
-      optax.clip_by_global_norm(config.clip_norm) if config.clip_norm > 0 else optax.identity(),
-      optax.adamw(learning_rate_schedule(config), b1=config.b1, b2=config.b2, eps=config.eps,
-                  weight_decay=config.weight_decay, mask=decay_mask),
+    optax.clip_by_global_norm(config.clip_norm) if config.clip_norm > 0 else optax.identity(),
+    optax.adamw(
+      learning_rate_schedule(config),
+      b1=config.b1,
+      b2=config.b2,
+      eps=config.eps,
+      weight_decay=config.weight_decay,
+      mask=decay_mask,
+    ),
   )

@@ -22,8 +22,9 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 class TrainingInterrupted(RuntimeError):
   """Raised once a signal stopped training and its checkpoint is saved; rerun to resume."""
 
-  def __init__(self, message: str, *, step: int, signal_name: str | None,
-               summary: dict | None = None):
+  def __init__(
+    self, message: str, *, step: int, signal_name: str | None, summary: dict | None = None
+  ):
     super().__init__(message)
     self.step = step
     self.signal_name = signal_name  # None on a process that another process's signal stopped
@@ -71,4 +72,5 @@ def any_process(flag: bool) -> bool:
   if jax.process_count() == 1:
     return bool(flag)
   from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+
   return bool(np.any(multihost_utils.process_allgather(np.array(bool(flag)))))

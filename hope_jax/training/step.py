@@ -37,6 +37,7 @@ Batch = Mapping[str, jax.Array]
 @dataclasses.dataclass(frozen=True)
 class TrainState:
   """Step counter, parameters, optimizer state and non-parameter model state."""
+
   step: jax.Array  # int32 scalar
   params: nnx.State  # nnx.Param variables
   opt_state: Any  # optax state; parameter-shaped entries carry the params' logical axes
@@ -52,26 +53,40 @@ def _split(model: Transformer) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
 INIT_PLACES = ("device", "host")
 
 
-def _state_parts(model_config: TransformerConfig, optimizer: optax.GradientTransformation, *,
-                 mesh: jax.sharding.Mesh, rules: Any, seed: int
-                 ) -> tuple[nnx.GraphDef, Callable[[], TrainState], TrainState, TrainState]:
+def _state_parts(
+  model_config: TransformerConfig,
+  optimizer: optax.GradientTransformation,
+  *,
+  mesh: jax.sharding.Mesh,
+  rules: Any,
+  seed: int,
+) -> tuple[nnx.GraphDef, Callable[[], TrainState], TrainState, TrainState]:
   """Returns (graphdef, init, state shapes, state_shardings); init() builds the unsharded state."""
   sharding.check_model_sharding(model_config, mesh, rules)
 
   def init() -> TrainState:
     _, params, rest = _split(Transformer(model_config, rngs=nnx.Rngs(seed)))
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      opt_state=optimizer.init(params), model_state=rest)
+    return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      opt_state=optimizer.init(params),
+      model_state=rest,
+    )
 
   graphdef = _split(nnx.eval_shape(lambda: Transformer(model_config, rngs=nnx.Rngs(seed))))[0]
   shapes = jax.eval_shape(init)
   return graphdef, init, shapes, sharding.named_shardings(shapes, mesh, rules)
 
 
-def create_train_state(model_config: TransformerConfig, optimizer: optax.GradientTransformation,
-                       *, mesh: jax.sharding.Mesh, rules: Any = sharding.DEFAULT_RULES,
-                       seed: int = 0, init_on: str = "host"
-                       ) -> tuple[nnx.GraphDef, TrainState, TrainState]:
+def create_train_state(
+  model_config: TransformerConfig,
+  optimizer: optax.GradientTransformation,
+  *,
+  mesh: jax.sharding.Mesh,
+  rules: Any = sharding.DEFAULT_RULES,
+  seed: int = 0,
+  init_on: str = "host",
+) -> tuple[nnx.GraphDef, TrainState, TrainState]:
   """Returns (graphdef, state, state_shardings) with params and optimizer state sharded.
 
   ``init_on="host"`` compiles the initialiser for the host CPU and copies each process's shards
@@ -82,8 +97,9 @@ def create_train_state(model_config: TransformerConfig, optimizer: optax.Gradien
   if init_on not in INIT_PLACES:
     raise ValueError(f"init_on must be one of {INIT_PLACES}, got {init_on!r}")
   rules = sharding.freeze_rules(rules)
-  graphdef, init, _, state_shardings = _state_parts(model_config, optimizer, mesh=mesh,
-                                                    rules=rules, seed=seed)
+  graphdef, init, _, state_shardings = _state_parts(
+    model_config, optimizer, mesh=mesh, rules=rules, seed=seed
+  )
   if init_on == "host":
     state = _place(_init_on_host(init), state_shardings)
   else:
@@ -92,18 +108,23 @@ def create_train_state(model_config: TransformerConfig, optimizer: optax.Gradien
   return graphdef, state, state_shardings
 
 
-def abstract_train_state(model_config: TransformerConfig,
-                         optimizer: optax.GradientTransformation, *, mesh: jax.sharding.Mesh,
-                         rules: Any = sharding.DEFAULT_RULES
-                         ) -> tuple[nnx.GraphDef, TrainState, TrainState]:
+def abstract_train_state(
+  model_config: TransformerConfig,
+  optimizer: optax.GradientTransformation,
+  *,
+  mesh: jax.sharding.Mesh,
+  rules: Any = sharding.DEFAULT_RULES,
+) -> tuple[nnx.GraphDef, TrainState, TrainState]:
   """Returns (graphdef, state of ShapeDtypeStructs carrying shardings, state_shardings); no compute.
 
   What a checkpoint restores into, so resuming or evaluating never builds a state to discard.
   """
   graphdef, _, shapes, state_shardings = _state_parts(
-      model_config, optimizer, mesh=mesh, rules=sharding.freeze_rules(rules), seed=0)
-  abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                          shapes, state_shardings)
+    model_config, optimizer, mesh=mesh, rules=sharding.freeze_rules(rules), seed=0
+  )
+  abstract = jax.tree.map(
+    lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes, state_shardings
+  )
   return graphdef, abstract, state_shardings
 
 
@@ -120,8 +141,10 @@ def _init_on_host(init: Callable[[], Any]) -> Any:
 def _place(host_tree: Any, shardings: Any) -> Any:
   """Copies a host tree onto its shardings; each process transfers only its own shards."""
   return jax.tree.map(
-      lambda x, s: jax.make_array_from_callback(x.shape, s, lambda index: x[index]),
-      host_tree, shardings)
+    lambda x, s: jax.make_array_from_callback(x.shape, s, lambda index: x[index]),
+    host_tree,
+    shardings,
+  )
 
 
 def global_norm(tree: Any) -> jax.Array:
@@ -135,21 +158,27 @@ def _model_inputs(batch: Batch) -> tuple[jax.Array, jax.Array | None, jax.Array 
   inputs = sharding.constrain(batch["tokens"][:, :-1], ("batch", "length"))
   positions = batch.get("positions")
   segments = batch.get("segment_ids")
-  return (inputs, None if positions is None else positions[:, :-1],
-          None if segments is None else segments[:, :-1])
+  return (
+    inputs,
+    None if positions is None else positions[:, :-1],
+    None if segments is None else segments[:, :-1],
+  )
 
 
-def _batch_nll(graphdef: nnx.GraphDef, params: nnx.State, model_state: nnx.State,
-               batch: Batch) -> jax.Array:
+def _batch_nll(
+  graphdef: nnx.GraphDef, params: nnx.State, model_state: nnx.State, batch: Batch
+) -> jax.Array:
   """Returns the float32 NLL [B, T] of each next token of a [B, T+1] batch under the model."""
   model = nnx.merge(graphdef, params, model_state)
   inputs, positions, segments = _model_inputs(batch)
-  return token_nll(model(inputs, positions, segments), batch["tokens"][:, 1:],
-                   model.config.loss_impl)
+  return token_nll(
+    model(inputs, positions, segments), batch["tokens"][:, 1:], model.config.loss_impl
+  )
 
 
-def _loss_sums(graphdef: nnx.GraphDef, params: nnx.State, model_state: nnx.State,
-               batch: Batch) -> tuple[jax.Array, jax.Array]:
+def _loss_sums(
+  graphdef: nnx.GraphDef, params: nnx.State, model_state: nnx.State, batch: Batch
+) -> tuple[jax.Array, jax.Array]:
   """Returns (sum of counted token NLLs, number of counted tokens), both float32."""
   nll = _batch_nll(graphdef, params, model_state, batch)
   segments = batch.get("segment_ids")
@@ -162,14 +191,17 @@ def _loss_sums(graphdef: nnx.GraphDef, params: nnx.State, model_state: nnx.State
 
 def _micro_batches(batch: Batch, steps: int) -> dict[str, jax.Array]:
   """Reshapes [B, ...] to [steps, B/steps, ...]; micro-batch i takes rows i, i+steps, …"""
+
   def split(x):
     x = x.reshape(x.shape[0] // steps, steps, *x.shape[1:])
     return jnp.swapaxes(x, 0, 1)
+
   return {k: split(v) for k, v in batch.items()}
 
 
-def check_batch(batch: Batch, mesh: jax.sharding.Mesh, rules: Any, *,
-                grad_accum_steps: int = 1) -> None:
+def check_batch(
+  batch: Batch, mesh: jax.sharding.Mesh, rules: Any, *, grad_accum_steps: int = 1
+) -> None:
   """Raises ValueError naming the field when the batch cannot be split and sharded."""
   rules = sharding.freeze_rules(rules)
   if "tokens" not in batch:
@@ -182,20 +214,28 @@ def check_batch(batch: Batch, mesh: jax.sharding.Mesh, rules: Any, *,
     raise ValueError(f"tokens must be [B, T+1] with T >= 1, got shape {batch['tokens'].shape}")
   for key, value in batch.items():
     if value.shape != (size, length):
-      raise ValueError(f"batch[{key!r}] must have the tokens' shape {(size, length)}, got "
-                       f"{value.shape}")
+      raise ValueError(
+        f"batch[{key!r}] must have the tokens' shape {(size, length)}, got {value.shape}"
+      )
   if size % grad_accum_steps:
     raise ValueError(f"batch_size={size} is not divisible by grad_accum_steps={grad_accum_steps}")
-  field = "batch_size" if grad_accum_steps == 1 else (
-      f"micro-batch size (batch_size={size} / grad_accum_steps={grad_accum_steps})")
+  field = (
+    "batch_size"
+    if grad_accum_steps == 1
+    else (f"micro-batch size (batch_size={size} / grad_accum_steps={grad_accum_steps})")
+  )
   sharding.check_batch(size // grad_accum_steps, mesh, rules, field=field)
 
 
-def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, *,
-                    mesh: jax.sharding.Mesh, state_shardings: TrainState,
-                    rules: Any = sharding.DEFAULT_RULES,
-                    grad_accum_steps: int = 1) -> Callable[[TrainState, Batch],
-                                                           tuple[TrainState, dict]]:
+def make_train_step(
+  graphdef: nnx.GraphDef,
+  optimizer: optax.GradientTransformation,
+  *,
+  mesh: jax.sharding.Mesh,
+  state_shardings: TrainState,
+  rules: Any = sharding.DEFAULT_RULES,
+  grad_accum_steps: int = 1,
+) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
   """Returns step(state, batch) -> (state, {"loss", "grad_norm", "tokens", "finite"}), jitted.
 
   grad_norm is the global norm of the averaged gradient before the optimizer (which clips).
@@ -203,10 +243,14 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
   does not apply its update, so the state stays finite.  The state argument is donated.
   """
   rules = sharding.freeze_rules(rules)
-  if isinstance(grad_accum_steps, bool) or int(grad_accum_steps) != grad_accum_steps or (
-      grad_accum_steps < 1):
-    raise ValueError(f"grad_accum_steps must be a positive integer, got "
-                     f"grad_accum_steps={grad_accum_steps!r}")
+  if (
+    isinstance(grad_accum_steps, bool)
+    or int(grad_accum_steps) != grad_accum_steps
+    or (grad_accum_steps < 1)
+  ):
+    raise ValueError(
+      f"grad_accum_steps must be a positive integer, got grad_accum_steps={grad_accum_steps!r}"
+    )
   steps = int(grad_accum_steps)
   grad_fn = jax.value_and_grad(lambda p, s, b: _loss_sums(graphdef, p, s, b), has_aux=True)
   param_shardings = state_shardings.params
@@ -241,15 +285,22 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
     # A non-finite step leaves params and optimizer state as they were (a select, no host sync).
     keep_if_bad = lambda new, old: jnp.where(finite, new, old)
     new_state = dataclasses.replace(
-        state, step=state.step + 1, params=jax.tree.map(keep_if_bad, params, state.params),
-        opt_state=jax.tree.map(keep_if_bad, opt_state, state.opt_state))
+      state,
+      step=state.step + 1,
+      params=jax.tree.map(keep_if_bad, params, state.params),
+      opt_state=jax.tree.map(keep_if_bad, opt_state, state.opt_state),
+    )
     metrics = {"loss": loss, "grad_norm": grad_norm, "tokens": count, "finite": finite}
     return new_state, metrics
 
   batch_sharding = NamedSharding(mesh, sharding.logical_spec(("batch", None), rules))
   replicated = NamedSharding(mesh, PartitionSpec())
-  jitted = jax.jit(step, in_shardings=(state_shardings, batch_sharding),
-                   out_shardings=(state_shardings, replicated), donate_argnums=(0,))
+  jitted = jax.jit(
+    step,
+    in_shardings=(state_shardings, batch_sharding),
+    out_shardings=(state_shardings, replicated),
+    donate_argnums=(0,),
+  )
 
   def run(state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
     check_batch(batch, mesh, rules, grad_accum_steps=steps)
@@ -259,9 +310,13 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
   return run
 
 
-def make_eval_fn(graphdef: nnx.GraphDef, *, mesh: jax.sharding.Mesh,
-                 rules: Any = sharding.DEFAULT_RULES,
-                 model_state: nnx.State | None = None) -> Callable[..., jax.Array]:
+def make_eval_fn(
+  graphdef: nnx.GraphDef,
+  *,
+  mesh: jax.sharding.Mesh,
+  rules: Any = sharding.DEFAULT_RULES,
+  model_state: nnx.State | None = None,
+) -> Callable[..., jax.Array]:
   """Returns fn(params, tokens [B, T], positions=None, segment_ids=None) -> float32 NLL [B, T-1].
 
   NLL[:, t] is −log p(tokens[:, t+1] | tokens[:, :t+1]); positions/segment_ids are [B, T].
@@ -289,16 +344,22 @@ def make_eval_fn(graphdef: nnx.GraphDef, *, mesh: jax.sharding.Mesh,
   return fn
 
 
-def global_batch(local_batch: Mapping[str, np.ndarray], mesh: jax.sharding.Mesh,
-                 rules: Any = sharding.DEFAULT_RULES) -> dict[str, jax.Array]:
+def global_batch(
+  local_batch: Mapping[str, np.ndarray],
+  mesh: jax.sharding.Mesh,
+  rules: Any = sharding.DEFAULT_RULES,
+) -> dict[str, jax.Array]:
   """Assembles each process's rows into global arrays sharded along the batch axis."""
   rules = sharding.freeze_rules(rules)
   batch_sharding = NamedSharding(mesh, sharding.logical_spec(("batch",), rules))
   out = {}
   for key, value in local_batch.items():
     value = np.asarray(value)
-    sharding.check_batch(value.shape[0] * jax.process_count(), mesh, rules,
-                         field=f"global batch of {key!r} ({value.shape[0]} rows × "
-                               f"{jax.process_count()} processes)")
+    sharding.check_batch(
+      value.shape[0] * jax.process_count(),
+      mesh,
+      rules,
+      field=f"global batch of {key!r} ({value.shape[0]} rows × {jax.process_count()} processes)",
+    )
     out[key] = jax.make_array_from_process_local_data(batch_sharding, value)
   return out

@@ -33,8 +33,10 @@ def hold(workdir: str) -> Iterator[None]:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
       holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
-      raise WorkdirLocked(f"workdir {workdir} is locked by process {holder} (another run "
-                          f"trains there); wait for it or stop it") from None
+      raise WorkdirLocked(
+        f"workdir {workdir} is locked by process {holder} (another run "
+        f"trains there); wait for it or stop it"
+      ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
     try:
