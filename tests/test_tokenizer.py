@@ -22,24 +22,9 @@ from hope_jax.data.tokenizer import (
 )
 
 SAMPLE = "Hello  world,\n    def f(x):\n        return 12345\n\n\tÜber ☃ 日本 — done.\n"
-WORDS = [
-  "the",
-  "quick",
-  "brown",
-  "fox",
-  "jumps",
-  "over",
-  "the",
-  "lazy",
-  "dog",
-  "while",
-  "seven",
-  "wizards",
-  "quietly",
-  "hex",
-  "jolly",
-  "boxers",
-]
+WORDS = (
+  "the quick brown fox jumps over the lazy dog while seven wizards quietly hex jolly boxers"
+).split()
 
 
 def _write_corpus(tmp_path: Path) -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -289,3 +289,73 @@ def metric_panels(
     ax.set_visible(False)
   figure_legend(fig, shown)
   save_figure(fig, path)
+
+
+def plot_perplexity(
+  path: str,
+  lengths: list[int],
+  train_length: int,
+  rows: list[dict],
+  *,
+  title: str = "Perplexity versus evaluation length",
+) -> None:
+  """Writes a log-x line plot of perplexity versus length for every run."""
+  fig, ax = pyplot().subplots(figsize=(7, 4.5), dpi=120)
+  for index, row in enumerate(rows):
+    xs = [n for n in lengths if math.isfinite(row["cells"][n]["mean"])]
+    mean_with_band(
+      ax,
+      xs,
+      [row["cells"][n]["mean"] for n in xs],
+      [row["cells"][n]["spread"] for n in xs],
+      label=row["label"],
+      index=index,
+    )
+  mark_training_length(ax, train_length)
+  length_axis(ax, lengths)
+  finite = [c["mean"] for row in rows for c in row["cells"].values() if math.isfinite(c["mean"])]
+  if finite and max(finite) / min(finite) > 10:  # log only where the range calls for it
+    log_value_axis(ax)
+  ax.set_xlabel("evaluation length (tokens)")
+  ax.set_ylabel("perplexity")
+  ax.set_title(title)
+  ax.grid(True, which="both", alpha=0.3)
+  ax.legend(fontsize=8)
+  save_figure(fig, path)
+
+
+def plot_position_loss(
+  path: str, results: list[dict], *, label_of: Callable[[dict[str, Any]], str]
+) -> bool:
+  """Plots mean NLL versus position inside the window at the longest length most runs reach."""
+  counts: dict[int, int] = {}
+  for result in results:
+    for r in result["results"]:
+      counts[r["length"]] = counts.get(r["length"], 0) + 1
+  if not counts:
+    return False
+  length = max(n for n, c in counts.items() if c * 2 >= len(results))
+  fig, ax = pyplot().subplots(figsize=(7, 4.5), dpi=120)
+  seen = set()
+  for result in results:
+    label = label_of(result["run"])
+    entry = next((r for r in result["results"] if r["length"] == length), None)
+    if entry is None or label in seen or not entry.get("position_buckets"):
+      continue
+    seen.add(label)  # the first seed of each run
+    buckets = entry["position_buckets"]
+    ax.plot(
+      [(b["start"] + b["end"]) / 2 for b in buckets],
+      [b["nll"] for b in buckets],
+      label=label,
+      **series_style(len(seen) - 1),
+    )
+  mark_training_length(ax, results[0]["run"].get("train_length"))
+  length_axis(ax)
+  ax.set_xlabel("position inside the window (tokens, bucket centre)")
+  ax.set_ylabel("mean token NLL (nats)")
+  ax.set_title(f"Loss versus position, windows of {length:,} tokens")
+  ax.grid(True, which="both", alpha=0.3)
+  ax.legend(fontsize=8)
+  save_figure(fig, path)
+  return True

@@ -171,39 +171,6 @@ def write_perplexity_csv(path: str, lengths: list[int], rows: list[dict]) -> Non
         )
 
 
-def plot_perplexity(
-  path: str,
-  lengths: list[int],
-  train_length: int,
-  rows: list[dict],
-  *,
-  title: str = "Perplexity versus evaluation length",
-) -> None:
-  """Writes a log-x line plot of perplexity versus length for every run."""
-  fig, ax = plots.pyplot().subplots(figsize=(7, 4.5), dpi=120)
-  for index, row in enumerate(rows):
-    xs = [n for n in lengths if math.isfinite(row["cells"][n]["mean"])]
-    plots.mean_with_band(
-      ax,
-      xs,
-      [row["cells"][n]["mean"] for n in xs],
-      [row["cells"][n]["spread"] for n in xs],
-      label=row["label"],
-      index=index,
-    )
-  plots.mark_training_length(ax, train_length)
-  plots.length_axis(ax, lengths)
-  finite = [c["mean"] for row in rows for c in row["cells"].values() if math.isfinite(c["mean"])]
-  if finite and max(finite) / min(finite) > 10:  # log only where the range calls for it
-    plots.log_value_axis(ax)
-  ax.set_xlabel("evaluation length (tokens)")
-  ax.set_ylabel("perplexity")
-  ax.set_title(title)
-  ax.grid(True, which="both", alpha=0.3)
-  ax.legend(fontsize=8)
-  plots.save_figure(fig, path)
-
-
 METRIC_NAME = re.compile(r"^(?P<family>[^@]+)@(?P<var>[^=]+)=(?P<value>.+)$")
 
 
@@ -350,41 +317,6 @@ def plot_summary(path: str, summaries: list[dict]) -> bool:
   return True
 
 
-def plot_position_loss(path: str, results: list[dict]) -> bool:
-  """Plots mean NLL versus position inside the window at the longest length most runs reach."""
-  counts: dict[int, int] = {}
-  for result in results:
-    for r in result["results"]:
-      counts[r["length"]] = counts.get(r["length"], 0) + 1
-  if not counts:
-    return False
-  length = max(n for n, c in counts.items() if c * 2 >= len(results))
-  fig, ax = plots.pyplot().subplots(figsize=(7, 4.5), dpi=120)
-  seen = set()
-  for result in results:
-    label = run_label(result["run"])
-    entry = next((r for r in result["results"] if r["length"] == length), None)
-    if entry is None or label in seen or not entry.get("position_buckets"):
-      continue
-    seen.add(label)  # the first seed of each run
-    buckets = entry["position_buckets"]
-    ax.plot(
-      [(b["start"] + b["end"]) / 2 for b in buckets],
-      [b["nll"] for b in buckets],
-      label=label,
-      **plots.series_style(len(seen) - 1),
-    )
-  plots.mark_training_length(ax, results[0]["run"].get("train_length"))
-  plots.length_axis(ax)
-  ax.set_xlabel("position inside the window (tokens, bucket centre)")
-  ax.set_ylabel("mean token NLL (nats)")
-  ax.set_title(f"Loss versus position, windows of {length:,} tokens")
-  ax.grid(True, which="both", alpha=0.3)
-  ax.legend(fontsize=8)
-  plots.save_figure(fig, path)
-  return True
-
-
 def write_tables(run_dirs: Sequence[str], out: str) -> str:
   """Writes OUT (markdown) and its siblings: .csv/.png (perplexity), _positions.png (loss by
   position), _probes.csv/_probes.png."""
@@ -407,8 +339,8 @@ def write_tables(run_dirs: Sequence[str], out: str) -> str:
       perplexity_markdown(lengths, train_length, rows),
     ]
     write_perplexity_csv(stem + ".csv", lengths, rows)
-    plot_perplexity(stem + ".png", lengths, train_length, rows)
-    plot_position_loss(stem + "_positions.png", results)
+    plots.plot_perplexity(stem + ".png", lengths, train_length, rows)
+    plots.plot_position_loss(stem + "_positions.png", results, label_of=run_label)
   if summaries:
     parts += [
       "",
