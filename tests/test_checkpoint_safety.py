@@ -29,7 +29,7 @@ def metric_steps(workdir):
     return [json.loads(line)["step"] for line in f]
 
 
-@pytest.mark.parametrize("checkpoint_every", [1, 3])
+@pytest.mark.parametrize("checkpoint_every", [1, pytest.param(3, marks=pytest.mark.slow)])
 def test_divergence_names_the_last_good_checkpoint_and_saves_no_nan(tmp_path, checkpoint_every):
   """Issue 20.2: learning rate 1e6, keep_checkpoints=2; the gradient norm goes NaN first."""
   config = small_config(

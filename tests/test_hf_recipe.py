@@ -149,6 +149,7 @@ def test_convert_refuses_a_changed_shape_and_an_existing_run(hf_model, tmp_path)
     convert.init_from_run(run, str(tmp_path / "b"), wider)
 
 
+@pytest.mark.slow
 def test_cli_convert_then_export_gives_back_the_same_directory(hf_model, tmp_path):
   run, back = str(tmp_path / "run"), str(tmp_path / "back")
   env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}

@@ -53,7 +53,13 @@ def test_long_forward_equals_the_ordinary_pass_in_float32(tiny_config, encoder):
   np.testing.assert_allclose(hidden, want_hidden, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("encoder", sorted(ENCODERS))
+@pytest.mark.parametrize(
+  "encoder",
+  [
+    e if e in ("rope", "alibi") else pytest.param(e, marks=pytest.mark.slow)
+    for e in sorted(ENCODERS)
+  ],
+)
 def test_long_forward_matches_bfloat16_logits_and_nll(tiny_config, encoder):
   net, long, tokens = _both_passes(tiny_config(dtype="bfloat16", **ENCODERS[encoder]))
   x, update, length = long.residual_stream(tokens)

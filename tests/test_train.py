@@ -171,7 +171,9 @@ def test_cli_rejects_unknown_keys(tmp_path):
   assert not (tmp_path / "checkpoints").exists()
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize(
+  "signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)]
+)
 def test_a_signal_saves_a_checkpoint_and_exits_75(tmp_path, signum):
   """Issue 20.4: preemption (SIGTERM, Ctrl-C) saves, exits 75 and says it will resume."""
   flags = [
