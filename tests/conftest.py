@@ -9,6 +9,7 @@ _DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
 if _DEVICE_COUNT_FLAG not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_DEVICE_COUNT_FLAG}=8".strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # the two workers share a GPU
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
