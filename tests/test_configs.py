@@ -64,3 +64,18 @@ def test_experiment_options():
     extrapolation.get_config("rope2")
   with pytest.raises(ValueError, match="unknown option"):
     extrapolation.get_config("rope,sede=1")
+
+
+@pytest.mark.parametrize("name", ["code_extrapolation.py", "code_extrapolation_tpu.py"])
+def test_code_protocol_keeps_each_variant_on_the_110m_model(name):
+  protocol = load(os.path.join(REPO, "configs", "experiments", name))
+  variants = load(os.path.join(REPO, "configs", "experiments", "code_extrapolation.py")).VARIANTS
+  for variant, (encoder, params) in variants.items():
+    cfg = resolve(protocol.get_config(f"{variant},seed=2")).model
+    assert (cfg.encoder, cfg.num_layers, cfg.embed_dim, cfg.train_length) == (
+      encoder,
+      12,
+      768,
+      1024,
+    )
+    assert {k: dict(cfg.encoder_params)[k] for k in params} == params

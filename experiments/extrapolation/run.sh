@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Trains and evaluates extrapolation variants, in the order given (from the repository root):
-#   experiments/extrapolation/run.sh OUT ITEM ...      (extra flags for every command in $EXTRA)
+#   experiments/extrapolation/run.sh OUT ITEM ...      (extra flags for every command in $EXTRA;
+#                                                      $CONFIG: another protocol's config file)
 # ITEM is  VARIANT[,seed=N]            train, then the full evaluation suite,
 #          train:VARIANT[,seed=N]      train only, or
 #          VARIANT[,seed=N]+OPTIONS    an evaluation of that (already trained) run with options,
@@ -8,7 +9,7 @@
 # Runs go to OUT/runs/<variant>[_seed-N]; wall times (seconds) to OUT/timings.tsv.
 set -euo pipefail
 out=$1; shift
-config=configs/experiments/extrapolation.py
+config=${CONFIG:-configs/experiments/extrapolation.py}  # the protocol's config file
 python=${PYTHON:-python3}
 mkdir -p "$out/runs"
 timed() {  # timed LABEL COMMAND...
