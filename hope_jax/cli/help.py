@@ -39,9 +39,11 @@ Exit status: 0 finished, 75 interrupted by SIGTERM/SIGINT (saved; rerun to resum
                         (e.g. its config.py with --config.model.encoder=hope)""",
   ),
   "export": (
-    "Writes a run as a Hugging Face directory: RoPE as Llama, HoPE as Phi-3 partial rotary.",
+    "Writes a run as a Hugging Face directory (RoPE as Llama, HoPE as Phi-3) or a release.",
     """  --workdir=DIR         the run (its newest checkpoint)
-  --out=DIR             the Hugging Face directory to write""",
+  --out=DIR             the directory to write
+  --format=hf|release   hf (default), or config.json + params.safetensors (small; no optimizer state)
+  --dtype=bfloat16      the release's parameter dtype (float32, bfloat16, float16)""",
   ),
 }
 

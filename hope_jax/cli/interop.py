@@ -9,6 +9,7 @@ import ml_collections
 from hope_jax.config import base as config_base
 from hope_jax.interop import convert as interop_convert
 from hope_jax.interop import export as interop_export
+from hope_jax.interop import released
 
 
 def convert(source: str, workdir: str, config: ml_collections.ConfigDict | None) -> None:
@@ -35,7 +36,11 @@ def convert(source: str, workdir: str, config: ml_collections.ConfigDict | None)
   )
 
 
-def export(workdir: str, out_dir: str) -> None:
-  """Writes the run's latest checkpoint as a Hugging Face directory."""
+def export(workdir: str, out_dir: str, *, release: bool = False, dtype: str = "bfloat16") -> None:
+  """Writes the run's latest checkpoint as a Hugging Face directory, or as a release (``dtype``)."""
+  if release:
+    info = released.release_run(workdir, out_dir, dtype=dtype)
+    print(f"wrote the release {out_dir} (step {info['step']}, {info['params_bytes']:,} bytes)")
+    return
   hf = interop_export.export_run(workdir, out_dir)
   print(f"wrote {out_dir} ({hf['architectures'][0]})")

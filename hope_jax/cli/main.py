@@ -5,7 +5,7 @@ python -m hope_jax evaluate --config=configs/tiny_cpu.py --workdir=DIR
 python -m hope_jax table DIR [DIR ...] --out=FILE.md
 python -m hope_jax demo [--workdir=DIR]
 python -m hope_jax convert --source=HF_DIR_OR_RUN --workdir=NEW_RUN [--config=...]
-python -m hope_jax export --workdir=RUN --out=HF_DIR
+python -m hope_jax export --workdir=RUN --out=HF_DIR [--format=release --dtype=bfloat16]
 """
 
 from __future__ import annotations
@@ -38,6 +38,15 @@ _SOURCE = flags.DEFINE_string(
   "directory whose parameters start a new run under --config.",
 )
 _QUIET = flags.DEFINE_bool("quiet", False, "No progress output.")
+_FORMAT = flags.DEFINE_enum(
+  "format",
+  "hf",
+  ["hf", "release"],
+  "export: a Hugging Face directory (hf) or a release: config.json + params.safetensors (release).",
+)
+_DTYPE = flags.DEFINE_enum(
+  "dtype", "bfloat16", ["float32", "bfloat16", "float16"], "export --format=release: the dtype."
+)
 
 
 def _require(value, name: str, command: str):
@@ -128,7 +137,10 @@ def _export(args: list[str]) -> None:
   from hope_jax.cli import interop  # pylint: disable=import-outside-toplevel
 
   interop.export(
-    _require(_WORKDIR.value, "workdir", "export"), _require(_OUT.value, "out", "export")
+    _require(_WORKDIR.value, "workdir", "export"),
+    _require(_OUT.value, "out", "export"),
+    release=_FORMAT.value == "release",
+    dtype=_DTYPE.value,
   )
 
 

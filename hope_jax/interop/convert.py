@@ -90,9 +90,14 @@ def write_config_py(config: ml_collections.ConfigDict, workdir: str, source: str
 
 
 def write_initial_run(
-  config: ml_collections.ConfigDict, workdir: str, load_params: ParamsLoader, *, source: str
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  load_params: ParamsLoader,
+  *,
+  source: str,
+  step: int = 0,
 ) -> str:
-  """Writes a step-0 run whose parameters ``load_params(model_config, abstract_params)`` returns.
+  """Writes a run at ``step`` whose parameters ``load_params(model_config, abstract_params)`` returns.
 
   Raises FileExistsError when workdir already holds checkpoints (never overwrites a run).
   Returns the path of the written config.py.
@@ -111,7 +116,7 @@ def write_initial_run(
   with jax.set_mesh(mesh):
     opt_state = jax.jit(optimizer.init, out_shardings=shardings.opt_state)(params)
   state = train_step.TrainState(
-    step=jax.device_put(jnp.zeros((), jnp.int32), shardings.step),
+    step=jax.device_put(jnp.asarray(step, jnp.int32), shardings.step),
     params=params,
     opt_state=opt_state,
     model_state=jax.tree.map(
@@ -124,7 +129,7 @@ def write_initial_run(
     workdir, keep=run_config.train.keep_checkpoints, async_save=False
   )
   try:
-    checkpointer.save(0, state, metadata={"step": 0, "source": source})
+    checkpointer.save(step, state, metadata={"step": step, "source": source})
   finally:
     checkpointer.close()
   return write_config_py(config, workdir, source) if jax.process_index() == 0 else ""
