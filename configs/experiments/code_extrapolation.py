@@ -14,18 +14,11 @@ The argument is that of configs/experiments/extrapolation.py: ``VARIANT[,seed=N]
 [,logn=1][,evals=A+B][,lengths=1+2+…]``.
 """
 
-import importlib.util
-import os
-
 from hope_jax.config import base as config_base
 
 
 def _prose_protocol():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "extrapolation.py")
-  spec = importlib.util.spec_from_file_location("extrapolation_protocol", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return config_base.sibling_config(__file__, "extrapolation.py")
 
 
 VARIANTS = _prose_protocol().VARIANTS

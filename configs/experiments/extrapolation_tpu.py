@@ -9,18 +9,11 @@ workplace has no TPU and no network to download PG-19.
         --workdir=gs://BUCKET/hope/hope-s0 --config.data.data_dir=gs://BUCKET/tfds
 """
 
-import importlib.util
-import os
-
 from hope_jax.config import base as config_base
 
 
 def _base_protocol():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "extrapolation.py")
-  spec = importlib.util.spec_from_file_location("extrapolation_protocol", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return config_base.sibling_config(__file__, "extrapolation.py")
 
 
 def get_config(arg: str | None = None):

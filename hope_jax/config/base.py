@@ -8,6 +8,10 @@ command line (``--config.train.stepz=5``) before anything is compiled, and
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import types
+
 import ml_collections
 from ml_collections import config_dict
 
@@ -254,3 +258,14 @@ def accelerator_config(
     )
   )
   return config
+
+
+def sibling_config(config_file: str, name: str) -> types.ModuleType:
+  """Imports the config file ``name`` beside ``config_file`` (a config built on another's)."""
+  path = os.path.join(os.path.dirname(os.path.abspath(config_file)), name)
+  spec = importlib.util.spec_from_file_location(os.path.splitext(name)[0] + "_config", path)
+  if spec is None or spec.loader is None:
+    raise FileNotFoundError(f"no config file {path!r}")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
