@@ -28,8 +28,9 @@ Exit status: 0 finished, 75 interrupted by SIGTERM/SIGINT (saved; rerun to resum
   --out=FILE.md         the markdown table; .csv and .png files are written beside it""",
   ),
   "demo": (
-    "Trains a tiny RoPE and a tiny HoPE model on the shipped corpus and compares them.",
-    """  --workdir=DIR         where the runs and the table go (default workdirs/demo)""",
+    "Evaluates the shipped RoPE and HoPE models at 1-32 x their training length, on this machine.",
+    """  --workdir=DIR         where the runs and the table go (default workdirs/demo)
+  --from_scratch        train two tiny models here instead (a few minutes)""",
   ),
   "convert": (
     "Makes a step-0 run from a Hugging Face Llama/Mistral directory or from another run.",

@@ -3,7 +3,7 @@
 python -m hope_jax train --config=configs/tiny_cpu.py --workdir=DIR [--config.train.steps=50]
 python -m hope_jax evaluate --config=configs/tiny_cpu.py --workdir=DIR
 python -m hope_jax table DIR [DIR ...] --out=FILE.md
-python -m hope_jax demo [--workdir=DIR]
+python -m hope_jax demo [--workdir=DIR] [--from_scratch]
 python -m hope_jax convert --source=HF_DIR_OR_RUN --workdir=NEW_RUN [--config=...]
 python -m hope_jax export --workdir=RUN --out=HF_DIR [--format=release --dtype=bfloat16]
 """
@@ -38,6 +38,9 @@ _SOURCE = flags.DEFINE_string(
   "directory whose parameters start a new run under --config.",
 )
 _QUIET = flags.DEFINE_bool("quiet", False, "No progress output.")
+_FROM_SCRATCH = flags.DEFINE_bool(
+  "from_scratch", False, "demo: train two tiny models here instead of evaluating the shipped ones."
+)
 _FORMAT = flags.DEFINE_enum(
   "format",
   "hf",
@@ -120,7 +123,9 @@ def _table(args: list[str]) -> None:
 def _demo(args: list[str]) -> None:
   from hope_jax.cli import demo  # pylint: disable=import-outside-toplevel
 
-  demo.run_demo(_WORKDIR.value or "workdirs/demo", verbose=not _QUIET.value)
+  demo.run_demo(
+    _WORKDIR.value or "workdirs/demo", from_scratch=_FROM_SCRATCH.value, verbose=not _QUIET.value
+  )
 
 
 def _convert(args: list[str]) -> None:
