@@ -1,7 +1,7 @@
 """``python -m hope_jax demo``: RoPE against HoPE beyond the training length, measured on this machine.
 
 By default the demo evaluates the two shipped pretrained models (``hope_jax/assets/demo``: trained
-on a GPU at L = 64 with ``configs/demo.py``, provenance in the README there) on the embedded
+at L = 128 with ``configs/demo.py``, provenance in the README there) on the embedded
 validation text at 1…32 × L, on the CPU, then prints the table and the ratio at the longest length
 and writes a PNG.  ``--from_scratch`` trains two tiny models here instead (a few minutes), which
 shows the runner itself at work.
