@@ -12,7 +12,7 @@ export PYTHONUNBUFFERED=1 JAX_COMPILATION_CACHE_DIR=/tmp/jc XLA_PYTHON_CLIENT_PR
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 W=/tmp/demo; mkdir -p $W
 for enc in rope hope; do
-  { python3 -m hope_jax train --config=configs/demo.py:$enc --workdir=$W/$enc --config.data.cache_dir=/tmp/c-$enc &&
+  { python3 -m hope_jax train --config=configs/demo.py:$enc --workdir=$W/$enc --config.data.cache_dir=/tmp/c-$enc --config.train.steps=4000 --config.train.checkpoint_every=4000 &&
     python3 -m hope_jax evaluate --config=configs/demo.py:$enc --workdir=$W/$enc --config.data.cache_dir=/tmp/c-$enc &&
     python3 -m hope_jax export --workdir=$W/$enc --out=$W/release/$enc --format=release
   } > $W/$enc.log 2>&1 &
