@@ -2,7 +2,6 @@
 
     python -m hope_jax train --config=configs/demo.py:hope --workdir=DIR
 
-Measured on one CPU core of a two-core machine: 1,850 tokens/s, about 75 minutes.
 ``hope_jax/assets/demo/README.md`` records the commands, the machine and the losses of the shipped
 releases; ``python -m hope_jax demo`` evaluates them on the CPU at 1…32 × L.
 """

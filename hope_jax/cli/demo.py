@@ -120,7 +120,8 @@ def run_demo(
         encoder, lengths or (1, 2, 4, 8), max_windows or 48, steps=scratch_steps
       )
       run_dir = os.path.join(workdir, "scratch", encoder)
-      print(f"== training {encoder} (L = {config.data.seq_len}) in {run_dir}", file=sys.stderr)
+      if verbose:
+        print(f"== training {encoder} (L = {config.data.seq_len}) in {run_dir}", file=sys.stderr)
       commands.train(config, run_dir, verbose=verbose)
     else:
       config = pretrained_config(encoder, lengths or LENGTHS, max_windows or MAX_WINDOWS)
