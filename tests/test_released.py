@@ -85,12 +85,17 @@ def _tiny_run_config(steps: int = 2):
 
 def test_a_released_run_evaluates_as_the_run_itself(tmp_path):
   config = _tiny_run_config()
+  with config.unlocked():
+    config.data.cache_dir = str(tmp_path / "token-cache")
   run_dir, release_dir, copy_dir = (str(tmp_path / n) for n in ("run", "release", "copy"))
   commands.train(config, run_dir, verbose=False)
   cli_interop.export(run_dir, release_dir, release=True, dtype="float32")
   with open(os.path.join(release_dir, "release.json"), encoding="utf-8") as f:
     info = json.load(f)
   assert info["step"] == 2 and [r["step"] for r in info["last_losses"]] == [1, 2]
+  assert info["source"] == "run"  # the run's name, not the exporting machine's path
+  with open(os.path.join(release_dir, "config.json"), encoding="utf-8") as f:
+    assert json.load(f)["data"]["cache_dir"] == ""
   assert sorted(os.listdir(release_dir)) == ["config.json", "params.safetensors", "release.json"]
   released.run_from_release(release_dir, copy_dir)
   original = commands.evaluate(config, run_dir, verbose=False)["perplexity"]["results"]

@@ -92,12 +92,14 @@ def release_run(
     "step": int(run.restored_step or 0),
     "dtype": dtype,
     "params_bytes": num_bytes,
-    "source": os.path.abspath(workdir),
+    "source": os.path.basename(os.path.abspath(workdir)),
     "last_losses": _last_losses(workdir),
   }
+  portable = config.copy_and_resolve_references()
+  portable.data.cache_dir = ""  # the exporting machine's token cache means nothing elsewhere
   if jax.process_index() == 0:
     with open(os.path.join(out_dir, CONFIG_FILE), "w", encoding="utf-8") as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+      f.write(portable.to_json_best_effort(indent=2, sort_keys=True))
     with open(os.path.join(out_dir, RELEASE_FILE), "w", encoding="utf-8") as f:
       json.dump(info, f, indent=2, sort_keys=True)
   return info
