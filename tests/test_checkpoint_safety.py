@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from device_helpers import cpu_devices
 from test_train import small_config
 
 from hope_jax.config import commands
@@ -95,8 +96,9 @@ def test_save_refuses_a_non_finite_state(tmp_path):
 
 
 def test_checksums_do_not_depend_on_the_sharding():
-  x = jnp.arange(8 * 16, dtype=jnp.float32).reshape(8, 16) / 7
-  mesh = jax.make_mesh((8,), ("d",))
+  devices = cpu_devices(8)  # a GPU host has one GPU: the sharded copy lives on CPU devices
+  x = jax.device_put(jnp.arange(8 * 16, dtype=jnp.float32).reshape(8, 16) / 7, devices[0])
+  mesh = jax.sharding.Mesh(np.array(devices), ("d",))
   sharded = jax.device_put(x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("d")))
   assert checkpointing.fingerprint({"x": x}) == checkpointing.fingerprint({"x": sharded})
   swapped = x.at[0, :2].set(x[0, 1::-1])  # two elements exchanged
