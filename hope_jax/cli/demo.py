@@ -97,7 +97,7 @@ def measured_ratio(results: list[dict]) -> str | None:
   rope, hope = ppl["rope"][n], ppl["hope"][n]
   return (
     f"Measured now, at {n // train_length} × L ({n:,} tokens): RoPE {rope:.1f}, HoPE {hope:.1f}; "
-    f"RoPE's perplexity is {rope / hope:.1f} times HoPE's."
+    f"RoPE's perplexity is {rope / hope:.2f} times HoPE's."
   )
 
 
