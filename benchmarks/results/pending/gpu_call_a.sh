@@ -3,8 +3,10 @@
 # shared/tools/device-wheels.sh .wheels tensorboardX importlib_resources).
 # (1) The shipped demo releases (hope_jax/assets/demo) evaluated at 1,048,576 tokens (8,192 × L)
 #     through the README's evaluate command, on the machine's installed Python sources (source_tree,
-#     train split: packages of over 1M tokens).  Session 13 gave each 120 s: preparing the corpus
-#     (tokenizing and writing the TFDS split) took most of it and both were cut off.
+#     train split: packages of over 1M tokens), in bfloat16.  Session 13 gave each 120 s and both
+#     were cut off: preparing the corpus took ~70 s of HoPE's (RoPE's reused it), and the models
+#     are float32, for which the long pass attends with the blockwise XLA kernel (cuDNN's needs
+#     bfloat16); model.dtype is the compute dtype, free at evaluation (the parameters stay float32).
 # (2) The default test suite on the GPU host, alone, verbose (pyproject's -q cleared), with a JUnit
 #     report.  Session 13 ran 77% of it (one failure, fixed since: a mesh of 8 default devices) and
 #     then the first 32% verbose (benchmarks/results/demo-models/).
@@ -17,7 +19,7 @@ for enc in hope rope; do
   start=$SECONDS
   timeout $([ $enc = hope ] && echo 300 || echo 120) python3 -m hope_jax evaluate --config=configs/demo.py:$enc --workdir=$W/$enc \
     --config.data.source=source_tree --config.data.path=sysconfig:purelib --config.eval.split=train \
-    --config.eval.perplexity.lengths="(8192,)" --config.eval.perplexity.max_windows=1 \
+    --config.model.dtype=bfloat16 --config.eval.perplexity.lengths="(8192,)" --config.eval.perplexity.max_windows=1 \
     --config.eval.output_dir=eval_1m > $W/$enc-1m.log 2>&1
   echo "$enc 1M exit $? after $((SECONDS - start)) s"; grep "perplexity @\|Error" $W/$enc-1m.log | tail -n 3
 done
