@@ -122,3 +122,18 @@ def test_plan_pads_to_whole_slices_and_blocks():
 def test_bad_options_name_the_field(field, value, message):
   with pytest.raises(ValueError, match=message):
     long_forward.LongForwardOptions(**{field: value})
+
+
+def test_a_float32_model_on_a_gpu_is_told_why_its_long_pass_attends_blockwise():
+  def hint(attention="blockwise", backend="gpu", dtype=jnp.float32, head_dim=64, has_bias=False):
+    return long_forward.blockwise_on_gpu_hint(
+      attention, backend=backend, dtype=dtype, head_dim=head_dim, has_bias=has_bias
+    )
+
+  message = hint()
+  assert message and "model.dtype is float32" in message and "model.dtype=bfloat16" in message
+  assert hint(dtype=jnp.bfloat16) is None
+  assert hint(has_bias=True) is None  # ALiBi, KERPLE: blockwise in any dtype
+  assert hint(head_dim=36) is None  # cuDNN needs a multiple of 8
+  assert hint(backend="cpu") is None
+  assert hint(attention="cudnn", dtype=jnp.bfloat16) is None

@@ -28,13 +28,16 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from absl import logging
 from flax import nnx
 from jax.sharding import NamedSharding
 
 from hope_jax import kernels
 from hope_jax.evaluation import forward as eval_forward
 from hope_jax.kernels import blockwise_attention
+from hope_jax.kernels.selector import CUDNN_DTYPES
 from hope_jax.model import attention as model_attention
 from hope_jax.parallel import sharding
 
@@ -97,6 +100,23 @@ def _over_slices(fn: Callable[..., Any], chunk: int, *arrays: jax.Array | None) 
   return jax.tree.map(join, out)
 
 
+def blockwise_on_gpu_hint(
+  attention: str, *, backend: str, dtype: Any, head_dim: int, has_bias: bool
+) -> str | None:
+  """A one-line hint when a GPU's long pass attends blockwise only because of the compute dtype."""
+  cudnn_shapes = head_dim <= 128 and head_dim % 8 == 0
+  if attention != "blockwise" or has_bias or not cudnn_shapes or backend not in ("gpu", "cuda"):
+    return None
+  if jnp.dtype(dtype) in CUDNN_DTYPES:
+    return None
+  return (
+    f"the long forward pass attends with the blockwise XLA kernel: cuDNN's flash attention "
+    f"needs bfloat16 or float16 and model.dtype is {jnp.dtype(dtype).name}; "
+    f"--config.model.dtype=bfloat16 evaluates in bfloat16 through cuDNN (the parameters keep "
+    f"their dtype)"
+  )
+
+
 class LongForward:
   """The model's forward pass one block at a time, for evaluation at up to a million tokens."""
 
@@ -140,7 +160,17 @@ class LongForward:
       has_bias=has_bias,
       has_segments=False,
     )
-    return "cudnn" if resolved == "cudnn" and not has_bias else "blockwise"
+    attention = "cudnn" if resolved == "cudnn" and not has_bias else "blockwise"
+    hint = blockwise_on_gpu_hint(
+      attention,
+      backend=jax.default_backend(),
+      dtype=c.compute_jnp_dtype,
+      head_dim=c.head_dim,
+      has_bias=has_bias,
+    )
+    if hint and c.attention_impl == "auto":
+      logging.warning(hint)
+    return attention
 
   # ---- jitted pieces ----------------------------------------------------------------------------
 
