@@ -124,16 +124,15 @@ def test_bad_options_name_the_field(field, value, message):
     long_forward.LongForwardOptions(**{field: value})
 
 
-def test_a_float32_model_on_a_gpu_is_told_why_its_long_pass_attends_blockwise():
-  def hint(attention="blockwise", backend="gpu", dtype=jnp.float32, head_dim=64, has_bias=False):
-    return long_forward.blockwise_on_gpu_hint(
-      attention, backend=backend, dtype=dtype, head_dim=head_dim, has_bias=has_bias
-    )
+def test_a_float32_model_on_a_gpu_is_told_why_its_long_pass_attends_blockwise(tiny_config):
+  def hint(backend="gpu", **overrides):
+    fields = dict(num_heads=4, num_kv_heads=2, embed_dim=128) | overrides  # head_dim 32
+    return long_forward.blockwise_on_gpu_hint(tiny_config(**fields), 65536, backend=backend)
 
   message = hint()
   assert message and "model.dtype is float32" in message and "model.dtype=bfloat16" in message
-  assert hint(dtype=jnp.bfloat16) is None
-  assert hint(has_bias=True) is None  # ALiBi, KERPLE: blockwise in any dtype
-  assert hint(head_dim=36) is None  # cuDNN needs a multiple of 8
+  assert hint(dtype="bfloat16") is None
+  assert hint(encoder="alibi") is None  # ALiBi, KERPLE: blockwise in any dtype
+  assert hint(embed_dim=144) is None  # head_dim 36: cuDNN needs a multiple of 8
+  assert hint(attention_impl="xla") is None  # an explicit choice
   assert hint(backend="cpu") is None
-  assert hint(attention="cudnn", dtype=jnp.bfloat16) is None

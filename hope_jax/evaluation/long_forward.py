@@ -37,7 +37,7 @@ from jax.sharding import NamedSharding
 from hope_jax import kernels
 from hope_jax.evaluation import forward as eval_forward
 from hope_jax.kernels import blockwise_attention
-from hope_jax.kernels.selector import CUDNN_DTYPES
+from hope_jax.model import TransformerConfig
 from hope_jax.model import attention as model_attention
 from hope_jax.parallel import sharding
 
@@ -100,15 +100,31 @@ def _over_slices(fn: Callable[..., Any], chunk: int, *arrays: jax.Array | None) 
   return jax.tree.map(join, out)
 
 
+def _model_attention(
+  config: TransformerConfig, dtype: Any, length: int, backend: str | None = None
+) -> str:
+  """The attention_impl the model's config resolves to in ``dtype`` at ``length`` tokens."""
+  return kernels.select(
+    "attention_impl",
+    config.attention_impl,
+    backend=backend,
+    dtype=dtype,
+    head_dim=config.head_dim,
+    length=length,
+    has_bias=config.encoding.bias is not None,
+    has_segments=False,
+  )
+
+
 def blockwise_on_gpu_hint(
-  attention: str, *, backend: str, dtype: Any, head_dim: int, has_bias: bool
+  config: TransformerConfig, length: int, backend: str | None = None
 ) -> str | None:
-  """A one-line hint when a GPU's long pass attends blockwise only because of the compute dtype."""
-  cudnn_shapes = head_dim <= 128 and head_dim % 8 == 0
-  if attention != "blockwise" or has_bias or not cudnn_shapes or backend not in ("gpu", "cuda"):
+  """A one-line hint when only a float32 compute dtype keeps the long pass off cuDNN's attention."""
+  dtype = config.compute_jnp_dtype
+  if _model_attention(config, dtype, length, backend) == "cudnn":
     return None
-  if jnp.dtype(dtype) in CUDNN_DTYPES:
-    return None
+  if _model_attention(config, jnp.bfloat16, length, backend) != "cudnn":
+    return None  # a bias, a head size, the backend or an explicit choice rules cuDNN out anyway
   return (
     f"the long forward pass attends with the blockwise XLA kernel: cuDNN's flash attention "
     f"needs bfloat16 or float16 and model.dtype is {jnp.dtype(dtype).name}; "
@@ -150,27 +166,12 @@ class LongForward:
     c, requested = self.config, self.options.attention
     if requested != "auto":
       return requested
-    has_bias = c.encoding.bias is not None
-    resolved = kernels.select(  # the pass pads to whole token chunks: the length it attends over
-      "attention_impl",
-      c.attention_impl,
-      dtype=c.compute_jnp_dtype,
-      head_dim=c.head_dim,
-      length=self.options.token_chunk,
-      has_bias=has_bias,
-      has_segments=False,
-    )
-    attention = "cudnn" if resolved == "cudnn" and not has_bias else "blockwise"
-    hint = blockwise_on_gpu_hint(
-      attention,
-      backend=jax.default_backend(),
-      dtype=c.compute_jnp_dtype,
-      head_dim=c.head_dim,
-      has_bias=has_bias,
-    )
-    if hint and c.attention_impl == "auto":
+    # The pass pads to whole token chunks: the length it attends over.
+    resolved = _model_attention(c, c.compute_jnp_dtype, self.options.token_chunk)
+    hint = blockwise_on_gpu_hint(c, self.options.token_chunk)
+    if hint:
       logging.warning(hint)
-    return attention
+    return "cudnn" if resolved == "cudnn" and c.encoding.bias is None else "blockwise"
 
   # ---- jitted pieces ----------------------------------------------------------------------------
 
