@@ -60,8 +60,13 @@ def next_token_outputs(
   *,
   chunk_tokens: int,
 ) -> dict[str, jax.Array]:
-  """Teacher-forced float32 NLL and greedy argmax [B, T-1] of tokens [B, T] (see head_outputs)."""
-  x = net.hidden_states(tokens[:, :-1], None if positions is None else positions[:, :-1])
+  """Teacher-forced float32 NLL and greedy argmax [B, T-1] of tokens [B, T] (see head_outputs).
+
+  The model reads all T tokens and the last position's output is dropped: causal attention makes
+  the others the same as from the first T - 1, and a window of 2^k tokens keeps an even length,
+  which cuDNN's attention needs (at 2^k - 1 a GPU would fall back to XLA's [T, T] scores).
+  """
+  x = net.hidden_states(tokens, positions)[:, :-1]
   return head_outputs(net, x, tokens[:, 1:], chunk_tokens=chunk_tokens)
 
 
