@@ -215,6 +215,8 @@ def test_local_tfds_builder_in_subprocess_without_tensorflow(
     out["data_source_len"] == len(expected["train"]) + out["train_skipped"]
   )  # empty docs are stored
   assert not (tmp_path / "unused").exists()
+  # Its stderr is a pipe, not a terminal: TFDS's progress bars stay out of it.
+  assert "Generating" not in result.stderr and "examples/s" not in result.stderr
 
 
 def test_local_sources_do_not_collide(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import dataclasses
 import importlib
 import inspect
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,11 @@ class LocalText(tfds.core.GeneratorBasedBuilder):
       yield index, {"id": doc.id, "text": doc.text}
 
 
+def show_progress_bars() -> None:
+  """TFDS's progress bars on a terminal only: a log or a pipe gets no bar redrawn line by line."""
+  tfds.display_progress_bar(sys.stderr.isatty())
+
+
 def default_data_dir() -> str:
   """``$TFDS_DATA_DIR`` if set, else ``~/tensorflow_datasets``."""
   return os.path.expanduser(os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets")
@@ -114,6 +120,7 @@ def local_text_builder(
   builder = LocalText(
     config=config, data_dir=data_dir or default_data_dir(), file_format="array_record"
   )
+  show_progress_bars()
   builder.download_and_prepare()
   return builder
 
@@ -132,6 +139,7 @@ def source_tree_builder(
   builder = LocalText(
     config=config, data_dir=data_dir or default_data_dir(), file_format="array_record"
   )
+  show_progress_bars()
   builder.download_and_prepare()
   return builder
 
@@ -193,6 +201,7 @@ def tfds_documents(
   """Yield the text of every example of a TFDS catalog split read with ``tfds.data_source``."""
   field = tfds_text_field(name, text_field)
   register_catalog_builder(name)
+  show_progress_bars()
   try:
     source = tfds.data_source(
       name, split=split, data_dir=data_dir or default_data_dir(), download=download
