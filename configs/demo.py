@@ -18,8 +18,8 @@ def get_config(encoder: str | None = None):
   config.data.seq_len = 128
   config.train.update(
     dict(
-      steps=4000,
-      batch_size=32,  # 4,096 tokens a step: 16.4M tokens, 10.5 epochs of the corpus
+      steps=8000,
+      batch_size=32,  # 4,096 tokens a step: 32.8M tokens, 21 epochs of the corpus
       learning_rate=3e-3,
       warmup_steps=200,
       log_every=100,

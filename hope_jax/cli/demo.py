@@ -31,7 +31,7 @@ INTRO = (
   "Two small models, RoPE and HoPE, identical but for the encoder and trained at L = {L} tokens, "
   "evaluated now on text neither trained on, at 1 to {n} × L.\n"
   "Past L, RoPE's slow bands turn to angles never seen in training; HoPE leaves those bands "
-  "unrotated, so its perplexity should stay near its value at L."
+  "unrotated, so its perplexity should rise far less than RoPE's."
 )
 
 
@@ -55,9 +55,11 @@ def _evaluation_settings(
 
 
 def pretrained_config(encoder: str, lengths=LENGTHS, max_windows=MAX_WINDOWS):
-  """The shipped release's config with the demo's evaluation settings."""
+  """The shipped release's config with the demo's evaluation settings, on the embedded text."""
   with open(os.path.join(release_dir(encoder), released.CONFIG_FILE), encoding="utf-8") as f:
     saved = json.load(f)
+  # Whatever the release was trained on, the demo reads the validation text inside the package.
+  saved["data"].update(source="embedded", path="")
   return _evaluation_settings(ml_collections.ConfigDict(saved), lengths, max_windows)
 
 
