@@ -1,5 +1,5 @@
 #!/bin/bash
-# Session 15, device call 1 (after five refused starts; carry .wheels), from
+# Session 15, device call 1 (after seven refused starts; carry .wheels), from
 # the repository root, 570 s at most:
 # (1) #22, alone on the GPU: the long forward pass's curve, 4k…1M tokens, 110m HoPE (random
 #     weights): each length's time, peak memory and cuDNN's causal-attention bound;
