@@ -11,6 +11,7 @@ from hope_jax.evaluation import plots
   "tokens, text",
   [
     (64, "64"),
+    (1000, "1000"),
     (512, "512"),
     (1024, "1k"),
     (1536, "1.5k"),
@@ -53,3 +54,23 @@ def test_metric_panels_share_one_legend_and_mark_the_training_length(saved):
   assert [t.get_text() for t in passkey.get_xticklabels()] == ["512", "1k", "2k"]
   assert len(passkey.xaxis.get_minor_locator().tick_values(512, 2048)) == 0
   assert len(passkey.collections) == 1  # rope's seed band; hope has no spread
+  copy = fig.axes[1]
+  assert [t.get_text() for t in copy.get_xticklabels()] == ["0", "100", "1000"]
+  assert [ax.get_title() for ax in fig.axes] == [
+    "Passkey: accuracy by length",
+    "Copy: accuracy by gap",
+  ]
+  assert copy.get_xlabel() == "gap (tokens)" and copy.get_ylabel() == "accuracy"
+  assert any(line.get_xdata()[0] == 512 for line in copy.get_lines())  # L marked on gaps too
+
+
+@pytest.mark.parametrize(
+  "family, title",
+  [
+    ("copy_random_acc@gap", "Copy, random tokens: accuracy by gap"),
+    ("recall_words_acc@pairs", "Recall, words: accuracy by pairs"),
+    ("passkey_acc@T", "Passkey: accuracy by length"),
+  ],
+)
+def test_panel_titles_read_as_words(family, title):
+  assert plots.panel_title(family) == title

@@ -27,7 +27,7 @@ def format_length(tokens: float) -> str:
   for unit, size in (("M", 1 << 20), ("k", 1 << 10)):
     if tokens >= size:
       return f"{tokens / size:.3g}{unit}"
-  return f"{tokens:.3g}"
+  return f"{tokens:.4g}"
 
 
 def length_axis(ax, lengths: Sequence[float] | None = None, *, axis: str = "x") -> None:
@@ -247,6 +247,27 @@ def band_panels(
   save_figure(fig, path)
 
 
+# What a metric family's variable (the name after "@") is, as an axis label; "tokens" ones are lengths.
+VARIABLE_LABELS = {
+  "T": "window length (tokens)",
+  "gap": "gap (tokens)",
+  "d": "distance (tokens)",
+  "pairs": "key-value pairs",
+}
+TOKEN_VARIABLES = ("T", "gap", "d")
+
+
+def panel_title(family: str) -> str:
+  """A metric family as a title: "copy_random_acc@gap" -> "Copy, random tokens: accuracy by gap"."""
+  name, _, variable = family.partition("@")
+  probe, _, rest = name.removesuffix("_acc").partition("_")
+  source = {"random": "random tokens"}.get(rest, rest)
+  by = {"T": "length", "d": "distance"}.get(variable, variable)
+  return (
+    f"{probe.capitalize()}{', ' + source if source else ''}: accuracy{' by ' + by if by else ''}"
+  )
+
+
 def metric_panels(
   path: str,
   panels: Mapping[str, Mapping[str, tuple[list, list, list]]],
@@ -272,17 +293,20 @@ def metric_panels(
       mean_with_band(ax, xs, means, spreads, label=label, index=index)
       xs_all += list(xs)
     positive = [x for x in xs_all if x > 0]
+    variable = name.partition("@")[2]
     if positive and min(xs_all) > 0 and max(positive) / min(positive) >= 4:
       length_axis(ax, xs_all)
-    elif positive and max(positive) / min(positive) >= 4:
+    elif positive and max(positive) / min(positive) >= 4:  # a 0 among them (a gap): symlog
+      ticker = matplotlib_ticker()
       ax.set_xscale("symlog", linthresh=min(positive))
-      ax.xaxis.set_major_formatter(
-        matplotlib_ticker().FuncFormatter(lambda value, _: format_length(value))
-      )
-      ax.xaxis.set_minor_locator(matplotlib_ticker().NullLocator())
-    if name.endswith("@T"):
+      ax.xaxis.set_major_locator(ticker.FixedLocator(sorted(set(xs_all))))
+      ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: format_length(value)))
+      ax.xaxis.set_minor_locator(ticker.NullLocator())
+    if variable in TOKEN_VARIABLES:
       mark_training_length(ax, marker)
-    ax.set_title(name, fontsize=9)
+    ax.set_title(panel_title(name), fontsize=9)
+    ax.set_xlabel(VARIABLE_LABELS.get(variable, variable), fontsize=8)
+    ax.set_ylabel("accuracy", fontsize=8)
     ax.set_ylim(-0.03, 1.03)
     ax.grid(True, alpha=0.3)
   for ax in axes.ravel()[len(names) :]:
