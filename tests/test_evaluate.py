@@ -281,3 +281,15 @@ def test_cli_evaluate(run_dir, tmp_path):
   saved = json.loads(Path(run_dir, "eval_cli", "perplexity.json").read_text())
   assert [r["length"] for r in saved["results"]] == [64]
   assert os.path.exists(os.path.join(run_dir, "eval_cli", "table.md"))
+
+
+def test_perplexity_progress_gives_an_eta_until_the_last_length(context, monkeypatch):
+  from hope_jax.evaluation import perplexity
+
+  lines: list[str] = []
+  monkeypatch.setattr(context, "log", lines.append)
+  perplexity.eval_perplexity(context)
+  progress = [line for line in lines if line.startswith("perplexity @")]
+  assert len(progress) == 2  # lengths 32 and 64
+  assert "ETA " in progress[0] and progress[0].endswith("at this pace)")
+  assert "ETA" not in progress[1]

@@ -137,14 +137,18 @@ class EvalWindows:
     return int(self.tokens.size)
 
 
+def windows_per_document(split: TokenizedSplit, *, length: int) -> np.ndarray:
+  """How many whole ``length``-token windows each document holds (EOS excluded)."""
+  if length < 2:
+    raise ValueError(f"length={length} must be >= 2")
+  return (split.doc_ends - split.doc_offsets - 1) // length
+
+
 def eval_windows(
   split: TokenizedSplit, *, length: int, max_windows: int | None = None
 ) -> EvalWindows:
   """Cut every document of at least ``length`` tokens (EOS excluded) into ``length``-windows."""
-  if length < 2:
-    raise ValueError(f"length={length} must be >= 2")
-  doc_lengths = split.doc_ends - split.doc_offsets - 1
-  per_doc = doc_lengths // length
+  per_doc = windows_per_document(split, length=length)
   document_index = np.repeat(np.arange(split.num_documents, dtype=np.int64), per_doc)
   first = np.cumsum(per_doc) - per_doc
   offsets = (np.arange(document_index.size, dtype=np.int64) - np.repeat(first, per_doc)) * length

@@ -10,6 +10,7 @@ import numpy as np
 
 from hope_jax.data import batches
 from hope_jax.evaluation.context import EvalContext, batched_nll, select_windows
+from hope_jax.training.metrics import format_duration
 
 
 def bucket_means(values: np.ndarray, num_buckets: int) -> list[dict[str, float]]:
@@ -30,9 +31,12 @@ def eval_perplexity(ctx: EvalContext) -> dict[str, Any]:
   never cross a document end.  ``position_buckets`` gives the mean NLL of equal position ranges.
   """
   e = ctx.config.perplexity
-  results = []
-  for multiple in e.lengths:
-    length = int(multiple * ctx.train_length)
+  lengths = [int(multiple * ctx.train_length) for multiple in e.lengths]
+  # Tokens each length will run, for the ETA: the windows that exist, at most max_windows.
+  planned = [int(batches.windows_per_document(ctx.split, length=n).sum()) for n in lengths]
+  planned = [n * (min(w, e.max_windows) if e.max_windows else w) for n, w in zip(lengths, planned)]
+  results, started, done = [], time.perf_counter(), 0
+  for index, (multiple, length) in enumerate(zip(e.lengths, lengths)):
     windows = batches.eval_windows(ctx.split, length=length)
     if windows.num_windows == 0:
       ctx.log(f"perplexity: no validation document has {length} tokens; skipped")
@@ -62,8 +66,12 @@ def eval_perplexity(ctx: EvalContext) -> dict[str, Any]:
         "seconds": time.perf_counter() - start,
       }
     )
+    done += planned[index]
+    left = sum(planned[index + 1 :])
+    pace = (time.perf_counter() - started) / max(done, 1)
+    eta = f"; ETA {format_duration(pace * left)} at this pace" if left else ""
     ctx.log(
       f"perplexity @ {length}: {math.exp(mean):.3f} over {chosen.size} windows "
-      f"({nll.size:,} tokens)"
+      f"({nll.size:,} tokens{eta})"
     )
   return {"results": results}
