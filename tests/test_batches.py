@@ -297,3 +297,27 @@ def test_shared_prose_validation_has_long_documents(tmp_path: Path) -> None:
   split = tokenize_split(spec, "validation", load_tokenizer(), cache_dir=tmp_path / "c")
   assert split.num_documents == 159
   assert eval_windows(split, length=16384).num_documents >= 12
+
+
+def test_tokenizing_reports_progress_with_an_eta_where_the_count_is_known(
+  tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+  from hope_jax.data import token_cache
+
+  monkeypatch.setattr(token_cache, "BATCH_DOCS", 1)  # one document a batch: a report after each
+  monkeypatch.setattr(token_cache, "PROGRESS_INTERVAL_S", 0.0)
+  corpus = tmp_path / "corpus"
+  corpus.mkdir()
+  with open(corpus / "train.jsonl", "w", encoding="utf-8") as f:
+    f.writelines(json.dumps({"text": f"document number {i}"}) + "\n" for i in range(3))
+  spec = {"source": "local", "path": str(corpus), "data_dir": str(tmp_path / "tfds")}
+  tok = load_tokenizer()
+  tokenize_split(spec, "train", tok, cache_dir=tmp_path / "quiet")
+  assert "tokenizing" not in capsys.readouterr().err  # progress is off by default
+  tokenize_split(spec, "train", tok, cache_dir=tmp_path / "loud", progress=True)
+  lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("tokenizing")]
+  assert [x.split(": ")[1].split(" ")[0] for x in lines] == ["1/3", "2/3", "3/3"]
+  assert all("; ETA " in x for x in lines) and lines[-1].endswith("ETA 0s")
+  tokenize_split({"source": "embedded"}, "validation", tok, cache_dir=tmp_path, progress=True)
+  embedded = [x for x in capsys.readouterr().err.splitlines() if x.startswith("tokenizing")]
+  assert embedded and all(x.endswith(" tokens") for x in embedded)  # no count, no ETA

@@ -67,13 +67,23 @@ class DataConfig:
     return tokenizers.load_tokenizer(self.tokenizer)
 
   def load_split(
-    self, split: str, tok: tokenizers.Tokenizer | None = None, *, vocab_size: int | None = None
+    self,
+    split: str,
+    tok: tokenizers.Tokenizer | None = None,
+    *,
+    vocab_size: int | None = None,
+    progress: bool = False,
   ) -> batches.TokenizedSplit:
-    """Tokenizes (or loads from the cache) one split; the tokenizer must fit ``vocab_size``."""
+    """Tokenizes (or loads from the cache) one split; the tokenizer must fit ``vocab_size``.
+
+    ``progress`` reports the tokenization on stderr (see ``token_cache.tokenize_split``).
+    """
     tok = tok or self.load_tokenizer()
     if vocab_size is not None and tok.vocab_size > vocab_size:
       raise ValueError(
         f"config.model.vocab_size={vocab_size} is smaller than the tokenizer's "
         f"vocabulary ({tok.vocab_size}, data.tokenizer={self.tokenizer!r})"
       )
-    return batches.tokenize_split(self.spec(), split, tok, cache_dir=self.cache_dir or None)
+    return batches.tokenize_split(
+      self.spec(), split, tok, cache_dir=self.cache_dir or None, progress=progress
+    )

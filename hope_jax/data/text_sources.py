@@ -10,6 +10,7 @@ import from here are re-exported.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.resources
 from collections.abc import Callable, Iterator, Mapping
@@ -63,12 +64,14 @@ class Documents:
     segment: Callable[[str], list[str]] | None = None,
     doc_key: Callable[[str], str] | None = None,
     manifest: Callable[[dict[str, int]], dict[str, Any]] | None = None,
+    count: Callable[[], int] | None = None,
   ) -> None:
     """Wrap a zero-argument callable returning an iterator of texts (empty ones included).
 
     ``segment`` cuts a text into parts that are tokenized independently (in parallel) and
     concatenated; ``manifest`` describes the corpus for the token cache's ``manifest.json``,
-    given the tokens of each document by its ``doc_key``.
+    given the tokens of each document by its ``doc_key``; ``count`` gives the number of records
+    (empty ones included) where the source knows it, for progress reports.
     """
     self._texts = texts
     self.identity = identity
@@ -76,6 +79,7 @@ class Documents:
     self.segment = segment
     self.doc_key = doc_key
     self.manifest = manifest
+    self.count = count
     self.stats = ReadStats()
 
   def __iter__(self) -> Iterator[str]:
@@ -147,15 +151,22 @@ def _open_local(spec: dict[str, Any], split: str) -> Documents:
   name = "h" + local_fingerprint(path, text_field=field, validation_percent=percent)
   description = f"local source {str(path)!r} split {split!r}"
 
-  def texts() -> Iterator[str]:
+  @functools.cache  # one builder for reading and counting
+  def records() -> Any:
     builder = local_text_builder(
       path, data_dir=spec.get("data_dir"), text_field=field, validation_percent=percent
     )
-    yield from data_source_texts(
-      builder.as_data_source(split=split), "text", description=description
-    )
+    return builder.as_data_source(split=split)
 
-  return Documents(texts, identity=f"local-{name}-{split}", description=description)
+  def texts() -> Iterator[str]:
+    yield from data_source_texts(records(), "text", description=description)
+
+  return Documents(
+    texts,
+    identity=f"local-{name}-{split}",
+    description=description,
+    count=lambda: len(records()),
+  )
 
 
 def _open_tfds(spec: dict[str, Any], split: str) -> Documents:
@@ -182,11 +193,12 @@ def _open_source_tree(spec: dict[str, Any], split: str) -> Documents:
   name = "t" + source_tree.fingerprint(options)
   description = f"source tree {options.root!r} split {split!r}"
 
+  @functools.cache  # one builder for reading and counting
+  def records() -> Any:
+    return source_tree_builder(options, data_dir=spec.get("data_dir")).as_data_source(split=split)
+
   def texts() -> Iterator[str]:
-    builder = source_tree_builder(options, data_dir=spec.get("data_dir"))
-    yield from data_source_texts(
-      builder.as_data_source(split=split), "text", description=description
-    )
+    yield from data_source_texts(records(), "text", description=description)
 
   return Documents(
     texts,
@@ -195,6 +207,7 @@ def _open_source_tree(spec: dict[str, Any], split: str) -> Documents:
     segment=source_tree.segments,
     doc_key=source_tree.package_of,
     manifest=lambda tokens: source_tree.manifest(options, tokens=tokens),
+    count=lambda: len(records()),
   )
 
 

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -29,6 +30,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from hope_jax._durations import format_duration
 from hope_jax.data.text_sources import DataFileError, open_documents
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ CACHE_FORMAT = 1
 DTYPES: dict[str, int] = {"uint16": 2**16, "uint32": 2**32}
 BATCH_CHARS = 4_000_000  # Documents are encoded in groups of about this many characters...
 BATCH_DOCS = 1024  # ...or this many documents, whichever comes first.
+PROGRESS_INTERVAL_S = 10.0  # seconds between progress lines while a split is tokenized
 
 
 class TokenizerLike(Protocol):
@@ -136,10 +139,42 @@ def _encode(
   return [list(itertools.chain.from_iterable(itertools.islice(encoded, len(ps)))) for ps in parts]
 
 
+class _TokenizingProgress:
+  """A line on stderr every PROGRESS_INTERVAL_S while a split is tokenized, with an ETA where
+  the number of documents is known."""
+
+  def __init__(self, docs: Any, *, enabled: bool):
+    self.enabled, self.interval_s = enabled, PROGRESS_INTERVAL_S
+    self.description = docs.description
+    self.total = docs.count() if enabled and getattr(docs, "count", None) else None
+    self.start = self.last = time.perf_counter()
+
+  def update(self, documents: int, tokens: int) -> None:
+    """Reports the documents and tokens written so far, at most once per interval."""
+    now = time.perf_counter()
+    if not self.enabled or now - self.last < self.interval_s:
+      return
+    self.last = now
+    line = f"tokenizing {self.description}: {documents:,}"
+    if self.total:
+      left = (now - self.start) / documents * max(self.total - documents, 0)
+      line += f"/{self.total:,} documents, {tokens:,} tokens; ETA {format_duration(left)}"
+    else:
+      line += f" documents, {tokens:,} tokens"
+    print(line, file=sys.stderr, flush=True)
+
+
 def _write_cache(
-  docs: Any, tokenizer: TokenizerLike, tmp: Path, *, dtype: np.dtype, num_threads: int
+  docs: Any,
+  tokenizer: TokenizerLike,
+  tmp: Path,
+  *,
+  dtype: np.dtype,
+  num_threads: int,
+  progress: bool = False,
 ) -> dict[str, Any]:
   """Tokenize ``docs`` into ``tmp``; return the metadata."""
+  report = _TokenizingProgress(docs, enabled=progress)
   offsets: list[int] = []
   total = 0
   eos = np.array([tokenizer.eos_id], dtype=dtype).tobytes()
@@ -162,6 +197,7 @@ def _write_cache(
         if doc_key is not None:
           key = doc_key(text)
           tokens_by_key[key] = tokens_by_key.get(key, 0) + int(arr.size)
+      report.update(len(offsets), total)
   np.save(tmp / "doc_offsets.npy", np.asarray(offsets, dtype=np.int64))
   manifest = getattr(docs, "manifest", None)
   if manifest is not None:
@@ -232,8 +268,12 @@ def tokenize_split(
   cache_dir: str | os.PathLike[str] | None = None,
   dtype: str | None = None,
   num_threads: int = -1,
+  progress: bool = False,
 ) -> TokenizedSplit:
-  """Tokenize ``split`` of ``spec`` once (cached by dataset, split, tokenizer); memory-map it."""
+  """Tokenize ``split`` of ``spec`` once (cached by dataset, split, tokenizer); memory-map it.
+
+  ``progress`` prints a line to stderr every 10 s while tokenizing.
+  """
   docs = open_documents(spec, split)
   np_dtype = token_dtype(tokenizer.vocab_size, dtype)
   root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
@@ -244,7 +284,9 @@ def tokenize_split(
   tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=root))
   try:
     start = time.perf_counter()
-    meta = _write_cache(docs, tokenizer, tmp, dtype=np_dtype, num_threads=num_threads)
+    meta = _write_cache(
+      docs, tokenizer, tmp, dtype=np_dtype, num_threads=num_threads, progress=progress
+    )
     meta.update(
       format=CACHE_FORMAT,
       dtype=np_dtype.name,

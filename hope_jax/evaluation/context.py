@@ -267,7 +267,12 @@ def load_context(
   assert run.restored_step is not None  # fresh_ok=False: restored, or setup raised
   run.checkpointer.close()
   tok = data.load_tokenizer()
-  split = data.load_split(config.split, tok, vocab_size=model_config.vocab_size)
+  split = data.load_split(
+    config.split,
+    tok,
+    vocab_size=model_config.vocab_size,
+    progress=verbose and jax.process_index() == 0,
+  )
   return EvalContext(
     config, run, int(run.restored_step), tok, split, output_dir(config, workdir), seed, verbose
   )
@@ -299,5 +304,10 @@ def fresh_context(
     distributed=False,
   )
   tok = data.load_tokenizer()
-  split = data.load_split(config.split, tok, vocab_size=model_config.vocab_size)
+  split = data.load_split(
+    config.split,
+    tok,
+    vocab_size=model_config.vocab_size,
+    progress=verbose and jax.process_index() == 0,
+  )
   return EvalContext(config, run, 0, tok, split, eval_dir, seed, verbose)

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from hope_jax._durations import format_duration
 from hope_jax.data import batches
 from hope_jax.evaluation.context import EvalContext, batched_nll, select_windows
-from hope_jax.training.metrics import format_duration
 
 
 def bucket_means(values: np.ndarray, num_buckets: int) -> list[dict[str, float]]:

@@ -139,7 +139,9 @@ def train(
   if run.restored_step is None:  # a resumed run keeps the record of how it started
     record_run_info(workdir, cfg)
   tok = data.load_tokenizer()
-  split = data.load_split("train", tok, vocab_size=cfg.vocab_size)
+  split = data.load_split(
+    "train", tok, vocab_size=cfg.vocab_size, progress=verbose and jax.process_index() == 0
+  )
   if split.manifest is not None and jax.process_index() == 0:  # the corpus behind the run
     with open(os.path.join(workdir, "data_manifest.json"), "w", encoding="utf-8") as f:
       json.dump(split.manifest, f, indent=1)

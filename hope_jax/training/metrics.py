@@ -12,6 +12,8 @@ from typing import Any
 
 import jax
 
+from hope_jax._durations import format_duration
+
 # Dense bf16 peak FLOP/s per device, matched as a substring of jax's device_kind (first match wins).
 PEAK_FLOPS: tuple[tuple[str, float], ...] = (
   ("H200", 989e12),
@@ -127,16 +129,6 @@ class MetricsWriter:
     if self._tb is not None:
       self._tb.close()
       self._tb = None
-
-
-def format_duration(seconds: float) -> str:
-  """Seconds as 45s, 3m07s or 2h05m."""
-  seconds = int(round(seconds))
-  if seconds < 60:
-    return f"{seconds}s"
-  if seconds < 3600:
-    return f"{seconds // 60}m{seconds % 60:02d}s"
-  return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 class Progress:
