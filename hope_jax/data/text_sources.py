@@ -136,6 +136,23 @@ def _open_embedded(spec: dict[str, Any], split: str) -> Documents:
   return Documents(texts, identity=identity, description=f"embedded corpus split {split!r}")
 
 
+def _prepared(
+  records: Callable[[], Any], *, identity: str, description: str, **kw: Any
+) -> Documents:
+  """Documents of a prepared random-access source (its "text" records), which also gives the count.
+
+  ``records`` builds the source on first use; one builder serves reading and counting.
+  """
+  records = functools.cache(records)
+
+  def texts() -> Iterator[str]:
+    yield from data_source_texts(records(), "text", description=description)
+
+  return Documents(
+    texts, identity=identity, description=description, count=lambda: len(records()), **kw
+  )
+
+
 def _open_local(spec: dict[str, Any], split: str) -> Documents:
   """A local source prepared (lazily, on first read) with :class:`LocalText` into array_record."""
   path = Path(_required(spec, "path")).expanduser()
@@ -151,22 +168,13 @@ def _open_local(spec: dict[str, Any], split: str) -> Documents:
   name = "h" + local_fingerprint(path, text_field=field, validation_percent=percent)
   description = f"local source {str(path)!r} split {split!r}"
 
-  @functools.cache  # one builder for reading and counting
   def records() -> Any:
     builder = local_text_builder(
       path, data_dir=spec.get("data_dir"), text_field=field, validation_percent=percent
     )
     return builder.as_data_source(split=split)
 
-  def texts() -> Iterator[str]:
-    yield from data_source_texts(records(), "text", description=description)
-
-  return Documents(
-    texts,
-    identity=f"local-{name}-{split}",
-    description=description,
-    count=lambda: len(records()),
-  )
+  return _prepared(records, identity=f"local-{name}-{split}", description=description)
 
 
 def _open_tfds(spec: dict[str, Any], split: str) -> Documents:
@@ -193,21 +201,16 @@ def _open_source_tree(spec: dict[str, Any], split: str) -> Documents:
   name = "t" + source_tree.fingerprint(options)
   description = f"source tree {options.root!r} split {split!r}"
 
-  @functools.cache  # one builder for reading and counting
   def records() -> Any:
     return source_tree_builder(options, data_dir=spec.get("data_dir")).as_data_source(split=split)
 
-  def texts() -> Iterator[str]:
-    yield from data_source_texts(records(), "text", description=description)
-
-  return Documents(
-    texts,
+  return _prepared(
+    records,
     identity=f"tree-{name}-{split}",
     description=description,
     segment=source_tree.segments,
     doc_key=source_tree.package_of,
     manifest=lambda tokens: source_tree.manifest(options, tokens=tokens),
-    count=lambda: len(records()),
   )
 
 
