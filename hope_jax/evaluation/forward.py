@@ -62,11 +62,16 @@ def next_token_outputs(
 ) -> dict[str, jax.Array]:
   """Teacher-forced float32 NLL and greedy argmax [B, T-1] of tokens [B, T] (see head_outputs).
 
-  The model reads all T tokens and the last position's output is dropped: causal attention makes
-  the others the same as from the first T - 1, and a window of 2^k tokens keeps an even length,
-  which cuDNN's attention needs (at 2^k - 1 a GPU would fall back to XLA's [T, T] scores).
+  The model reads the T - 1 inputs, or all T tokens where that makes a length cuDNN's attention
+  takes (``CUDNN_LENGTH_MULTIPLE``: a window of 2^k tokens would otherwise give 2^k - 1, and a GPU
+  would fall back to XLA's [T, T] scores); causal attention keeps the first T - 1 outputs the same.
   """
-  x = net.hidden_states(tokens, positions)[:, :-1]
+  length = tokens.shape[1] - 1
+  multiple = kernels.selector.CUDNN_LENGTH_MULTIPLE
+  width = -(-length // multiple) * multiple
+  width = width if width <= tokens.shape[1] else length
+  inputs = tokens[:, :width], None if positions is None else positions[:, :width]
+  x = net.hidden_states(*inputs)[:, :length]
   return head_outputs(net, x, tokens[:, 1:], chunk_tokens=chunk_tokens)
 
 
