@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "hope_jax"
 # Sub-package (or top-level module) -> layer.  A module imports its own sub-package and layers
 # strictly below its own; two sub-packages of one layer are independent of each other.
 LAYERS: dict[str, int] = {
+  "_durations": 0,  # how progress lines write a duration (data, training, evaluation)
   "_mappings": 0,
   "_version": 0,
   "positional": 1,  # what users import into their own models
