@@ -99,6 +99,18 @@ def default_data_dir() -> str:
   return os.path.expanduser(os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets")
 
 
+def _prepared_builder(
+  config: LocalTextConfig, data_dir: str | os.PathLike[str] | None
+) -> LocalText:
+  """The :class:`LocalText` builder of config, prepared into array_record (once) in data_dir."""
+  builder = LocalText(
+    config=config, data_dir=data_dir or default_data_dir(), file_format="array_record"
+  )
+  show_progress_bars()
+  builder.download_and_prepare()
+  return builder
+
+
 def local_text_builder(
   path: str | os.PathLike[str],
   *,
@@ -117,12 +129,7 @@ def local_text_builder(
     text_field=text_field,
     validation_percent=validation_percent,
   )
-  builder = LocalText(
-    config=config, data_dir=data_dir or default_data_dir(), file_format="array_record"
-  )
-  show_progress_bars()
-  builder.download_and_prepare()
-  return builder
+  return _prepared_builder(config, data_dir)
 
 
 def source_tree_builder(
@@ -136,12 +143,7 @@ def source_tree_builder(
     validation_percent=options.validation_percent,
     tree=options,
   )
-  builder = LocalText(
-    config=config, data_dir=data_dir or default_data_dir(), file_format="array_record"
-  )
-  show_progress_bars()
-  builder.download_and_prepare()
-  return builder
+  return _prepared_builder(config, data_dir)
 
 
 # ----------------------------------------------------------------------------------------------
