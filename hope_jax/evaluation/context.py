@@ -212,10 +212,15 @@ def batched_nll(
   )
 
 
+def num_selected(num_windows: int, max_windows: int) -> int:
+  """How many windows :func:`select_windows` keeps of num_windows (max_windows 0 = all)."""
+  return num_windows if not max_windows else min(num_windows, max_windows)
+
+
 def select_windows(windows: batches.EvalWindows, max_windows: int) -> np.ndarray:
   """Returns indices of at most max_windows windows spread evenly over all of them (0 = all)."""
   n = windows.num_windows
-  if not max_windows or n <= max_windows:
+  if num_selected(n, max_windows) == n:
     return np.arange(n)
   return np.unique(np.linspace(0, n - 1, max_windows).round().astype(np.int64))
 
@@ -233,6 +238,19 @@ def output_dir(config: EvalConfig, workdir: str) -> str:
     + (f"_x{config.scaling_factor:g}" if config.scaling_factor else "")
     + logn,
   )
+
+
+def _load_split(
+  data: DataConfig,
+  config: EvalConfig,
+  tok: tokenizer.Tokenizer,
+  model_config: model.TransformerConfig,
+  *,
+  verbose: bool,
+) -> batches.TokenizedSplit:
+  """The evaluated split, tokenized (with progress on process 0 when verbose) or from the cache."""
+  progress = verbose and jax.process_index() == 0
+  return data.load_split(config.split, tok, vocab_size=model_config.vocab_size, progress=progress)
 
 
 def load_context(
@@ -267,12 +285,7 @@ def load_context(
   assert run.restored_step is not None  # fresh_ok=False: restored, or setup raised
   run.checkpointer.close()
   tok = data.load_tokenizer()
-  split = data.load_split(
-    config.split,
-    tok,
-    vocab_size=model_config.vocab_size,
-    progress=verbose and jax.process_index() == 0,
-  )
+  split = _load_split(data, config, tok, model_config, verbose=verbose)
   return EvalContext(
     config, run, int(run.restored_step), tok, split, output_dir(config, workdir), seed, verbose
   )
@@ -304,10 +317,5 @@ def fresh_context(
     distributed=False,
   )
   tok = data.load_tokenizer()
-  split = data.load_split(
-    config.split,
-    tok,
-    vocab_size=model_config.vocab_size,
-    progress=verbose and jax.process_index() == 0,
-  )
+  split = _load_split(data, config, tok, model_config, verbose=verbose)
   return EvalContext(config, run, 0, tok, split, eval_dir, seed, verbose)

@@ -10,7 +10,7 @@ import numpy as np
 
 from hope_jax._durations import format_duration
 from hope_jax.data import batches
-from hope_jax.evaluation.context import EvalContext, batched_nll, select_windows
+from hope_jax.evaluation.context import EvalContext, batched_nll, num_selected, select_windows
 
 
 def bucket_means(values: np.ndarray, num_buckets: int) -> list[dict[str, float]]:
@@ -33,8 +33,10 @@ def eval_perplexity(ctx: EvalContext) -> dict[str, Any]:
   e = ctx.config.perplexity
   lengths = [int(multiple * ctx.train_length) for multiple in e.lengths]
   # Tokens each length will run, for the ETA: the windows that exist, at most max_windows.
-  planned = [int(batches.windows_per_document(ctx.split, length=n).sum()) for n in lengths]
-  planned = [n * (min(w, e.max_windows) if e.max_windows else w) for n, w in zip(lengths, planned)]
+  planned = [
+    n * num_selected(int(batches.windows_per_document(ctx.split, length=n).sum()), e.max_windows)
+    for n in lengths
+  ]
   results, started, done = [], time.perf_counter(), 0
   for index, (multiple, length) in enumerate(zip(e.lengths, lengths)):
     windows = batches.eval_windows(ctx.split, length=length)
