@@ -144,7 +144,7 @@ class _TokenizingProgress:
   the number of documents is known."""
 
   def __init__(self, docs: Any, *, enabled: bool):
-    self.enabled, self.interval_s = enabled, PROGRESS_INTERVAL_S
+    self.enabled = enabled
     self.description = docs.description
     self.total = docs.count() if enabled and getattr(docs, "count", None) else None
     self.start = self.last = time.perf_counter()
@@ -152,7 +152,7 @@ class _TokenizingProgress:
   def update(self, documents: int, tokens: int) -> None:
     """Reports the documents and tokens written so far, at most once per interval."""
     now = time.perf_counter()
-    if not self.enabled or now - self.last < self.interval_s:
+    if not self.enabled or now - self.last < PROGRESS_INTERVAL_S:
       return
     self.last = now
     line = f"tokenizing {self.description}: {documents:,}"
