@@ -79,3 +79,13 @@ def test_code_protocol_keeps_each_variant_on_the_110m_model(name):
       1024,
     )
     assert {k: dict(cfg.encoder_params)[k] for k in params} == params
+
+
+def test_code_protocol_holds_out_five_percent_of_the_packages():
+  protocol = load(os.path.join(REPO, "configs", "experiments", "code_extrapolation.py"))
+  data = resolve(protocol.get_config("rope")).data
+  assert (data.source, data.path, data.validation_percent) == (
+    "source_tree",
+    "sysconfig:purelib",
+    5.0,
+  )
