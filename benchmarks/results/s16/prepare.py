@@ -15,5 +15,8 @@ tokenizer = data.load_tokenizer()
 for split in ("train", "validation"):
   start = time.perf_counter()
   tokens = data.load_split(split, tokenizer, progress=True)
-  print(f"{split}: {tokens.num_tokens:,} tokens, {tokens.num_documents:,} documents "
-        f"in {time.perf_counter() - start:.1f} s", flush=True)
+  print(
+    f"{split}: {tokens.num_tokens:,} tokens, {tokens.num_documents:,} documents "
+    f"in {time.perf_counter() - start:.1f} s",
+    flush=True,
+  )
