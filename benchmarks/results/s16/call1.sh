@@ -1,7 +1,8 @@
 #!/bin/bash
 # Session 16, device call 1 (carry .wheels), from the repository root, about 4 minutes:
 # (The background preparation failed at once: prepare.py, run as a script, did not find hope_jax
-# on its path; call 2 prepared the corpus in its training command instead.)
+# on its path; call 2 prepared the corpus in its training command instead, and prepare.py, which
+# duplicated that preparation, was deleted after this call: see git history.)
 # (1) #22: the long pass against the ordinary pass at 65,536 tokens on the GPU (110m HoPE, random
 #     weights; session 15's check failed in the ordinary pass, fixed since), while #21's corpus (the
 #     machine's Python sources) is prepared on the CPU into .cache for call 2;
