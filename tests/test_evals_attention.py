@@ -164,3 +164,15 @@ def test_attention_evaluation_writes_json_and_figures(tmp_path):
   assert "low" not in result["band_classes"] and "unrotated" in result["band_classes"]
   assert (tmp_path / "attention_distance.png").stat().st_size > 1000
   assert (tmp_path / "band_contributions.png").stat().st_size > 1000
+
+
+def test_statistics_memory_does_not_grow_with_depth(tiny_config):
+  """Each layer is reduced as it runs: 6 layers need about the scratch memory of 1, not 6×."""
+
+  def scratch_bytes(num_layers: int) -> int:
+    graphdef, state = nnx.split(Transformer(tiny_config(num_layers=num_layers), rngs=nnx.Rngs(0)))
+    fn = jax.jit(lambda s, t: evals_attention.attention_statistics(nnx.merge(graphdef, s), t))
+    compiled = fn.lower(state, jnp.zeros((1, 512), jnp.int32)).compile()
+    return compiled.memory_analysis().temp_size_in_bytes
+
+  assert scratch_bytes(6) < 1.3 * scratch_bytes(1)

@@ -18,6 +18,7 @@ measures, per layer, averaged over heads, queries and windows:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -75,6 +76,29 @@ def shear(matrix: jax.Array) -> jax.Array:
   return jnp.where(d <= n, matrix[..., n, jnp.maximum(n - d, 0)], 0)
 
 
+def _layer_statistics(
+  extras: dict[str, jax.Array], *, layout: str, cos: jax.Array, sin: jax.Array
+) -> dict[str, jax.Array]:
+  """One layer's sums by distance and band energies from its probabilities and q, k (see below)."""
+
+  def one_band(args):
+    qa, qb, ka, kb, c, s = args  # [B, T, H] each; c, s [T]
+    real, imag = _real_imag(qa, qb, ka, kb, "bnh,bmh->bhnm")
+    contribution = shear(real) * c - shear(imag) * s  # [B, H, T(query), T(distance)]
+    return contribution.sum(axis=(1, 2)), jnp.abs(contribution).sum(axis=(1, 2))
+
+  (qa, qb), (ka, kb) = _pairs(extras["q"], layout), _pairs(extras["k"], layout)
+  by_band = [jnp.moveaxis(x, -1, 0) for x in (qa, qb, ka, kb)]  # [bands, B, T, H]
+  signed, absolute = jax.lax.map(one_band, (*by_band, cos, sin))  # [bands, B, T]
+  return {
+    "attention": shear(extras["attention"]).sum(axis=(1, 2)),  # [B, T]
+    "band": signed.swapaxes(0, 1),
+    "band_abs": absolute.swapaxes(0, 1),
+    "q_energy": (qa**2 + qb**2).mean(axis=(1, 2)),
+    "k_energy": (ka**2 + kb**2).mean(axis=(1, 2)),
+  }
+
+
 def attention_statistics(
   net: model.Transformer, tokens: jax.Array, positions: jax.Array | None = None
 ) -> dict[str, jax.Array]:
@@ -84,36 +108,15 @@ def attention_statistics(
   ``band`` and ``band_abs`` [B, layers, bands, T] (signed and absolute band contributions summed
   at each distance), ``q_energy`` and ``k_energy`` [B, layers, bands] (mean |q⁽ⁱ⁾|², |k⁽ⁱ⁾|² over
   positions and heads).  Positions must be contiguous in every row (distance = index difference).
+  Each layer is reduced as it is computed, so memory holds one layer's [B, heads, T, T] at a time.
   """
-  _, extras = model.analysis_forward(net, tokens, positions)
   encoding = net.config.encoding
-  attention = shear(extras["attention"]).sum(axis=(2, 3))  # [layers, B, T]
   angles = encoders.rotation_angles(jnp.arange(tokens.shape[1]), encoding.frequencies).T
-  cos, sin = jnp.cos(angles), jnp.sin(angles)  # [bands, T(distance)]
-
-  def one_band(args):
-    qa, qb, ka, kb, c, s = args  # [B, T, H] each; c, s [T]
-    real, imag = _real_imag(qa, qb, ka, kb, "bnh,bmh->bhnm")
-    contribution = shear(real) * c - shear(imag) * s  # [B, H, T(query), T(distance)]
-    return contribution.sum(axis=(1, 2)), jnp.abs(contribution).sum(axis=(1, 2))
-
-  band, band_abs, q_energy, k_energy = [], [], [], []
-  for q, k in zip(extras["q"], extras["k"]):  # per layer: [B, T, H, D]
-    (qa, qb), (ka, kb) = _pairs(q, encoding.layout), _pairs(k, encoding.layout)
-    by_band = [jnp.moveaxis(x, -1, 0) for x in (qa, qb, ka, kb)]  # [bands, B, T, H]
-    signed, absolute = jax.lax.map(one_band, (*by_band, cos, sin))  # [bands, B, T]
-    band.append(signed.swapaxes(0, 1))
-    band_abs.append(absolute.swapaxes(0, 1))
-    q_energy.append((qa**2 + qb**2).mean(axis=(1, 2)))
-    k_energy.append((ka**2 + kb**2).mean(axis=(1, 2)))
-  stack = lambda xs: jnp.stack(xs, axis=1)  # noqa: E731
-  return {
-    "attention": attention.swapaxes(0, 1),
-    "band": stack(band),
-    "band_abs": stack(band_abs),
-    "q_energy": stack(q_energy),
-    "k_energy": stack(k_energy),
-  }
+  reduce = functools.partial(
+    _layer_statistics, layout=encoding.layout, cos=jnp.cos(angles), sin=jnp.sin(angles)
+  )
+  _, per_layer = model.analysis_forward(net, tokens, positions, reduce_layer=reduce)
+  return {name: value.swapaxes(0, 1) for name, value in per_layer.items()}  # [B, layers, ...]
 
 
 def distance_buckets(length: int, num_buckets: int) -> np.ndarray:

@@ -7,6 +7,8 @@ reference path (memory quadratic in length: small inputs only).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 
@@ -18,13 +20,17 @@ def analysis_forward(
   tokens: jax.Array,
   positions: jax.Array | None = None,
   segment_ids: jax.Array | None = None,
+  *,
+  reduce_layer: Callable[[dict[str, jax.Array]], dict[str, jax.Array]] | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Returns (logits [B, T, vocab], per-layer extras) of tokens [B, T].
 
   extras["attention"]: attention probabilities [layers, B, heads, T, T] float32; extras["q"],
   extras["k"]: *pre-rotation* queries and keys [layers, B, T, heads, head_dim] float32, k
   repeated over each GQA group (query head h reads kv head h // (num_heads // num_kv_heads)).
-  positions and segment_ids as for the model's forward.
+  positions and segment_ids as for the model's forward.  ``reduce_layer`` maps each layer's
+  extras to what is kept of them, before the next layer runs: with it, one layer's [B, heads, T, T]
+  probabilities are alive at a time instead of every layer's.
   """
   tokens = jnp.asarray(tokens)
   positions = broadcast_positions(positions, tokens.shape)
@@ -34,6 +40,6 @@ def analysis_forward(
     h, extras = block.attn.analyze(normed, positions, segment_ids)
     x, normed = block.mlp_norm.add_and_norm(x, h)
     update = block.mlp(normed)
-    per_layer.append(extras)
+    per_layer.append(extras if reduce_layer is None else reduce_layer(extras))
   stacked = {name: jnp.stack([e[name] for e in per_layer]) for name in per_layer[0]}
   return net.logits(x, update), stacked
