@@ -30,9 +30,11 @@ def context(tmp_path_factory):
   config = config_base.base_config()
   config.model.update(dict(num_layers=1, embed_dim=64, num_heads=2, num_kv_heads=2, mlp_dim=128))
   config.data.seq_len = 32
-  config.eval.copy.update(dict(gaps=(0.0, 1.0), examples=3))
+  config.eval.copy.update(dict(gaps=(0.0, 1.0), examples=3, sources=eval_config_lib.COPY_SOURCES))
   config.eval.passkey.update(dict(lengths=(1, 3), depths=(0.0, 0.5, 1.0), keys=2))
-  config.eval.recall.update(dict(pairs=(2, 8), distances=(0.5, 2.0), examples=2))
+  config.eval.recall.update(
+    dict(pairs=(2, 8), distances=(0.5, 2.0), examples=2, sources=eval_config_lib.RECALL_SOURCES)
+  )
   run = resolve(config)
   return eval_context.fresh_context(
     run.eval,
@@ -135,7 +137,7 @@ def test_copy_accuracy_and_metrics(context):
 def test_recall_accuracy_skips_impossible_distances(tokenizer):
   out = evals_probes.recall_accuracy(
     oracle,
-    {"words": tokenizer, "random": 16384},
+    {"words": probes.WordLines(tokenizer), "random": probes.RandomPairs.over_vocabulary(16384)},
     pairs=(2, 8),
     distances=[(0.25, 8), (2.0, 64)],
     queries=3,
@@ -158,6 +160,8 @@ def test_probe_evaluations_on_a_random_model(context):
     result = evaluate.EVALUATIONS[name](context)
     json.dumps(result)
     assert result["metrics"] and all(0.0 <= v <= 1.0 for v in result["metrics"].values())
+    sources = {r["source"] for r in result.get("results", []) if "source" in r}
+    assert name == "passkey" or sources == set(getattr(context.config, name).sources)
   passkey = evaluate.EVALUATIONS["passkey"](context)
   # 32 tokens cannot hold the passkey text: skipped; 96 tokens: 3 depths × 2 keys.
   assert [s["length"] for s in passkey["skipped"]] == [32]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -10,12 +12,16 @@ from hope_jax.data.tokenizer import load_tokenizer
 from hope_jax.evaluation.probes import (
   PASSKEY_FILLER,
   PASSKEY_INTRO,
+  CodeLines,
+  RandomPairs,
+  WordLines,
   associative_recall_examples,
   copy_examples,
   masked_accuracy,
   passkey_example,
   passkey_examples,
   score_passkey,
+  seen_token_ids,
 )
 
 EOS = 3
@@ -116,7 +122,7 @@ def test_score_passkey_accepts_only_the_exact_key() -> None:
 def test_associative_recall_words() -> None:
   tok = load_tokenizer()
   ex = associative_recall_examples(
-    tok, seed=0, num_pairs=6, num_queries=3, distance=60, num_examples=4
+    WordLines(tok), seed=0, num_pairs=6, num_queries=3, distance=60, num_examples=4
   )
   assert ex.tokens.shape[0] == 4 and ex.metadata["distances"].shape == (4, 3)
   for row, mask, dist in zip(ex.tokens, ex.target_mask, ex.metadata["distances"]):
@@ -128,12 +134,17 @@ def test_associative_recall_words() -> None:
     assert values == [d.split(": ")[1] for d in demos[:3]]
     assert dist[0] == 60 and abs(dist - 60).max() <= 4
   with pytest.raises(ValueError, match="distance=5"):
-    associative_recall_examples(tok, seed=0, num_pairs=6, num_queries=3, distance=5)
+    associative_recall_examples(WordLines(tok), seed=0, num_pairs=6, num_queries=3, distance=5)
 
 
 def test_associative_recall_random_tokens_exact_distance() -> None:
   ex = associative_recall_examples(
-    3000, seed=4, num_pairs=8, num_queries=4, distance=50, num_examples=3
+    RandomPairs.over_vocabulary(3000),
+    seed=4,
+    num_pairs=8,
+    num_queries=4,
+    distance=50,
+    num_examples=3,
   )
   assert (ex.metadata["distances"] == 50).all()
   for row, mask in zip(ex.tokens, ex.target_mask):
@@ -146,8 +157,60 @@ def test_associative_recall_random_tokens_exact_distance() -> None:
       demo_pos = int(np.flatnonzero(row[:16] == key)[0]) + 1
       assert (p - 1) - (demo_pos + 1) == 50  # query start minus demonstration end
   other = associative_recall_examples(
-    3000, seed=5, num_pairs=8, num_queries=4, distance=50, num_examples=3
+    RandomPairs.over_vocabulary(3000),
+    seed=5,
+    num_pairs=8,
+    num_queries=4,
+    distance=50,
+    num_examples=3,
   )
   assert not np.array_equal(ex.tokens, other.tokens)
   with pytest.raises(ValueError, match="num_queries=9"):
-    associative_recall_examples(3000, seed=0, num_pairs=8, num_queries=9, distance=50)
+    associative_recall_examples(
+      RandomPairs.over_vocabulary(3000), seed=0, num_pairs=8, num_queries=9, distance=50
+    )
+
+
+def test_seen_token_ids_and_random_copy_over_them() -> None:
+  tokens = np.array([5, 5, 7, 7, 7, 9, EOS, 2, 2, 2, 11, 11, EOS], dtype=np.int32)
+  split = TokenizedSplit(tokens, np.array([0, 7], dtype=np.int64), EOS)
+  assert seen_token_ids(split, min_count=2).tolist() == [5, 7, 11]  # not EOS, not special 2
+  assert seen_token_ids(split, min_count=1).tolist() == [5, 7, 9, 11]
+  with pytest.raises(ValueError, match="min_count=3"):
+    seen_token_ids(split, min_count=3)
+  pool = np.array([100, 200, 300], dtype=np.int32)
+  ex = copy_examples(seed=0, num_examples=4, segment_length=12, gap=6, source=pool)
+  assert np.isin(ex.tokens, pool).all() and np.array_equal(ex.tokens[:, :12], ex.tokens[:, 18:])
+
+
+def test_random_pairs_over_a_pool_keep_the_thirds_apart() -> None:
+  pool = np.arange(1000, 1030)
+  ex = associative_recall_examples(
+    RandomPairs(pool), seed=3, num_pairs=5, num_queries=5, distance=40, num_examples=3
+  )
+  assert ex.tokens.shape == (3, 10 + 32 + 10)  # filler: 40 minus the 4 later pairs
+  keys, values, filler = ex.tokens[:, 0:10:2], ex.tokens[:, 1:10:2], ex.tokens[:, 10:-10]
+  assert ((keys >= 1000) & (keys < 1010)).all() and ((values >= 1010) & (values < 1020)).all()
+  assert ((filler >= 1020) & (filler < 1030)).all()
+  assert np.array_equal(ex.tokens[:, -10:], ex.tokens[:, :10])  # every pair queried, in order
+
+
+def test_code_recall_lines_filler_and_targets() -> None:
+  tok = load_tokenizer()
+  text = "def f(x):\n    return x + 1\n\n\nclass A:\n    pass\n" * 40
+  ids = np.asarray(tok.encode(text) + [tok.eos_id], np.int32)
+  split = TokenizedSplit(ids, np.array([0], dtype=np.int64), tok.eos_id)
+  ex = associative_recall_examples(
+    CodeLines(tok, split), seed=1, num_pairs=4, num_queries=2, distance=120, num_examples=3
+  )
+  for row, mask, dist in zip(ex.tokens, ex.target_mask, ex.metadata["distances"]):
+    text = tok.decode(row[row != tok.pad_id])
+    lines = text.split("\n")
+    demos, queries = lines[:4], lines[-3:-1]
+    assert all(re.fullmatch(r'    "[a-z]+": \d{4},', line) for line in demos)
+    assert queries == demos[:2]  # queried in order, after natural code
+    assert "return x + 1" in text or "pass" in text
+    values = tok.decode(row[mask])  # only the digits are scored, not the space
+    assert values == "".join(d.split(": ")[1].rstrip(",") for d in demos[:2])
+    assert all(tok.id_to_piece(int(t)).isdigit() for t in row[mask])
+    assert dist[0] == 120

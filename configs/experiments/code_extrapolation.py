@@ -53,4 +53,8 @@ def get_config(arg: str | None = None):
     )
   )
   config.eval.batch_tokens = 131072
+  # Every probe format: random ids over the whole vocabulary are ids a code model never learned to
+  # emit (most of the prose tokenizer's 16,384), so the *_seen and code formats test copying.
+  config.eval.copy.sources = ("text", "random", "random_seen")
+  config.eval.recall.sources = ("words", "random", "random_seen", "code")
   return config

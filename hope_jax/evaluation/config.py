@@ -11,8 +11,8 @@ from typing import Any
 
 EVALUATION_NAMES: tuple[str, ...] = ("perplexity", "copy", "passkey", "recall", "attention")
 SCALINGS: tuple[str, ...] = ("none", "linear", "ntk", "yarn", "llama3")
-COPY_SOURCES: tuple[str, ...] = ("text", "random")
-RECALL_SOURCES: tuple[str, ...] = ("words", "random")
+COPY_SOURCES: tuple[str, ...] = ("text", "random", "random_seen")
+RECALL_SOURCES: tuple[str, ...] = ("words", "random", "random_seen", "code")
 
 
 def _fail(field: str, value: Any, requirement: str) -> None:
@@ -71,7 +71,8 @@ class CopySpec:
 
   segment_length: int = 16  # tokens per segment
   gaps: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
-  sources: tuple[str, ...] = ("text", "random")  # validation-split spans, or random ids
+  # validation-split spans, random ids, or random ids among those the split uses (>= 16 times)
+  sources: tuple[str, ...] = ("text", "random")
   examples: int = 8  # per (source, gap)
 
   def __post_init__(self):
@@ -110,7 +111,8 @@ class RecallSpec:
   distances: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)  # demonstration-to-query distance
   queries: int = 2  # queries per example (at most the number of pairs)
   examples: int = 8  # per (source, pairs, distance)
-  sources: tuple[str, ...] = ("words", "random")  # "key: value" word lines, or random pairs
+  # "key: value" word lines, random pairs (any ids, or ids the split uses), or '"key": 1234,' code
+  sources: tuple[str, ...] = ("words", "random")
 
   def __post_init__(self):
     """Validates every field, naming it."""

@@ -69,15 +69,24 @@ def _mean(values: list[float]) -> float:
 # ----------------------------------------------------------------------------------------------
 # Copy.
 
-COPY_SOURCES: dict[str, Callable[[evaluate.EvalContext], TokenizedSplit | str]] = {
+# Random ids among those seen at least this often in the evaluated split (``*_seen`` sources).
+SEEN_MIN_COUNT = 16
+
+
+def _seen_ids(ctx: evaluate.EvalContext) -> np.ndarray:
+  return probes.seen_token_ids(ctx.split, min_count=SEEN_MIN_COUNT)
+
+
+COPY_SOURCES: dict[str, Callable[[evaluate.EvalContext], TokenizedSplit | np.ndarray | str]] = {
   "text": lambda ctx: ctx.split,
   "random": lambda ctx: "random",
+  "random_seen": _seen_ids,
 }
 
 
 def copy_accuracy(
   predict: Predict,
-  sources: Mapping[str, TokenizedSplit | str],
+  sources: Mapping[str, TokenizedSplit | np.ndarray | str],
   *,
   gaps: Sequence[tuple[float, int]],
   segment_length: int,
@@ -242,15 +251,17 @@ def eval_passkey(ctx: evaluate.EvalContext) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------
 # Associative recall.
 
-RECALL_SOURCES: dict[str, Callable[[evaluate.EvalContext], Any]] = {
-  "words": lambda ctx: ctx.tokenizer,
-  "random": lambda ctx: ctx.tokenizer.vocab_size,
+RECALL_SOURCES: dict[str, Callable[[evaluate.EvalContext], probes.RecallFormat]] = {
+  "words": lambda ctx: probes.WordLines(ctx.tokenizer),
+  "random": lambda ctx: probes.RandomPairs.over_vocabulary(ctx.tokenizer.vocab_size),
+  "random_seen": lambda ctx: probes.RandomPairs(_seen_ids(ctx)),
+  "code": lambda ctx: probes.CodeLines(ctx.tokenizer, ctx.split),
 }
 
 
 def recall_accuracy(
   predict: Predict,
-  sources: Mapping[str, Any],
+  sources: Mapping[str, probes.RecallFormat],
   *,
   pairs: Sequence[int],
   distances: Sequence[tuple[float, int]],

@@ -104,10 +104,32 @@ def masked_accuracy(predicted: np.ndarray, examples: ProbeExamples) -> np.ndarra
 # Copy.
 
 
+def seen_token_ids(split: TokenizedSplit, *, min_count: int) -> np.ndarray:
+  """Sorted ids, special ones and EOS excluded, that occur at least ``min_count`` times in split.
+
+  A model never learns to predict an id its training text lacks (its output logit is pushed down
+  at every step), so random tokens drawn over the whole vocabulary test that, not copying.
+  """
+  counts = np.bincount(np.asarray(split.tokens, np.int64), minlength=SPECIAL_IDS + 1)
+  counts[:SPECIAL_IDS] = 0
+  counts[split.eos_id] = 0
+  ids = np.flatnonzero(counts >= min_count).astype(np.int32)
+  if ids.size < 3:
+    raise ValueError(
+      f"only {ids.size} token ids occur >= min_count={min_count} times in the split; need 3"
+    )
+  return ids
+
+
 def _draw(
-  source: TokenizedSplit | str, rng: np.random.Generator, n: int, *, vocab_size: int | None
+  source: TokenizedSplit | np.ndarray | str,
+  rng: np.random.Generator,
+  n: int,
+  *,
+  vocab_size: int | None,
 ) -> np.ndarray:
-  """``n`` tokens: a natural-text span without EOS (a TokenizedSplit) or random ids ("random")."""
+  """``n`` tokens: a natural-text span without EOS (a TokenizedSplit), ids drawn uniformly from
+  an array of ids, or uniformly from the vocabulary beyond the special ids ("random")."""
   if isinstance(source, TokenizedSplit):
     if source.num_tokens <= n:
       raise ValueError(f"segment of {n} tokens does not fit a split of {source.num_tokens} tokens")
@@ -117,8 +139,10 @@ def _draw(
       if not (span == source.eos_id).any():
         return span
     return span
+  if isinstance(source, np.ndarray):
+    return rng.choice(source, size=n).astype(np.int32)
   if source != "random":
-    raise ValueError(f"source={source!r} must be a TokenizedSplit or 'random'")
+    raise ValueError(f"source={source!r} must be a TokenizedSplit, an id array or 'random'")
   if not vocab_size or vocab_size <= SPECIAL_IDS:
     raise ValueError(f"vocab_size={vocab_size!r} must be > {SPECIAL_IDS} for random tokens")
   return rng.integers(SPECIAL_IDS, vocab_size, size=n, dtype=np.int32)
@@ -130,8 +154,8 @@ def copy_examples(
   num_examples: int,
   segment_length: int,
   gap: int,
-  source: TokenizedSplit | str = "random",
-  gap_source: TokenizedSplit | str | None = None,
+  source: TokenizedSplit | np.ndarray | str = "random",
+  gap_source: TokenizedSplit | np.ndarray | str | None = None,
   vocab_size: int | None = None,
 ) -> ProbeExamples:
   """Segment, gap, the same segment again; scored on the second copy except its first token."""
@@ -265,42 +289,127 @@ def score_passkey(predicted_tokens: Sequence[int] | np.ndarray, example: Passkey
 # Associative recall (few-shot key -> value lookup).
 
 
-def _random_token_items(
-  rng: np.random.Generator, vocab_size: int, num_pairs: int
-) -> tuple[list[list[int]], list[list[bool]], np.ndarray]:
-  """Single-token pairs: keys, values and filler come from disjoint thirds of the vocabulary."""
-  third = (vocab_size - SPECIAL_IDS) // 3
-  if third < num_pairs:
-    raise ValueError(f"vocab_size={vocab_size} is too small for num_pairs={num_pairs} random keys")
-  keys = rng.choice(np.arange(SPECIAL_IDS, SPECIAL_IDS + third), size=num_pairs, replace=False)
-  values = rng.integers(SPECIAL_IDS + third, SPECIAL_IDS + 2 * third, size=num_pairs)
-  lines = [[int(k), int(v)] for k, v in zip(keys, values)]
-  return lines, [[False, True] for _ in lines], np.arange(SPECIAL_IDS + 2 * third, vocab_size)
+class RecallFormat(Protocol):
+  """How associative-recall demonstrations and the filler after them are written."""
+
+  @property
+  def pad_id(self) -> int: ...
+
+  def lines(
+    self, rng: np.random.Generator, num_pairs: int
+  ) -> tuple[list[list[int]], list[list[bool]]]:
+    """``num_pairs`` demonstration lines and their masks (True on the value's tokens)."""
+    ...
+
+  def filler(self, rng: np.random.Generator, size: int) -> list[int]:
+    """Exactly ``size`` filler tokens between the demonstrations and the queries."""
+    ...
 
 
-def _word_items(
-  rng: np.random.Generator, tokenizer: TextTokenizer, num_pairs: int
-) -> tuple[list[list[int]], list[list[bool]], np.ndarray]:
-  """Lines ``"key: value\\n"`` from the fixed word lists; the value's tokens are the targets."""
-  if num_pairs > len(KEY_WORDS):
-    raise ValueError(f"num_pairs={num_pairs} exceeds the {len(KEY_WORDS)} available key words")
-  keys = rng.choice(len(KEY_WORDS), size=num_pairs, replace=False)
-  values = rng.integers(0, len(VALUE_WORDS), size=num_pairs)
-  lines, masks = [], []
-  for k, v in zip(keys, values):
-    head, value, tail = (
-      tokenizer.encode(KEY_WORDS[k] + ":"),
-      tokenizer.encode(" " + VALUE_WORDS[v]),
-      tokenizer.encode("\n"),
+@dataclasses.dataclass(frozen=True, eq=False)
+class RandomPairs:
+  """Single-token pairs ``key value``: keys, values and filler from disjoint thirds of ``ids``."""
+
+  ids: np.ndarray
+  pad_id: int = 0
+
+  @classmethod
+  def over_vocabulary(cls, vocab_size: int) -> RandomPairs:
+    """Pairs over every id of the vocabulary beyond the special ones."""
+    return cls(np.arange(SPECIAL_IDS, vocab_size))
+
+  def _third(self, i: int) -> np.ndarray:
+    third = len(self.ids) // 3
+    return self.ids[i * third : (i + 1) * third] if i < 2 else self.ids[2 * third :]
+
+  def lines(self, rng, num_pairs):
+    if len(self.ids) // 3 < num_pairs:
+      raise ValueError(
+        f"{len(self.ids)} token ids are too few for num_pairs={num_pairs} random keys"
+      )
+    keys = rng.choice(self._third(0), size=num_pairs, replace=False)
+    values = self._third(1)[rng.integers(0, len(self._third(1)), size=num_pairs)]
+    return [[int(k), int(v)] for k, v in zip(keys, values)], [[False, True]] * num_pairs
+
+  def filler(self, rng, size):
+    return rng.choice(self._third(2), size=size).tolist()
+
+
+def _cut_to_newline(text_ids: np.ndarray | list[int], newline: list[int], size: int) -> list[int]:
+  """``size`` tokens: the text cut to size - len(newline), then a newline (when it fits)."""
+  if size < len(newline):
+    return np.resize(np.asarray(text_ids), size).tolist()
+  return np.resize(np.asarray(text_ids), size - len(newline)).tolist() + newline
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class WordLines:
+  """Lines ``"key: value\n"`` from the fixed word lists; filler: the passkey sentences."""
+
+  tokenizer: TextTokenizer
+
+  @property
+  def pad_id(self) -> int:
+    return self.tokenizer.pad_id
+
+  def lines(self, rng, num_pairs):
+    if num_pairs > len(KEY_WORDS):
+      raise ValueError(f"num_pairs={num_pairs} exceeds the {len(KEY_WORDS)} available key words")
+    keys = rng.choice(len(KEY_WORDS), size=num_pairs, replace=False)
+    values = rng.integers(0, len(VALUE_WORDS), size=num_pairs)
+    encode = self.tokenizer.encode
+    return _key_value_lines(
+      [(encode(KEY_WORDS[k] + ":"), encode(" " + VALUE_WORDS[v])) for k, v in zip(keys, values)],
+      encode("\n"),
     )
-    lines.append(head + value + tail)
-    masks.append([False] * len(head) + [True] * len(value) + [False] * len(tail))
-  filler = np.array([t for s in PASSKEY_FILLER for t in tokenizer.encode(" " + s)], dtype=np.int64)
-  return lines, masks, filler
+
+  def filler(self, rng, size):
+    text = [t for s in PASSKEY_FILLER for t in self.tokenizer.encode(" " + s)]
+    return _cut_to_newline(text, self.tokenizer.encode("\n"), size)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CodeLines:
+  """Dict-literal lines ``    "key": 1234,\n`` (a key word, a random 4-digit value); filler:
+  a span of natural code from ``split`` ending in a newline."""
+
+  tokenizer: TextTokenizer
+  split: TokenizedSplit
+
+  @property
+  def pad_id(self) -> int:
+    return self.tokenizer.pad_id
+
+  def lines(self, rng, num_pairs):
+    if num_pairs > len(KEY_WORDS):
+      raise ValueError(f"num_pairs={num_pairs} exceeds the {len(KEY_WORDS)} available key words")
+    keys = rng.choice(len(KEY_WORDS), size=num_pairs, replace=False)
+    values = rng.integers(1000, 10_000, size=num_pairs)
+    pairs = []
+    for k, v in zip(keys, values):
+      head, value = self.tokenizer.encode(f'    "{KEY_WORDS[k]}":'), self.tokenizer.encode(f" {v}")
+      while value and not self.tokenizer.id_to_piece(value[0]).strip("\u2581 "):
+        head, value = head + value[:1], value[1:]  # A bare space belongs to the key.
+      pairs.append((head, value))
+    return _key_value_lines(pairs, self.tokenizer.encode(",\n"))
+
+  def filler(self, rng, size):
+    newline = self.tokenizer.encode("\n")
+    text = _draw(self.split, rng, max(size - len(newline), 1), vocab_size=None)
+    return _cut_to_newline(text, newline, size)
+
+
+def _key_value_lines(
+  pairs: Sequence[tuple[list[int], list[int]]], tail: list[int]
+) -> tuple[list[list[int]], list[list[bool]]]:
+  """Lines head + value + tail with masks True on the value's tokens."""
+  lines = [head + value + tail for head, value in pairs]
+  masks = [[False] * len(h) + [True] * len(v) + [False] * len(tail) for h, v in pairs]
+  return lines, masks
 
 
 def associative_recall_examples(
-  tokenizer_or_vocab: TextTokenizer | int,
+  source: RecallFormat,
   *,
   seed: int,
   num_pairs: int,
@@ -313,17 +422,14 @@ def associative_recall_examples(
   The first ``num_queries`` demonstrations (their keys are random) are queried in order, and the
   filler between demonstrations and queries is sized so that the first query starts ``distance``
   tokens after the end of its demonstration; ``metadata["distances"]`` holds every query's
-  exact distance (equal for single-token random pairs, within a line's length for words).
+  exact distance (equal for single-token random pairs, within a line's length for lines).
   """
   if not 1 <= num_queries <= num_pairs:
     raise ValueError(f"num_queries={num_queries} must be in [1, num_pairs={num_pairs}]")
   rng = np.random.default_rng([seed, 0xA55C])
   rows, masks, distances = [], [], []
   for _ in range(num_examples):
-    if isinstance(tokenizer_or_vocab, int):
-      lines, line_masks, filler_pool = _random_token_items(rng, tokenizer_or_vocab, num_pairs)
-    else:
-      lines, line_masks, filler_pool = _word_items(rng, tokenizer_or_vocab, num_pairs)
+    lines, line_masks = source.lines(rng, num_pairs)
     lengths = [len(line) for line in lines]
     gap = distance - (sum(lengths) - lengths[0])
     if gap < 0:
@@ -331,22 +437,13 @@ def associative_recall_examples(
         f"distance={distance} is below the minimum {sum(lengths) - lengths[0]} "
         f"for num_pairs={num_pairs}"
       )
-    if isinstance(tokenizer_or_vocab, int):
-      filler = rng.choice(filler_pool, size=gap).tolist()
-    else:  # Whole filler text cut to size, ending with a newline before the first query.
-      newline = tokenizer_or_vocab.encode("\n")
-      filler = (
-        (np.resize(filler_pool, gap - len(newline)).tolist() + newline)
-        if gap >= len(newline)
-        else np.resize(filler_pool, gap).tolist()
-      )
+    filler = source.filler(rng, gap)
     demos = [t for line in lines for t in line]
     queries = [t for line in lines[:num_queries] for t in line]
     rows.append(demos + filler + queries)
     masks.append([False] * (len(demos) + gap) + [m for mk in line_masks[:num_queries] for m in mk])
     distances.append([sum(lengths) - lengths[j] + gap for j in range(num_queries)])
-  pad_id = 0 if isinstance(tokenizer_or_vocab, int) else tokenizer_or_vocab.pad_id
-  tokens, target_mask = _stack(rows, masks, pad_id=pad_id)
+  tokens, target_mask = _stack(rows, masks, pad_id=source.pad_id)
   meta = {
     "probe": "associative_recall",
     "num_pairs": num_pairs,
