@@ -14,7 +14,7 @@ from hope_jax.data.tokenizer import load_tokenizer
 from hope_jax.evaluation import config as eval_config_lib
 from hope_jax.evaluation import context as eval_context
 from hope_jax.evaluation import probe_evals as evals_probes
-from hope_jax.evaluation import probes
+from hope_jax.evaluation import probes, recall_probes
 from hope_jax.evaluation import runner as evaluate
 from hope_jax.model import generate
 
@@ -137,7 +137,10 @@ def test_copy_accuracy_and_metrics(context):
 def test_recall_accuracy_skips_impossible_distances(tokenizer):
   out = evals_probes.recall_accuracy(
     oracle,
-    {"words": probes.WordLines(tokenizer), "random": probes.RandomPairs.over_vocabulary(16384)},
+    {
+      "words": recall_probes.WordLines(tokenizer),
+      "random": recall_probes.RandomPairs.over_vocabulary(16384),
+    },
     pairs=(2, 8),
     distances=[(0.25, 8), (2.0, 64)],
     queries=3,

@@ -1,4 +1,4 @@
-"""Tests of the synthetic probes: copy, passkey retrieval and associative recall."""
+"""Tests of the synthetic probes: copy, passkey retrieval (probes) and associative recall."""
 
 from __future__ import annotations
 
@@ -12,16 +12,18 @@ from hope_jax.data.tokenizer import load_tokenizer
 from hope_jax.evaluation.probes import (
   PASSKEY_FILLER,
   PASSKEY_INTRO,
-  CodeLines,
-  RandomPairs,
-  WordLines,
-  associative_recall_examples,
   copy_examples,
   masked_accuracy,
   passkey_example,
   passkey_examples,
   score_passkey,
   seen_token_ids,
+)
+from hope_jax.evaluation.recall_probes import (
+  CodeLines,
+  RandomPairs,
+  WordLines,
+  associative_recall_examples,
 )
 
 EOS = 3

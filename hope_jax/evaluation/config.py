@@ -12,7 +12,7 @@ from typing import Any
 EVALUATION_NAMES: tuple[str, ...] = ("perplexity", "copy", "passkey", "recall", "attention")
 SCALINGS: tuple[str, ...] = ("none", "linear", "ntk", "yarn", "llama3")
 COPY_SOURCES: tuple[str, ...] = ("text", "random", "random_seen")
-RECALL_SOURCES: tuple[str, ...] = ("words", "random", "random_seen", "code")
+RECALL_SOURCES: tuple[str, ...] = ("words", "random", "code")
 
 
 def _fail(field: str, value: Any, requirement: str) -> None:
@@ -111,7 +111,7 @@ class RecallSpec:
   distances: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)  # demonstration-to-query distance
   queries: int = 2  # queries per example (at most the number of pairs)
   examples: int = 8  # per (source, pairs, distance)
-  # "key: value" word lines, random pairs (any ids, or ids the split uses), or '"key": 1234,' code
+  # "key: value" word lines, random single-token pairs, or '"key": 1234,' dict-literal code lines
   sources: tuple[str, ...] = ("words", "random")
 
   def __post_init__(self):

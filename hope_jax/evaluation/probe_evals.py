@@ -20,7 +20,7 @@ import numpy as np
 
 from hope_jax.data.batches import TokenizedSplit
 from hope_jax.evaluation import context as evaluate
-from hope_jax.evaluation import plots, probes
+from hope_jax.evaluation import plots, probes, recall_probes
 
 # (tokens [N, T], evaluation length) -> greedy predictions aligned with tokens (column 0 unused).
 Predict = Callable[[np.ndarray, int], np.ndarray]
@@ -69,7 +69,7 @@ def _mean(values: list[float]) -> float:
 # ----------------------------------------------------------------------------------------------
 # Copy.
 
-# Random ids among those seen at least this often in the evaluated split (``*_seen`` sources).
+# Random ids among those seen at least this often in the evaluated split (copy's random_seen).
 SEEN_MIN_COUNT = 16
 
 
@@ -251,17 +251,16 @@ def eval_passkey(ctx: evaluate.EvalContext) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------
 # Associative recall.
 
-RECALL_SOURCES: dict[str, Callable[[evaluate.EvalContext], probes.RecallFormat]] = {
-  "words": lambda ctx: probes.WordLines(ctx.tokenizer),
-  "random": lambda ctx: probes.RandomPairs.over_vocabulary(ctx.tokenizer.vocab_size),
-  "random_seen": lambda ctx: probes.RandomPairs(_seen_ids(ctx)),
-  "code": lambda ctx: probes.CodeLines(ctx.tokenizer, ctx.split),
+RECALL_SOURCES: dict[str, Callable[[evaluate.EvalContext], recall_probes.RecallFormat]] = {
+  "words": lambda ctx: recall_probes.WordLines(ctx.tokenizer),
+  "random": lambda ctx: recall_probes.RandomPairs.over_vocabulary(ctx.tokenizer.vocab_size),
+  "code": lambda ctx: recall_probes.CodeLines(ctx.tokenizer, ctx.split),
 }
 
 
 def recall_accuracy(
   predict: Predict,
-  sources: Mapping[str, probes.RecallFormat],
+  sources: Mapping[str, recall_probes.RecallFormat],
   *,
   pairs: Sequence[int],
   distances: Sequence[tuple[float, int]],
@@ -276,7 +275,7 @@ def recall_accuracy(
     for num_pairs in pairs:
       for multiple, distance in distances:
         try:
-          examples = probes.associative_recall_examples(
+          examples = recall_probes.associative_recall_examples(
             source,
             seed=seed,
             num_pairs=num_pairs,

@@ -1,4 +1,4 @@
-"""Synthetic long-context probes: copy, passkey retrieval and associative recall.
+"""Synthetic long-context probes: copy and passkey retrieval (recall: :mod:`recall_probes`).
 
 Every probe returns int32 ``tokens`` and a boolean ``target_mask`` of the same shape, aligned to
 labels: ``target_mask[..., t]`` says whether predicting ``tokens[..., t]`` from ``tokens[..., :t]``
@@ -33,19 +33,6 @@ PASSKEY_FILLER = (
 PASSKEY_NEEDLE = "The pass key is {key}. Remember it. {key} is the pass key."
 PASSKEY_QUESTION = "What is the pass key? The pass key is"
 
-KEY_WORDS: tuple[str, ...] = tuple(
-  "apple river stone cloud tiger piano candle mirror garden rocket forest window dragon "
-  "pencil castle bridge falcon lemon anchor violin desert marble harbor comet meadow "
-  "lantern glacier parrot saddle thunder velvet walnut beacon cactus dolphin ember fossil "
-  "goblet hammer island jacket kettle ladder magnet needle orchid pepper quartz ribbon "
-  "satchel tunnel umbrella valley wagon yarrow zipper badger copper dune".split()
-)
-VALUE_WORDS: tuple[str, ...] = tuple(
-  "red blue green black white orange purple yellow silver golden north south east west "
-  "one two three four five six seven eight nine ten cold warm quiet loud early late "
-  "happy sad bright dark soft hard sweet bitter round square high low fast slow old new "
-  "young wild calm brave clever gentle proud shy".split()
-)
 SPECIAL_IDS = 4  # pad, unk, bos, eos are ids 0..3 and never drawn as random tokens.
 
 
@@ -80,7 +67,7 @@ class ProbeExamples:
     return int(self.target_mask.sum())
 
 
-def _stack(
+def stack_rows(
   rows: Sequence[Sequence[int]], masks: Sequence[Sequence[bool]], *, pad_id: int
 ) -> tuple[np.ndarray, np.ndarray]:
   """Right-pad rows to equal length and stack them with their masks."""
@@ -121,7 +108,7 @@ def seen_token_ids(split: TokenizedSplit, *, min_count: int) -> np.ndarray:
   return ids
 
 
-def _draw(
+def draw_tokens(
   source: TokenizedSplit | np.ndarray | str,
   rng: np.random.Generator,
   n: int,
@@ -166,8 +153,10 @@ def copy_examples(
   width = 2 * segment_length + gap
   tokens = np.empty((num_examples, width), dtype=np.int32)
   for i in range(num_examples):
-    segment = _draw(source, rng, segment_length, vocab_size=vocab_size)
-    filler = _draw(gap_source, rng, gap, vocab_size=vocab_size) if gap else np.empty(0, np.int32)
+    segment = draw_tokens(source, rng, segment_length, vocab_size=vocab_size)
+    filler = (
+      draw_tokens(gap_source, rng, gap, vocab_size=vocab_size) if gap else np.empty(0, np.int32)
+    )
     tokens[i] = np.concatenate([segment, filler, segment])
   mask = np.zeros_like(tokens, dtype=bool)
   mask[:, segment_length + gap + 1 :] = True
@@ -240,7 +229,7 @@ def passkey_example(
   answer_start = len(ids)
   ids = ids + answer
   mask = [False] * answer_start + [True] * len(answer)
-  tokens, target_mask = _stack(
+  tokens, target_mask = stack_rows(
     [ids + [tokenizer.pad_id] * (length - len(ids))], [mask], pad_id=tokenizer.pad_id
   )
   needle_start = len(intro) + sum(len(s) for s in filler[:cut])
@@ -283,173 +272,3 @@ def score_passkey(predicted_tokens: Sequence[int] | np.ndarray, example: Passkey
   if predicted[:n] != list(example.answer_ids):
     return False
   return len(predicted) == n or predicted[n] not in example.digit_ids
-
-
-# ----------------------------------------------------------------------------------------------
-# Associative recall (few-shot key -> value lookup).
-
-
-class RecallFormat(Protocol):
-  """How associative-recall demonstrations and the filler after them are written."""
-
-  @property
-  def pad_id(self) -> int: ...
-
-  def lines(
-    self, rng: np.random.Generator, num_pairs: int
-  ) -> tuple[list[list[int]], list[list[bool]]]:
-    """``num_pairs`` demonstration lines and their masks (True on the value's tokens)."""
-    ...
-
-  def filler(self, rng: np.random.Generator, size: int) -> list[int]:
-    """Exactly ``size`` filler tokens between the demonstrations and the queries."""
-    ...
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class RandomPairs:
-  """Single-token pairs ``key value``: keys, values and filler from disjoint thirds of ``ids``."""
-
-  ids: np.ndarray
-  pad_id: int = 0
-
-  @classmethod
-  def over_vocabulary(cls, vocab_size: int) -> RandomPairs:
-    """Pairs over every id of the vocabulary beyond the special ones."""
-    return cls(np.arange(SPECIAL_IDS, vocab_size))
-
-  def _third(self, i: int) -> np.ndarray:
-    third = len(self.ids) // 3
-    return self.ids[i * third : (i + 1) * third] if i < 2 else self.ids[2 * third :]
-
-  def lines(self, rng, num_pairs):
-    if len(self.ids) // 3 < num_pairs:
-      raise ValueError(
-        f"{len(self.ids)} token ids are too few for num_pairs={num_pairs} random keys"
-      )
-    keys = rng.choice(self._third(0), size=num_pairs, replace=False)
-    values = self._third(1)[rng.integers(0, len(self._third(1)), size=num_pairs)]
-    return [[int(k), int(v)] for k, v in zip(keys, values)], [[False, True]] * num_pairs
-
-  def filler(self, rng, size):
-    return rng.choice(self._third(2), size=size).tolist()
-
-
-def _cut_to_newline(text_ids: np.ndarray | list[int], newline: list[int], size: int) -> list[int]:
-  """``size`` tokens: the text cut to size - len(newline), then a newline (when it fits)."""
-  if size < len(newline):
-    return np.resize(np.asarray(text_ids), size).tolist()
-  return np.resize(np.asarray(text_ids), size - len(newline)).tolist() + newline
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class WordLines:
-  """Lines ``"key: value\n"`` from the fixed word lists; filler: the passkey sentences."""
-
-  tokenizer: TextTokenizer
-
-  @property
-  def pad_id(self) -> int:
-    return self.tokenizer.pad_id
-
-  def lines(self, rng, num_pairs):
-    if num_pairs > len(KEY_WORDS):
-      raise ValueError(f"num_pairs={num_pairs} exceeds the {len(KEY_WORDS)} available key words")
-    keys = rng.choice(len(KEY_WORDS), size=num_pairs, replace=False)
-    values = rng.integers(0, len(VALUE_WORDS), size=num_pairs)
-    encode = self.tokenizer.encode
-    return _key_value_lines(
-      [(encode(KEY_WORDS[k] + ":"), encode(" " + VALUE_WORDS[v])) for k, v in zip(keys, values)],
-      encode("\n"),
-    )
-
-  def filler(self, rng, size):
-    text = [t for s in PASSKEY_FILLER for t in self.tokenizer.encode(" " + s)]
-    return _cut_to_newline(text, self.tokenizer.encode("\n"), size)
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class CodeLines:
-  """Dict-literal lines ``    "key": 1234,\n`` (a key word, a random 4-digit value); filler:
-  a span of natural code from ``split`` ending in a newline."""
-
-  tokenizer: TextTokenizer
-  split: TokenizedSplit
-
-  @property
-  def pad_id(self) -> int:
-    return self.tokenizer.pad_id
-
-  def lines(self, rng, num_pairs):
-    if num_pairs > len(KEY_WORDS):
-      raise ValueError(f"num_pairs={num_pairs} exceeds the {len(KEY_WORDS)} available key words")
-    keys = rng.choice(len(KEY_WORDS), size=num_pairs, replace=False)
-    values = rng.integers(1000, 10_000, size=num_pairs)
-    pairs = []
-    for k, v in zip(keys, values):
-      head, value = self.tokenizer.encode(f'    "{KEY_WORDS[k]}":'), self.tokenizer.encode(f" {v}")
-      while value and not self.tokenizer.id_to_piece(value[0]).strip("\u2581 "):
-        head, value = head + value[:1], value[1:]  # A bare space belongs to the key.
-      pairs.append((head, value))
-    return _key_value_lines(pairs, self.tokenizer.encode(",\n"))
-
-  def filler(self, rng, size):
-    newline = self.tokenizer.encode("\n")
-    text = _draw(self.split, rng, max(size - len(newline), 1), vocab_size=None)
-    return _cut_to_newline(text, newline, size)
-
-
-def _key_value_lines(
-  pairs: Sequence[tuple[list[int], list[int]]], tail: list[int]
-) -> tuple[list[list[int]], list[list[bool]]]:
-  """Lines head + value + tail with masks True on the value's tokens."""
-  lines = [head + value + tail for head, value in pairs]
-  masks = [[False] * len(h) + [True] * len(v) + [False] * len(tail) for h, v in pairs]
-  return lines, masks
-
-
-def associative_recall_examples(
-  source: RecallFormat,
-  *,
-  seed: int,
-  num_pairs: int,
-  num_queries: int,
-  distance: int,
-  num_examples: int = 1,
-) -> ProbeExamples:
-  """``num_pairs`` key->value demonstrations, filler, then ``num_queries`` queries on the values.
-
-  The first ``num_queries`` demonstrations (their keys are random) are queried in order, and the
-  filler between demonstrations and queries is sized so that the first query starts ``distance``
-  tokens after the end of its demonstration; ``metadata["distances"]`` holds every query's
-  exact distance (equal for single-token random pairs, within a line's length for lines).
-  """
-  if not 1 <= num_queries <= num_pairs:
-    raise ValueError(f"num_queries={num_queries} must be in [1, num_pairs={num_pairs}]")
-  rng = np.random.default_rng([seed, 0xA55C])
-  rows, masks, distances = [], [], []
-  for _ in range(num_examples):
-    lines, line_masks = source.lines(rng, num_pairs)
-    lengths = [len(line) for line in lines]
-    gap = distance - (sum(lengths) - lengths[0])
-    if gap < 0:
-      raise ValueError(
-        f"distance={distance} is below the minimum {sum(lengths) - lengths[0]} "
-        f"for num_pairs={num_pairs}"
-      )
-    filler = source.filler(rng, gap)
-    demos = [t for line in lines for t in line]
-    queries = [t for line in lines[:num_queries] for t in line]
-    rows.append(demos + filler + queries)
-    masks.append([False] * (len(demos) + gap) + [m for mk in line_masks[:num_queries] for m in mk])
-    distances.append([sum(lengths) - lengths[j] + gap for j in range(num_queries)])
-  tokens, target_mask = _stack(rows, masks, pad_id=source.pad_id)
-  meta = {
-    "probe": "associative_recall",
-    "num_pairs": num_pairs,
-    "num_queries": num_queries,
-    "distance": distance,
-    "seed": seed,
-    "distances": np.asarray(distances, dtype=np.int64),
-  }
-  return ProbeExamples(tokens, target_mask, meta)
