@@ -140,14 +140,17 @@ def test_associative_recall_words() -> None:
 
 
 def test_associative_recall_random_tokens_exact_distance() -> None:
-  ex = associative_recall_examples(
-    RandomPairs.over_vocabulary(3000),
-    seed=4,
-    num_pairs=8,
-    num_queries=4,
-    distance=50,
-    num_examples=3,
-  )
+  def pairs(seed: int):
+    return associative_recall_examples(
+      RandomPairs.over_vocabulary(3000),
+      seed=seed,
+      num_pairs=8,
+      num_queries=4,
+      distance=50,
+      num_examples=3,
+    )
+
+  ex = pairs(4)
   assert (ex.metadata["distances"] == 50).all()
   for row, mask in zip(ex.tokens, ex.target_mask):
     demo_values = dict(zip(row[:16:2].tolist(), row[1:16:2].tolist()))
@@ -158,14 +161,7 @@ def test_associative_recall_random_tokens_exact_distance() -> None:
       assert demo_values[key] == value
       demo_pos = int(np.flatnonzero(row[:16] == key)[0]) + 1
       assert (p - 1) - (demo_pos + 1) == 50  # query start minus demonstration end
-  other = associative_recall_examples(
-    RandomPairs.over_vocabulary(3000),
-    seed=5,
-    num_pairs=8,
-    num_queries=4,
-    distance=50,
-    num_examples=3,
-  )
+  other = pairs(5)
   assert not np.array_equal(ex.tokens, other.tokens)
   with pytest.raises(ValueError, match="num_queries=9"):
     associative_recall_examples(

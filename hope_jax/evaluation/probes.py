@@ -170,6 +170,15 @@ def copy_examples(
   return ProbeExamples(tokens, mask, meta)
 
 
+def move_bare_spaces(
+  tokenizer: TextTokenizer, head: list[int], target: list[int]
+) -> tuple[list[int], list[int]]:
+  """Moves the target's leading whitespace-only pieces to the end of head: they are not scored."""
+  while target and not tokenizer.id_to_piece(target[0]).strip("\u2581 "):
+    head, target = head + target[:1], target[1:]
+  return head, target
+
+
 # ----------------------------------------------------------------------------------------------
 # Passkey retrieval (Mohtashami & Jaggi, 2023).
 
@@ -210,8 +219,7 @@ def passkey_example(
   needle = tokenizer.encode(" " + PASSKEY_NEEDLE.format(key=key))
   question = tokenizer.encode(" " + PASSKEY_QUESTION)
   answer = tokenizer.encode(f" {key}")
-  while answer and not tokenizer.id_to_piece(answer[0]).strip("\u2581 "):
-    question, answer = question + answer[:1], answer[1:]  # A bare space belongs to the question.
+  question, answer = move_bare_spaces(tokenizer, question, answer)
   sentences = [tokenizer.encode(" " + s) for s in PASSKEY_FILLER]
   fixed = len(intro) + len(needle) + len(question) + len(answer)
   if fixed > length:

@@ -20,6 +20,7 @@ from hope_jax.evaluation.probes import (
   ProbeExamples,
   TextTokenizer,
   draw_tokens,
+  move_bare_spaces,
   stack_rows,
 )
 
@@ -91,6 +92,13 @@ def _cut_to_newline(text_ids: np.ndarray | list[int], newline: list[int], size: 
   return np.resize(np.asarray(text_ids), size - len(newline)).tolist() + newline
 
 
+def _key_words(rng: np.random.Generator, num_pairs: int) -> list[str]:
+  """``num_pairs`` distinct key words drawn from :data:`KEY_WORDS`."""
+  if num_pairs > len(KEY_WORDS):
+    raise ValueError(f"num_pairs={num_pairs} exceeds the {len(KEY_WORDS)} available key words")
+  return [KEY_WORDS[i] for i in rng.choice(len(KEY_WORDS), size=num_pairs, replace=False)]
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class WordLines:
   """Lines ``"key: value\n"`` from the fixed word lists; filler: the passkey sentences."""
@@ -102,13 +110,11 @@ class WordLines:
     return self.tokenizer.pad_id
 
   def lines(self, rng, num_pairs):
-    if num_pairs > len(KEY_WORDS):
-      raise ValueError(f"num_pairs={num_pairs} exceeds the {len(KEY_WORDS)} available key words")
-    keys = rng.choice(len(KEY_WORDS), size=num_pairs, replace=False)
+    keys = _key_words(rng, num_pairs)
     values = rng.integers(0, len(VALUE_WORDS), size=num_pairs)
     encode = self.tokenizer.encode
     return _key_value_lines(
-      [(encode(KEY_WORDS[k] + ":"), encode(" " + VALUE_WORDS[v])) for k, v in zip(keys, values)],
+      [(encode(k + ":"), encode(" " + VALUE_WORDS[v])) for k, v in zip(keys, values)],
       encode("\n"),
     )
 
@@ -130,17 +136,14 @@ class CodeLines:
     return self.tokenizer.pad_id
 
   def lines(self, rng, num_pairs):
-    if num_pairs > len(KEY_WORDS):
-      raise ValueError(f"num_pairs={num_pairs} exceeds the {len(KEY_WORDS)} available key words")
-    keys = rng.choice(len(KEY_WORDS), size=num_pairs, replace=False)
+    keys = _key_words(rng, num_pairs)
     values = rng.integers(1000, 10_000, size=num_pairs)
-    pairs = []
-    for k, v in zip(keys, values):
-      head, value = self.tokenizer.encode(f'    "{KEY_WORDS[k]}":'), self.tokenizer.encode(f" {v}")
-      while value and not self.tokenizer.id_to_piece(value[0]).strip("\u2581 "):
-        head, value = head + value[:1], value[1:]  # A bare space belongs to the key.
-      pairs.append((head, value))
-    return _key_value_lines(pairs, self.tokenizer.encode(",\n"))
+    encode = self.tokenizer.encode
+    pairs = [  # A bare space before the digits belongs to the key.
+      move_bare_spaces(self.tokenizer, encode(f'    "{k}":'), encode(f" {v}"))
+      for k, v in zip(keys, values)
+    ]
+    return _key_value_lines(pairs, encode(",\n"))
 
   def filler(self, rng, size):
     newline = self.tokenizer.encode("\n")
