@@ -89,3 +89,18 @@ def test_code_protocol_holds_out_five_percent_of_the_packages():
     "sysconfig:purelib",
     5.0,
   )
+
+
+def test_code_protocol_long_option_evaluates_one_long_length_into_its_own_directory():
+  protocol = load(os.path.join(REPO, "configs", "experiments", "code_extrapolation.py"))
+  cfg = resolve(protocol.get_config("hope,seed=1,long=1024"))
+  assert (cfg.seed, cfg.eval.evaluations, cfg.eval.output_dir) == (
+    1,
+    ("perplexity",),
+    "eval_long-1024",
+  )
+  assert (cfg.eval.perplexity.lengths, cfg.eval.perplexity.max_windows) == ((1024.0,), 2)
+  assert resolve(protocol.get_config("hope,seed=1")).eval.output_dir == ""
+  for bad in ("hope,long=3", "hope,long=128,long=256", "hope,scaling=yarn,long=128"):
+    with pytest.raises(ValueError, match="long"):
+      protocol.get_config(bad)

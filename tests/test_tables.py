@@ -174,3 +174,17 @@ def test_probe_seeds_count_only_runs_that_measured_the_family(tmp_path):
   passkey = markdown.split("**passkey_acc@T**")[1]
   assert "| hope | 1 | 0.90 |" in copy and "alibi" not in copy
   assert "| hope | 2 | 0.50 ± 0.14 |" in passkey and "| alibi | 1 | 0.20 |" in passkey
+
+
+def test_a_longer_evaluation_of_the_same_run_joins_its_row(runs, tmp_path):
+  """An eval dir with other lengths (e.g. eval_long-N) adds columns to the run's row."""
+  long_dir = os.path.join(runs[2], "eval_long-4")
+  os.makedirs(long_dir)
+  result = {"length": 256, "multiple": 4.0, "nll": 0.0, "perplexity": 55.0, "windows": 2}
+  result.update(tokens=2 * 255, position_buckets=[{"start": 0, "end": 255, "nll": 4.0}])
+  with open(os.path.join(long_dir, "perplexity.json"), "w") as f:
+    json.dump({"run": _run("hope", 0), "results": [result]}, f)
+  markdown = tables.write_tables(runs, str(tmp_path / "out" / "table.md"))
+  assert "| hope | 1 | 11.00 | 20.00 | 55.00 |" in markdown
+  assert "| rope | 2 | 11.00 ± 1.41 | 120.00 ± 28.28 | — |" in markdown
+  assert "510 (2)" in markdown

@@ -1,14 +1,15 @@
 #!/bin/bash
 # One run of #21's code protocol in one device command (carry .wheels), from the repository root:
-#   bash benchmarks/results/s16/train_eval.sh RUN [OPTIONS]   (RUN: VARIANT[,seed=N], e.g. hope,seed=1)
-# trains it, evaluates perplexity (1…64 × L), then the probes, then (with OPTIONS, e.g.
-# scaling=yarn) the evaluation RUN,OPTIONS, each stage cut off at a deadline so that what
-# finished comes back in $OUT/<run>.tgz (the run directory without its checkpoint).
+#   bash benchmarks/results/s16/train_eval.sh RUN [OPTIONS ...]   (RUN: VARIANT[,seed=N], e.g. hope,seed=1)
+# trains it, evaluates perplexity (1…64 × L), then the probes, then for each OPTIONS (e.g.
+# scaling=yarn, long=128) the evaluation RUN,OPTIONS, each stage cut off at a deadline so that
+# what finished comes back in $OUT/<run>.tgz (the run directory without its checkpoint).
 source benchmarks/results/s16/env.sh
 run=$1; W=$PWD/.cache/code_runs; name=$(echo "$run" | tr ',=' '_-')
 export CONFIG=configs/experiments/code_extrapolation.py
 stage() {  # LABEL DEADLINE_S ITEM
   local start=$SECONDS
+  (($2 - SECONDS > 5)) || { echo "$1: skipped (at ${SECONDS} s)"; return; }  # timeout 0 = none
   timeout $(($2 - SECONDS)) experiments/extrapolation/run.sh $W $3 >> $OUT/$name.log 2>&1
   echo "$1: exit $? in $((SECONDS - start)) s (at ${SECONDS} s)"
 }
@@ -16,7 +17,7 @@ stage train 470 "train:$run"
 grep -h '"step"' $W/runs/$name/metrics.jsonl 2>/dev/null | tail -n 2 | cut -c1-300
 stage perplexity 535 "$run+evals=perplexity"
 stage probes 580 "$run+evals=copy+passkey+recall+attention"
-[[ -n ${2:-} ]] && stage "$2" 592 "$run+$2"
+for options in "${@:2}"; do stage "$options" 592 "$run+$options"; done
 grep -v "^ *$" $OUT/$name.log | grep -iv "warning" | tail -n 25 | cut -c1-300
 cp $W/timings.tsv $OUT/timings.tsv 2>/dev/null
 tar -czf $OUT/$name.tgz -C $W/runs --exclude=checkpoints $name
