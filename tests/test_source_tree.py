@@ -230,3 +230,11 @@ def test_train_command_on_a_source_tree_records_its_manifest(tree: Path, tmp_pat
   expected = source_tree.manifest(_options(tree, validation_percent=20.0))
   assert manifest["sha256"] == expected["sha256"]
   assert manifest["splits"]["train"]["tokens"] > 0
+  config.eval.evaluations = ("perplexity",)
+  config.eval.perplexity.lengths = (1,)
+  commands.evaluate(config, str(tmp_path / "run"), verbose=False)
+  evaluated = json.loads((tmp_path / "run" / "eval" / "data_manifest.json").read_text())
+  assert evaluated["sha256"] == expected["sha256"]
+  validation = [p for p in evaluated["packages"] if p["split"] == "validation"]
+  assert validation and all(p["tokens"] > 0 for p in validation)
+  assert evaluated["splits"]["validation"]["tokens"] == sum(p["tokens"] for p in validation)

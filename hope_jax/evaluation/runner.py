@@ -4,7 +4,9 @@ Loads the run's latest checkpoint (or ``eval.step``) and runs every evaluation n
 ``config.eval.evaluations`` (keys of :data:`EVALUATIONS`: perplexity here; copy, passkey and recall
 in :mod:`hope_jax.evaluation.probe_evals`; attention in :mod:`hope_jax.evaluation.attention`), writing
 ``<eval dir>/<name>.json`` = ``{"run": ..., **result}`` per evaluation, the scalar ``metrics`` of
-all evaluations merged into ``<eval dir>/summary.json``, then this run's table (markdown, CSV, PNG).
+all evaluations merged into ``<eval dir>/summary.json``, then this run's table (markdown, CSV, PNG);
+a source-tree corpus's manifest with the evaluated split's tokens goes to
+``<eval dir>/data_manifest.json``.
 The eval dir is ``DIR/eval`` without scaling and ``DIR/eval_<scaling>`` with it (``eval.output_dir``
 overrides), so evaluations of one checkpoint with and without context extension sit side by side.
 Inference-time context extension (``eval.scaling``) rebuilds the model's encoding for each
@@ -101,6 +103,8 @@ def evaluate(
   )
   main = ctx.writes_files
   os.makedirs(ctx.eval_dir, exist_ok=True)
+  if main and ctx.split.manifest is not None:  # the evaluated split, with its tokens
+    _write_json(os.path.join(ctx.eval_dir, "data_manifest.json"), ctx.split.manifest)
   meta = ctx.run_metadata()
   outputs = {}
   for name in config.evaluations:
