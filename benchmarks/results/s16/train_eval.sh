@@ -4,6 +4,7 @@
 # trains it, evaluates perplexity (1…64 × L), then the probes, then for each OPTIONS (e.g.
 # scaling=yarn, long=128) the evaluation RUN,OPTIONS, each stage cut off at a deadline so that
 # what finished comes back in $OUT/<run>.tgz (the run directory without its checkpoint).
+# STANDARD=0 skips the perplexity and probe stages (e.g. a run for the long columns alone).
 source benchmarks/results/s16/env.sh
 run=$1; W=$PWD/.cache/code_runs; name=$(echo "$run" | tr ',=' '_-')
 export CONFIG=configs/experiments/code_extrapolation.py
@@ -15,8 +16,10 @@ stage() {  # LABEL DEADLINE_S ITEM
 }
 stage train 470 "train:$run"
 grep -h '"step"' $W/runs/$name/metrics.jsonl 2>/dev/null | tail -n 2 | cut -c1-300
-stage perplexity 535 "$run+evals=perplexity"
-stage probes 580 "$run+evals=copy+passkey+recall+attention"
+if [[ ${STANDARD:-1} != 0 ]]; then
+  stage perplexity 535 "$run+evals=perplexity"
+  stage probes 580 "$run+evals=copy+passkey+recall+attention"
+fi
 for options in "${@:2}"; do stage "$options" 592 "$run+$options"; done
 grep -v "^ *$" $OUT/$name.log | grep -iv "warning" | tail -n 25 | cut -c1-300
 cp $W/timings.tsv $OUT/timings.tsv 2>/dev/null
