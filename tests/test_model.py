@@ -321,7 +321,8 @@ def test_auto_attention_implementation_rule():
   assert pick() == "cudnn"
   assert pick(dtype=jnp.float32) == "xla"
   assert pick(head_dim=256) == "xla" and pick(head_dim=60) == "xla"
-  assert pick(has_bias=True) == "xla" and pick(has_segments=True) == "xla"
+  assert pick(has_bias=True) == "cudnn" and pick(has_segments=True) == "xla"
+  assert pick(has_bias=True, length=7) == "xla"  # jax's biased cuDNN path needs even lengths
   assert pick(backend="cpu") == "xla" and pick(backend="tpu") == "xla"
   # cuDNN refused a 7-token sequence on an H200: "auto" falls back to XLA; explicit stays.
   assert pick(length=7) == "xla" and pick(length=8) == "cudnn"
@@ -469,3 +470,35 @@ def test_mlp_stacked_product_equals_separate_gate_and_up(tiny_config):
   ]
   for a, b in zip(*map(jax.tree.leaves, grads)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()))
+
+
+@pytest.mark.parametrize("encoder", ["alibi", "kerple"])
+def test_shared_positions_build_one_bias_for_the_batch(encoder, monkeypatch):
+  """Default positions give the kernel a [1, N, T, T] bias; logits equal those of explicit rows."""
+  config = TransformerConfig(
+    vocab_size=64,
+    num_layers=2,
+    embed_dim=32,
+    num_heads=4,
+    num_kv_heads=2,
+    mlp_dim=64,
+    dtype="float32",
+    train_length=8,
+    encoder=encoder,
+    attention_impl="xla",
+  )
+  model = Transformer(config, rngs=nnx.Rngs(0))
+  tokens = jax.random.randint(jax.random.key(2), (3, 16), 0, 64)
+  shapes, kernel = [], kernels.dot_product_attention
+
+  def recording(q, k, v, *, bias=None, **kwargs):
+    shapes.append(None if bias is None else bias.shape)
+    return kernel(q, k, v, bias=bias, **kwargs)
+
+  monkeypatch.setattr(kernels, "dot_product_attention", recording)
+  shared = model(tokens)
+  rows = model(tokens, positions=jnp.broadcast_to(jnp.arange(16), (3, 16)))
+  assert shapes == [(1, 4, 16, 16)] * 2 + [(3, 4, 16, 16)] * 2
+  np.testing.assert_allclose(shared, rows, rtol=1e-6, atol=1e-6)
+  grads = jax.grad(lambda m: jnp.sum(m(tokens)[:, -1]))(model)
+  assert all(np.all(np.isfinite(np.asarray(g))) for g in jax.tree.leaves(grads))

@@ -5,13 +5,16 @@ Implementations (``TransformerConfig.attention_impl``, chosen by :mod:`hope_jax.
 * ``"xla"`` — ``jax.nn.dot_product_attention(implementation="xla")``; takes any bias and mask.
 * ``"cudnn"`` — ``jax.nn.dot_product_attention(implementation="cudnn")`` (GPU only).  ``"auto"``
   picks it on GPU when the compute dtype is bfloat16/float16, head_dim ≤ 128 and a multiple of 8,
-  the sequence length is even, the encoder adds no logit bias (ALiBi, KERPLE) and no
-  ``segment_ids`` are given.  Jax's public cuDNN entry point has no packed-segment argument (its
-  ``q_offsets`` live in a private module), so when ``"cudnn"`` is *requested explicitly* a
-  segment mask or bias is handed to it as ``mask``/``bias``, which jax folds into a dense cuDNN
-  bias (slower; training needs even lengths).  Checked on an H100 with jax 0.11.2: auto → cuDNN
-  for HoPE in bf16, and explicit cuDNN with a segment mask or an ALiBi/KERPLE bias, all match
-  the XLA kernel (KERPLE's gradients included).
+  the sequence length is even and no ``segment_ids`` are given.  A logit bias (ALiBi, KERPLE)
+  goes to cuDNN as a dense bias in the compute dtype, [1, N, T, T] when every row has the same
+  positions (the model's default): the 110m ALiBi train step at 1,024 × 64 took 122.7 ms on cuDNN
+  with a [B, N, T, T] bias against 234.6 ms on XLA's attention (H100, session 18,
+  ``benchmarks/results/s18/alibi_throughput.jsonl``).  Jax's public cuDNN entry point has no
+  packed-segment argument (its ``q_offsets`` live in a private module), so when ``"cudnn"`` is
+  *requested explicitly* a segment mask is handed to it as ``mask``, which jax folds into the
+  dense bias (slower; training needs even lengths).  Checked on an H100 with jax 0.11.2: auto →
+  cuDNN for HoPE in bf16, and explicit cuDNN with a segment mask or an ALiBi/KERPLE bias, all
+  match the XLA kernel (KERPLE's gradients included).
 * ``"splash"`` — the Pallas TPU splash-attention kernel, rotary family only (no bias), sequence
   length a multiple of 128; GQA through its MQA form (one kernel call per kv head).  On TPU it runs
   compiled; on other backends it runs in Pallas interpret mode, which is how the CPU tests check it

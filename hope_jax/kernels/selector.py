@@ -6,8 +6,9 @@ that need no arrays), else what ``"auto"`` picks from the backend and the facts:
 
 * ``attention_impl`` (``"auto"``, ``"cudnn"``, ``"xla"``, ``"splash"``): ``"cudnn"`` on GPU when
   the compute dtype is bfloat16/float16, head_dim ≤ 128 and a multiple of 8, the sequence
-  lengths are multiples of ``CUDNN_LENGTH_MULTIPLE``, there is no logit bias (ALiBi, KERPLE) and
-  no ``segment_ids``; else ``"xla"``.  Facts: dtype, head_dim, length, has_bias, has_segments.
+  lengths are multiples of ``CUDNN_LENGTH_MULTIPLE`` and there are no ``segment_ids``, a logit
+  bias (ALiBi, KERPLE) included; else ``"xla"``.  Facts: dtype, head_dim, length, has_bias,
+  has_segments.
   An explicit ``"splash"`` needs no bias and a length that is a multiple of ``SPLASH_BLOCK``.
 * ``norm_impl`` and ``loss_impl`` (``"auto"``, ``"xla"``, ``"pallas"``): ``"pallas"`` on GPU
   where Pallas' Triton backend exists and the kernel's feature axis is unsharded; else
@@ -74,7 +75,6 @@ def _attention(
     and head_dim <= 128
     and head_dim % 8 == 0
     and length % CUDNN_LENGTH_MULTIPLE == 0
-    and not has_bias
     and not has_segments
   )
   return "cudnn" if cudnn_ok else "xla"

@@ -182,8 +182,14 @@ class Attention(nnx.Module):
   def __call__(
     self, x: jax.Array, positions: jax.Array, segment_ids: jax.Array | None
   ) -> jax.Array:
-    """Returns the attention output [B, T, d] over a full causal sequence."""
+    """Returns the attention output [B, T, d] over a full causal sequence.
+
+    positions: [B, T], or [1, T] when every row has the same ones; a logit bias is then built
+    once for the batch, [1, N, T, T] (and a cuDNN bias's gradient is [1, N, T, T] too).
+    """
     c, encoding = self.config, self.config.encoding
+    shared_positions = positions
+    positions = jnp.broadcast_to(positions, x.shape[:2])
     q, k, v = self._project(x, positions, implementation=c.projection_impl)
     q = self._logn(q, positions)
     length = x.shape[1]
@@ -209,7 +215,7 @@ class Attention(nnx.Module):
       k,
       v,
       scale=self.scale,
-      bias=self._bias(positions, positions),
+      bias=self._bias(shared_positions, shared_positions),
       segment_ids=segment_ids,
       implementation=c.attention_impl,
     )

@@ -31,6 +31,14 @@ def broadcast_positions(positions: jax.Array | None, shape: tuple[int, ...]) -> 
   return jnp.broadcast_to(jnp.asarray(positions, jnp.int32), (batch, length))
 
 
+def row_positions(positions: jax.Array | None, shape: tuple[int, ...]) -> jax.Array:
+  """Returns int32 positions [B, T], or [1, T] when every row has the same (None, [T] or [1, T])."""
+  batch, length = shape
+  if positions is None or jnp.ndim(positions) == 1 or jnp.shape(positions)[0] == 1:
+    return broadcast_positions(positions, (1, length))
+  return broadcast_positions(positions, (batch, length))
+
+
 class Block(nnx.Module):
   """One pre-norm decoder block: attention then SwiGLU, each with a residual connection."""
 
@@ -132,7 +140,7 @@ class Transformer(nnx.Module):
     """Embedding and blocks: returns (x, update); x + update [B, T, d] is the residual stream,
     the last add left to the final norm."""
     tokens = jnp.asarray(tokens)
-    positions = broadcast_positions(positions, tokens.shape)
+    positions = row_positions(positions, tokens.shape)  # [1, T]: a bias is built once per batch
 
     def run(
       block: Block,
