@@ -502,3 +502,34 @@ def test_shared_positions_build_one_bias_for_the_batch(encoder, monkeypatch):
   np.testing.assert_allclose(shared, rows, rtol=1e-6, atol=1e-6)
   grads = jax.grad(lambda m: jnp.sum(m(tokens)[:, -1]))(model)
   assert all(np.all(np.isfinite(np.asarray(g))) for g in jax.tree.leaves(grads))
+
+
+@pytest.mark.skipif(jax.default_backend() != "gpu", reason="needs a GPU (JAX_PLATFORMS=cuda,cpu)")
+@pytest.mark.parametrize("encoder", ["alibi", "kerple"])
+def test_biased_cudnn_attention_matches_xla_on_gpu(encoder):
+  """On a GPU, 'auto' runs a bias encoder on cuDNN; its logits and gradients match XLA's."""
+  fields = dict(
+    vocab_size=256,
+    num_layers=2,
+    embed_dim=128,
+    num_heads=4,
+    num_kv_heads=2,
+    mlp_dim=256,
+    dtype="bfloat16",
+    train_length=64,
+    encoder=encoder,
+  )
+  facts = dict(dtype=jnp.bfloat16, head_dim=32, length=256, has_bias=True, has_segments=False)
+  assert kernels.select("attention_impl", "auto", **facts) == "cudnn"
+  tokens = jax.random.randint(jax.random.key(3), (4, 256), 0, 256)
+  outputs = {}
+  for impl in ("auto", "xla"):
+    model = Transformer(TransformerConfig(**fields, attention_impl=impl), rngs=nnx.Rngs(0))
+    loss = lambda m: jnp.mean(jax.nn.log_softmax(m(tokens).astype(jnp.float32))[..., 0])  # noqa: E731
+    value, grads = jax.jit(nnx.value_and_grad(loss))(model)
+    outputs[impl] = (float(value), jax.tree.leaves(nnx.state(grads)))
+  assert outputs["auto"][0] == pytest.approx(outputs["xla"][0], rel=1e-2)
+  for a, b in zip(outputs["auto"][1], outputs["xla"][1]):
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    cosine = a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-30)
+    assert cosine > 0.99, cosine

@@ -4,6 +4,7 @@
 # ../shared/corpus/prose copied; .ab/base is hope_jax at 26cbc12, before the bias changes, with
 # this tree's benchmarks/*.py), from the repository root:
 #   bash benchmarks/results/s19/prose_beyond.sh
+# 0. The GPU test of the biased cuDNN attention against XLA's (tests/test_model.py; pytest from .wheels).
 # 1. ALiBi's 110m train step at 1,024 × 64 (attention_impl "auto", bf16 logits as trained), base
 #    (auto = XLA's attention, a [B, N, T, T] bias) against this tree (auto = cuDNN's, one
 #    [1, N, T, T] bias per batch), interleaved base, new, base, new.
@@ -23,13 +24,19 @@ step_time() {  # ROOT: the package to time, .ab/base (with this tree's benchmark
     --logits_dtype bfloat16 --steps 10 --warmup 3 --out $OUT/throughput.jsonl)
 }
 protocol() { experiments/extrapolation/run.sh $W "$@"; }
-stage "alibi step, base" 45 step_time .ab/base
-stage "alibi step, new" 85 step_time .
-stage "alibi step, base" 125 step_time .ab/base
-stage "alibi step, new" 165 step_time .
-stage "train hope,seed=2" 300 protocol train:hope,seed=2
-stage "hope,seed=2 + yarn + log-n" 385 protocol hope,seed=2+scaling=yarn,logn=1
-stage "hope,seed=2 + yarn" 470 protocol hope,seed=2+scaling=yarn
+gpu_tests() {
+  python3 -m pip install -q --no-index --find-links .wheels pytest
+  JAX_PLATFORMS=cuda,cpu python3 -m pytest -q -o addopts="" -p no:cacheprovider -rs \
+    tests/test_model.py -k "cudnn or shared_positions or blocked_bias" 2>&1 | tail -n 4 | tee -a $OUT/prose.log
+}
+stage "gpu tests" 55 gpu_tests
+stage "alibi step, base" 95 step_time .ab/base
+stage "alibi step, new" 135 step_time .
+stage "alibi step, base" 175 step_time .ab/base
+stage "alibi step, new" 215 step_time .
+stage "train hope,seed=2" 345 protocol train:hope,seed=2
+stage "hope,seed=2 + yarn + log-n" 430 protocol hope,seed=2+scaling=yarn,logn=1
+stage "hope,seed=2 + yarn" 515 protocol hope,seed=2+scaling=yarn
 stage "hope,seed=2" 592 protocol hope,seed=2+evals=perplexity+passkey
 grep -h '"impl"' $OUT/throughput.jsonl 2>/dev/null | cut -c1-200
 grep -v "^ *$" $OUT/prose.log | grep -iv "warning" | grep -i "perplexity @\|error\|trained" | tail -n 30 | cut -c1-200
