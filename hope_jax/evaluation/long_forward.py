@@ -120,11 +120,13 @@ def blockwise_on_gpu_hint(
   config: TransformerConfig, length: int, backend: str | None = None
 ) -> str | None:
   """A one-line hint when only a float32 compute dtype keeps the long pass off cuDNN's attention."""
+  if config.encoding.bias is not None:
+    return None  # ALiBi, KERPLE: the long pass attends blockwise in any dtype
   dtype = config.compute_jnp_dtype
   if _model_attention(config, dtype, length, backend) == "cudnn":
     return None
   if _model_attention(config, jnp.bfloat16, length, backend) != "cudnn":
-    return None  # a bias, a head size, the backend or an explicit choice rules cuDNN out anyway
+    return None  # a head size, the backend or an explicit choice rules cuDNN out anyway
   return (
     f"the long forward pass attends with the blockwise XLA kernel: cuDNN's flash attention "
     f"needs bfloat16 or float16 and model.dtype is {jnp.dtype(dtype).name}; "
