@@ -8,19 +8,16 @@
 source benchmarks/results/s16/env.sh
 run=$1; W=$PWD/.cache/code_runs; name=$(echo "$run" | tr ',=' '_-')
 export CONFIG=configs/experiments/code_extrapolation.py
-stage() {  # LABEL DEADLINE_S ITEM
-  local start=$SECONDS
-  (($2 - SECONDS > 5)) || { echo "$1: skipped (at ${SECONDS} s)"; return; }  # timeout 0 = none
-  timeout $(($2 - SECONDS)) experiments/extrapolation/run.sh $W $3 >> $OUT/$name.log 2>&1
-  echo "$1: exit $? in $((SECONDS - start)) s (at ${SECONDS} s)"
-}
-stage train 470 "train:$run"
+export STAGE_LOG=$OUT/$name.log
+stage train 470 experiments/extrapolation/run.sh $W "train:$run"
 grep -h '"step"' $W/runs/$name/metrics.jsonl 2>/dev/null | tail -n 2 | cut -c1-300
 if [[ ${STANDARD:-1} != 0 ]]; then
-  stage perplexity 535 "$run+evals=perplexity"
-  stage probes 580 "$run+evals=copy+passkey+recall+attention"
+  stage perplexity 535 experiments/extrapolation/run.sh $W "$run+evals=perplexity"
+  stage probes 580 experiments/extrapolation/run.sh $W "$run+evals=copy+passkey+recall+attention"
 fi
-for options in "${@:2}"; do stage "$options" 592 "$run+$options"; done
+for options in "${@:2}"; do
+  stage "$options" 592 experiments/extrapolation/run.sh $W "$run+$options"
+done
 grep -v "^ *$" $OUT/$name.log | grep -iv "warning" | tail -n 25 | cut -c1-300
 cp $W/timings.tsv $OUT/timings.tsv 2>/dev/null
 tar -czf $OUT/$name.tgz -C $W/runs --exclude=checkpoints $name

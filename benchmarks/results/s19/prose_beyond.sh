@@ -11,14 +11,8 @@
 # 2. HoPE seed 2 evaluated with YaRN + log-n and with YaRN alone (one checkpoint), then its plain
 #    perplexity; each stage cut off at a deadline.
 source benchmarks/results/s16/env.sh
-W=$PWD/.cache/prose_runs
+export OUT W=$PWD/.cache/prose_runs STAGE_LOG=$OUT/prose.log
 export EXTRA="--config.data.path=.corpus/prose"
-stage() {  # LABEL DEADLINE_S COMMAND...
-  local start=$SECONDS
-  (($2 - SECONDS > 5)) || { echo "$1: skipped (at ${SECONDS} s)"; return; }  # timeout 0 = none
-  timeout $(($2 - SECONDS)) "${@:3}" >> $OUT/prose.log 2>&1
-  echo "$1: exit $? in $((SECONDS - start)) s (at ${SECONDS} s)"
-}
 step_time() {  # ROOT: the package to time, .ab/base (with this tree's benchmarks/*.py) or .
   (cd $1/benchmarks && python3 train_throughput.py --shapes 110m:1024x64 --encoders alibi \
     --logits_dtype bfloat16 --steps 10 --warmup 3 --out $OUT/throughput.jsonl)
@@ -27,8 +21,9 @@ protocol() { experiments/extrapolation/run.sh $W "$@"; }
 gpu_tests() {
   python3 -m pip install -q --no-index --find-links .wheels pytest
   JAX_PLATFORMS=cuda,cpu python3 -m pytest -q -o addopts="" -p no:cacheprovider -rs \
-    tests/test_model.py -k "cudnn or shared_positions or blocked_bias" 2>&1 | tail -n 4 | tee -a $OUT/prose.log
+    tests/test_model.py -k "cudnn or shared_positions or blocked_bias"
 }
+export -f step_time protocol gpu_tests  # stage runs them under timeout, in a child bash
 stage "gpu tests" 55 gpu_tests
 stage "alibi step, base" 95 step_time .ab/base
 stage "alibi step, new" 135 step_time .
@@ -39,7 +34,7 @@ stage "hope,seed=2 + yarn + log-n" 430 protocol hope,seed=2+scaling=yarn,logn=1
 stage "hope,seed=2 + yarn" 515 protocol hope,seed=2+scaling=yarn
 stage "hope,seed=2" 592 protocol hope,seed=2+evals=perplexity+passkey
 grep -h '"impl"' $OUT/throughput.jsonl 2>/dev/null | cut -c1-200
-grep -v "^ *$" $OUT/prose.log | grep -iv "warning" | grep -i "perplexity @\|error\|trained" | tail -n 30 | cut -c1-200
+grep -v "^ *$" $OUT/prose.log | grep -iv "warning" | grep -i "perplexity @\|error\|trained\|passed\|failed\|SKIPPED" | tail -n 30 | cut -c1-200
 cp $W/timings.tsv $OUT/timings.tsv 2>/dev/null
 tar -czf $OUT/prose_runs.tgz -C $W/runs --exclude=checkpoints .
 echo "== done at ${SECONDS} s"
