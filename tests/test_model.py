@@ -429,9 +429,8 @@ def test_logn_scaling_is_a_no_op_within_the_training_length_and_changes_beyond()
   assert np.all(factors[:8] == 1.0) and factors[15] == pytest.approx(np.log(16) / np.log(8))
 
 
-@pytest.mark.parametrize("encoder", ["alibi", "kerple"])
-def test_blocked_bias_attention_matches_full(encoder, monkeypatch):
-  """Long sequences of bias encoders attend in query blocks; the logits must not change."""
+def _small_bias_model(encoder: str) -> Transformer:
+  """A 2-layer float32 model of a bias encoder (ALiBi, KERPLE) on XLA's attention."""
   config = TransformerConfig(
     vocab_size=64,
     num_layers=2,
@@ -444,14 +443,24 @@ def test_blocked_bias_attention_matches_full(encoder, monkeypatch):
     encoder=encoder,
     attention_impl="xla",
   )
-  model = Transformer(config, rngs=nnx.Rngs(0))
+  return Transformer(config, rngs=nnx.Rngs(0))
+
+
+def _assert_finite_gradients(model: Transformer, tokens: jax.Array) -> None:
+  grads = jax.grad(lambda m: jnp.sum(m(tokens)[:, -1]))(model)
+  assert all(np.all(np.isfinite(np.asarray(g))) for g in jax.tree.leaves(grads))
+
+
+@pytest.mark.parametrize("encoder", ["alibi", "kerple"])
+def test_blocked_bias_attention_matches_full(encoder, monkeypatch):
+  """Long sequences of bias encoders attend in query blocks; the logits must not change."""
+  model = _small_bias_model(encoder)
   tokens = jax.random.randint(jax.random.key(2), (2, 32), 0, 64)
   full = model(tokens)
   monkeypatch.setattr(attention, "BIAS_QUERY_BLOCK", 8)
   blocked = model(tokens)
   np.testing.assert_allclose(blocked, full, rtol=1e-5, atol=1e-5)
-  grads = jax.grad(lambda m: jnp.sum(m(tokens)[:, -1]))(model)
-  assert all(np.all(np.isfinite(np.asarray(g))) for g in jax.tree.leaves(grads))
+  _assert_finite_gradients(model, tokens)
 
 
 def test_mlp_stacked_product_equals_separate_gate_and_up(tiny_config):
@@ -475,19 +484,7 @@ def test_mlp_stacked_product_equals_separate_gate_and_up(tiny_config):
 @pytest.mark.parametrize("encoder", ["alibi", "kerple"])
 def test_shared_positions_build_one_bias_for_the_batch(encoder, monkeypatch):
   """Default positions give the kernel a [1, N, T, T] bias; logits equal those of explicit rows."""
-  config = TransformerConfig(
-    vocab_size=64,
-    num_layers=2,
-    embed_dim=32,
-    num_heads=4,
-    num_kv_heads=2,
-    mlp_dim=64,
-    dtype="float32",
-    train_length=8,
-    encoder=encoder,
-    attention_impl="xla",
-  )
-  model = Transformer(config, rngs=nnx.Rngs(0))
+  model = _small_bias_model(encoder)
   tokens = jax.random.randint(jax.random.key(2), (3, 16), 0, 64)
   shapes, kernel = [], kernels.dot_product_attention
 
@@ -500,31 +497,21 @@ def test_shared_positions_build_one_bias_for_the_batch(encoder, monkeypatch):
   rows = model(tokens, positions=jnp.broadcast_to(jnp.arange(16), (3, 16)))
   assert shapes == [(1, 4, 16, 16)] * 2 + [(3, 4, 16, 16)] * 2
   np.testing.assert_allclose(shared, rows, rtol=1e-6, atol=1e-6)
-  grads = jax.grad(lambda m: jnp.sum(m(tokens)[:, -1]))(model)
-  assert all(np.all(np.isfinite(np.asarray(g))) for g in jax.tree.leaves(grads))
+  _assert_finite_gradients(model, tokens)
 
 
 @pytest.mark.skipif(jax.default_backend() != "gpu", reason="needs a GPU (JAX_PLATFORMS=cuda,cpu)")
 @pytest.mark.parametrize("encoder", ["alibi", "kerple"])
-def test_biased_cudnn_attention_matches_xla_on_gpu(encoder):
+def test_biased_cudnn_attention_matches_xla_on_gpu(encoder, tiny_config):
   """On a GPU, 'auto' runs a bias encoder on cuDNN; its logits and gradients match XLA's."""
-  fields = dict(
-    vocab_size=256,
-    num_layers=2,
-    embed_dim=128,
-    num_heads=4,
-    num_kv_heads=2,
-    mlp_dim=256,
-    dtype="bfloat16",
-    train_length=64,
-    encoder=encoder,
-  )
+  fields = dict(vocab_size=256, embed_dim=128, mlp_dim=256, dtype="bfloat16", train_length=64)
   facts = dict(dtype=jnp.bfloat16, head_dim=32, length=256, has_bias=True, has_segments=False)
   assert kernels.select("attention_impl", "auto", **facts) == "cudnn"
   tokens = jax.random.randint(jax.random.key(3), (4, 256), 0, 256)
   outputs = {}
   for impl in ("auto", "xla"):
-    model = Transformer(TransformerConfig(**fields, attention_impl=impl), rngs=nnx.Rngs(0))
+    config = tiny_config(**fields, encoder=encoder, attention_impl=impl)
+    model = Transformer(config, rngs=nnx.Rngs(0))
     loss = lambda m: jnp.mean(jax.nn.log_softmax(m(tokens).astype(jnp.float32))[..., 0])  # noqa: E731
     value, grads = jax.jit(nnx.value_and_grad(loss))(model)
     outputs[impl] = (float(value), jax.tree.leaves(nnx.state(grads)))
