@@ -100,14 +100,19 @@ def _key_words(rng: np.random.Generator, num_pairs: int) -> list[str]:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class WordLines:
-  """Lines ``"key: value\n"`` from the fixed word lists; filler: the passkey sentences."""
+class _TokenizedLines:
+  """A format whose lines are text encoded by ``tokenizer``; rows are padded with its pad id."""
 
   tokenizer: TextTokenizer
 
   @property
   def pad_id(self) -> int:
     return self.tokenizer.pad_id
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class WordLines(_TokenizedLines):
+  """Lines ``"key: value\n"`` from the fixed word lists; filler: the passkey sentences."""
 
   def lines(self, rng, num_pairs):
     keys = _key_words(rng, num_pairs)
@@ -124,16 +129,11 @@ class WordLines:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class CodeLines:
+class CodeLines(_TokenizedLines):
   """Dict-literal lines ``    "key": 1234,\n`` (a key word, a random 4-digit value); filler:
   a span of natural code from ``split`` ending in a newline."""
 
-  tokenizer: TextTokenizer
   split: TokenizedSplit
-
-  @property
-  def pad_id(self) -> int:
-    return self.tokenizer.pad_id
 
   def lines(self, rng, num_pairs):
     keys = _key_words(rng, num_pairs)
