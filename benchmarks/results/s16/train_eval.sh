@@ -5,6 +5,7 @@
 # scaling=yarn, long=128) the evaluation RUN,OPTIONS, each stage cut off at a deadline so that
 # what finished comes back in $OUT/<run>.tgz (the run directory without its checkpoint).
 # STANDARD=0 skips the perplexity and probe stages (e.g. a run for the long columns alone).
+# OPTIONS_DEADLINE (default 592 s) moves the last stages' deadline earlier, for a call with less device time.
 source benchmarks/results/s16/env.sh
 run=$1; W=$PWD/.cache/code_runs; name=$(echo "$run" | tr ',=' '_-')
 export CONFIG=configs/experiments/code_extrapolation.py
@@ -16,7 +17,7 @@ if [[ ${STANDARD:-1} != 0 ]]; then
   stage probes 580 experiments/extrapolation/run.sh $W "$run+evals=copy+passkey+recall+attention"
 fi
 for options in "${@:2}"; do
-  stage "$options" 592 experiments/extrapolation/run.sh $W "$run+$options"
+  stage "$options" ${OPTIONS_DEADLINE:-592} experiments/extrapolation/run.sh $W "$run+$options"
 done
 grep -v "^ *$" $OUT/$name.log | grep -iv "warning" | tail -n 25 | cut -c1-300
 cp $W/timings.tsv $OUT/timings.tsv 2>/dev/null
