@@ -5,16 +5,18 @@
 # scaling=yarn, long=128) the evaluation RUN,OPTIONS, each stage cut off at a deadline so that
 # what finished comes back in $OUT/<run>.tgz (the run directory without its checkpoint).
 # STANDARD=0 skips the perplexity and probe stages (e.g. a run for the long columns alone).
-# OPTIONS_DEADLINE (default 592 s) moves the last stages' deadline earlier, for a call with less device time.
+# Deadlines (seconds into the call) move with TRAIN_DEADLINE (default 470), PERPLEXITY_DEADLINE
+# (535), PROBES_DEADLINE (580) and OPTIONS_DEADLINE (592); PROBES (default copy+passkey+recall+
+# attention) names the probe stage's evaluations.
 source benchmarks/results/s16/env.sh
 run=$1; W=$PWD/.cache/code_runs; name=$(echo "$run" | tr ',=' '_-')
 export CONFIG=configs/experiments/code_extrapolation.py
 export STAGE_LOG=$OUT/$name.log
-stage train 470 experiments/extrapolation/run.sh $W "train:$run"
+stage train ${TRAIN_DEADLINE:-470} experiments/extrapolation/run.sh $W "train:$run"
 grep -h '"step"' $W/runs/$name/metrics.jsonl 2>/dev/null | tail -n 2 | cut -c1-300
 if [[ ${STANDARD:-1} != 0 ]]; then
-  stage perplexity 535 experiments/extrapolation/run.sh $W "$run+evals=perplexity"
-  stage probes 580 experiments/extrapolation/run.sh $W "$run+evals=copy+passkey+recall+attention"
+  stage perplexity ${PERPLEXITY_DEADLINE:-535} experiments/extrapolation/run.sh $W "$run+evals=perplexity"
+  stage probes ${PROBES_DEADLINE:-580} experiments/extrapolation/run.sh $W "$run+evals=${PROBES:-copy+passkey+recall+attention}"
 fi
 for options in "${@:2}"; do
   stage "$options" ${OPTIONS_DEADLINE:-592} experiments/extrapolation/run.sh $W "$run+$options"
