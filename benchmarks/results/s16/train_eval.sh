@@ -12,16 +12,17 @@ source benchmarks/results/s16/env.sh
 run=$1; W=$PWD/.cache/code_runs; name=$(echo "$run" | tr ',=' '_-')
 export CONFIG=configs/experiments/code_extrapolation.py
 export STAGE_LOG=$OUT/$name.log
-stage train ${TRAIN_DEADLINE:-470} experiments/extrapolation/run.sh $W "train:$run"
+# pack: the run directory without its checkpoint into $OUT, after every stage, so that a call the
+# device cuts short (its limit can be below 600 s when little device time is left) returns what finished.
+pack() { tar -czf $OUT/$name.tgz -C $W/runs --exclude=checkpoints $name 2>/dev/null; cp $W/timings.tsv $OUT/ 2>/dev/null; }
+stage train ${TRAIN_DEADLINE:-470} experiments/extrapolation/run.sh $W "train:$run"; pack
 grep -h '"step"' $W/runs/$name/metrics.jsonl 2>/dev/null | tail -n 2 | cut -c1-300
 if [[ ${STANDARD:-1} != 0 ]]; then
-  stage perplexity ${PERPLEXITY_DEADLINE:-535} experiments/extrapolation/run.sh $W "$run+evals=perplexity"
-  stage probes ${PROBES_DEADLINE:-580} experiments/extrapolation/run.sh $W "$run+evals=${PROBES:-copy+passkey+recall+attention}"
+  stage perplexity ${PERPLEXITY_DEADLINE:-535} experiments/extrapolation/run.sh $W "$run+evals=perplexity"; pack
+  stage probes ${PROBES_DEADLINE:-580} experiments/extrapolation/run.sh $W "$run+evals=${PROBES:-copy+passkey+recall+attention}"; pack
 fi
 for options in "${@:2}"; do
-  stage "$options" ${OPTIONS_DEADLINE:-592} experiments/extrapolation/run.sh $W "$run+$options"
+  stage "$options" ${OPTIONS_DEADLINE:-592} experiments/extrapolation/run.sh $W "$run+$options"; pack
 done
 grep -v "^ *$" $OUT/$name.log | grep -iv "warning" | tail -n 25 | cut -c1-300
-cp $W/timings.tsv $OUT/timings.tsv 2>/dev/null
-tar -czf $OUT/$name.tgz -C $W/runs --exclude=checkpoints $name
 echo "== done at ${SECONDS} s"
