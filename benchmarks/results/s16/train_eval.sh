@@ -15,14 +15,16 @@ export STAGE_LOG=$OUT/$name.log
 # pack: the run directory without its checkpoint into $OUT, after every stage, so that a call the
 # device cuts short (its limit can be below 600 s when little device time is left) returns what finished.
 pack() { tar -czf $OUT/$name.tgz -C $W/runs --exclude=checkpoints $name 2>/dev/null; cp $W/timings.tsv $OUT/ 2>/dev/null; }
-stage train ${TRAIN_DEADLINE:-470} experiments/extrapolation/run.sh $W "train:$run"; pack
+# step LABEL DEADLINE ARG: one stage of experiments/extrapolation/run.sh, then pack.
+step() { stage "$1" "$2" experiments/extrapolation/run.sh $W "$3"; pack; }
+step train ${TRAIN_DEADLINE:-470} "train:$run"
 grep -h '"step"' $W/runs/$name/metrics.jsonl 2>/dev/null | tail -n 2 | cut -c1-300
 if [[ ${STANDARD:-1} != 0 ]]; then
-  stage perplexity ${PERPLEXITY_DEADLINE:-535} experiments/extrapolation/run.sh $W "$run+evals=perplexity"; pack
-  stage probes ${PROBES_DEADLINE:-580} experiments/extrapolation/run.sh $W "$run+evals=${PROBES:-copy+passkey+recall+attention}"; pack
+  step perplexity ${PERPLEXITY_DEADLINE:-535} "$run+evals=perplexity"
+  step probes ${PROBES_DEADLINE:-580} "$run+evals=${PROBES:-copy+passkey+recall+attention}"
 fi
 for options in "${@:2}"; do
-  stage "$options" ${OPTIONS_DEADLINE:-592} experiments/extrapolation/run.sh $W "$run+$options"; pack
+  step "$options" ${OPTIONS_DEADLINE:-592} "$run+$options"
 done
 grep -v "^ *$" $OUT/$name.log | grep -iv "warning" | tail -n 25 | cut -c1-300
 echo "== done at ${SECONDS} s"
